@@ -1,0 +1,29 @@
+// Small C helpers for system calls Swift cannot express directly: variadic prctl, the CMSG macros of
+// SCM_RIGHTS / SO_PEERCRED, memfd_create. Each is a thin wrapper returning the raw result (-1 + errno on
+// failure) so that Swift code checks every result in one place.
+#ifndef COLOCATE_CSHIMS_H
+#define COLOCATE_CSHIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/// prctl(PR_SET_PDEATHSIG, sig). Returns 0 or -1.
+int cshim_set_parent_death_signal(int sig);
+
+/// Peer credentials of a connected Unix socket (SO_PEERCRED). Returns 0 or -1.
+int cshim_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// sendmsg of `len` bytes with one file descriptor attached (SCM_RIGHTS). Returns bytes sent or -1.
+ssize_t cshim_send_with_fd(int sock, const void *buf, size_t len, int fd_to_send);
+
+/// recvmsg of up to `len` bytes; *received_fd is the attached descriptor or -1. Returns bytes or -1.
+ssize_t cshim_recv_with_fd(int sock, void *buf, size_t len, int *received_fd);
+
+/// memfd_create(name, MFD_CLOEXEC). Returns a descriptor or -1.
+int cshim_memfd_create(const char *name);
+
+/// CPUID feature check for x86-64-v3 (AVX2, FMA, F16C) including OS support of the YMM state.
+int cshim_cpu_has_avx2_fma(void);
+
+#endif

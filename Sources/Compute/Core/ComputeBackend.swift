@@ -1,0 +1,93 @@
+/// Activation functions of the supported architectures.
+public enum Activation: String, Sendable, Codable {
+    case relu
+    /// Exact GELU, 0.5·x·(1 + erf(x/√2)) — HF `gelu`.
+    case gelu
+    /// Tanh approximation — HF `gelu_new` / `gelu_pytorch_tanh`.
+    case geluTanh
+    /// x·sigmoid(x) — HF `silu` / `swish`.
+    case silu
+}
+
+/// Where each new token's keys and values live in a paged KV cache, and what it attends to.
+///
+/// The cache of one layer is `[numBlocks * blockSize, kvHeads, headDim]`; a sequence owns a list of
+/// blocks (its block table). Token `n` of a step belongs to sequence `sequenceOfToken[n]`, sits at
+/// position `positionOfToken[n]` and attends causally to positions `0...positionOfToken[n]` of its
+/// sequence, which must all be in the cache (the step's own keys are written first by `writeKV`).
+public struct AttentionLayout: Sendable {
+    public var blockSize: Int
+    public var blockTables: [[Int32]]
+    public var sequenceOfToken: [Int32]
+    public var positionOfToken: [Int32]
+
+    public init(blockSize: Int, blockTables: [[Int32]], sequenceOfToken: [Int32], positionOfToken: [Int32]) {
+        self.blockSize = blockSize
+        self.blockTables = blockTables
+        self.sequenceOfToken = sequenceOfToken
+        self.positionOfToken = positionOfToken
+    }
+
+    /// Cache row (slot) of token `n`: block `table[pos / blockSize]`, offset `pos % blockSize`.
+    @inlinable public func slot(ofToken n: Int) -> Int {
+        let pos = Int(positionOfToken[n])
+        let table = blockTables[Int(sequenceOfToken[n])]
+        return Int(table[pos / blockSize]) * blockSize + pos % blockSize
+    }
+
+    /// Cache row holding position `pos` of sequence `seq`.
+    @inlinable public func slot(sequence seq: Int, position pos: Int) -> Int {
+        Int(blockTables[seq][pos / blockSize]) * blockSize + pos % blockSize
+    }
+}
+
+/// The op set the models are written against. One implementation per device kind (CPU in Swift,
+/// CUDA with cuBLASLt and NVRTC kernels); model code never loops over elements itself.
+///
+/// Conventions: activations are f32 and contiguous; `N` is the number of tokens in the step
+/// (sequences of a batch laid end to end, a "ragged" batch as vLLM does); weights use Hugging Face
+/// layouts (`[out, in]` for linear layers) in f32, bf16 or f16 and are converted on the fly.
+/// Every op writes its result into a caller-provided tensor so that buffers are reused across steps.
+public protocol ComputeBackend: Sendable {
+    var device: Device { get }
+
+    /// A zero-filled tensor on this backend's device.
+    func zeros(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor
+
+    /// `y[n, o] = Σ_k x[n, k] · w[o, k] + b[o]`. x: [N, K] f32; weight: [O, K]; bias: [O]; y: [N, O] f32.
+    func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor)
+
+    /// `y[n, :] = table[ids[n], :]` (or `+=` when `accumulate`). table: [V, H] any float dtype; y: [N, H].
+    func embedding(ids: [Int32], table: Tensor, into y: Tensor, accumulate: Bool)
+
+    /// Layer norm over the last dimension (biased variance, as PyTorch). x, y: [N, H].
+    func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float, into y: Tensor)
+
+    /// RMS norm over the last dimension: `y = x / sqrt(mean(x²) + eps) · w`. x, y: [N, H].
+    func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, into y: Tensor)
+
+    /// Rotary position embedding in place, HF "rotate half" convention: for each head, pairs
+    /// (i, i + d/2) for i < d/2 rotate by angle `pos · theta^(-2i/d)`. x: [N, heads, headDim].
+    func rotary(_ x: Tensor, positions: [Int32], theta: Float)
+
+    /// `y = act(x)` elementwise; x and y may be the same tensor.
+    func activation(_ kind: Activation, _ x: Tensor, into y: Tensor)
+
+    /// `y = silu(gate) · up` elementwise (the SwiGLU MLP of Llama/Qwen2).
+    func swiGLU(gate: Tensor, up: Tensor, into y: Tensor)
+
+    /// `y = a + b` elementwise, same shapes; y may alias a or b.
+    func add(_ a: Tensor, _ b: Tensor, into y: Tensor)
+
+    /// Writes the step's keys and values into the cache rows given by `layout.slot(ofToken:)`.
+    /// k, v: [N, kvHeads, headDim]; caches: [slots, kvHeads, headDim] (f32).
+    func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, layout: AttentionLayout)
+
+    /// Causal attention of each token against its sequence's cached keys/values, grouped-query:
+    /// query head h reads kv head `h / (heads / kvHeads)`. q, out: [N, heads, headDim].
+    func attention(q: Tensor, kCache: Tensor, vCache: Tensor, layout: AttentionLayout, scale: Float, into out: Tensor)
+
+    /// Row-wise softmax and log-softmax over the last dimension. x, y: [N, V].
+    func softmax(_ x: Tensor, into y: Tensor)
+    func logSoftmax(_ x: Tensor, into y: Tensor)
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Colocate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "colocate",
+        abstract: "Colocated LLM rollout engines and RL trainers with in-place weight sync.",
+        subcommands: [])
+}
