@@ -26,4 +26,6 @@ int cshim_memfd_create(const char *name);
 /// CPUID feature check for x86-64-v3 (AVX2, FMA, F16C) including OS support of the YMM state.
 int cshim_cpu_has_avx2_fma(void);
 
+#include "CShimsAtomics.h"
+
 #endif

@@ -52,6 +52,7 @@ public final class HostMemory: @unchecked Sendable {
     public static func allocateShared(byteCount: Int, device: Device, name: String = "colocate") throws(ComputeError) -> HostMemory {
         let fd = cshimMemfd(name)
         guard fd >= 0 else { throw ComputeError("memfd_create failed: \(String(cString: strerror(errno)))") }
+        _ = fchmod(fd, 0o600)
         guard ftruncate(fd, off_t(max(byteCount, 1))) == 0 else {
             let message = String(cString: strerror(errno))
             close(fd)

@@ -1,0 +1,67 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Identity of a memfd shared-memory object, carried in a `MemoryHandle`'s opaque bytes.
+///
+/// A peer opens the object through `/proc/<pid>/fd/<fd>` (the kernel allows it only to processes that
+/// may inspect the owner: the same user), then checks the inode so that a recycled pid or descriptor
+/// can never hand it some other file.
+public struct SharedMemoryIdentity: Sendable, Hashable {
+    public var pid: Int32
+    public var fd: Int32
+    public var inode: UInt64
+    public var device: UInt64
+
+    public init(pid: Int32, fd: Int32, inode: UInt64, device: UInt64) {
+        self.pid = pid
+        self.fd = fd
+        self.inode = inode
+        self.device = device
+    }
+
+    /// The identity of this process's descriptor `fd`.
+    public static func of(fileDescriptor fd: Int32) throws(ComputeError) -> SharedMemoryIdentity {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ComputeError("fstat of shared memory failed: \(String(cString: strerror(errno)))") }
+        return SharedMemoryIdentity(pid: getpid(), fd: fd, inode: UInt64(st.st_ino), device: UInt64(st.st_dev))
+    }
+
+    public var bytes: [UInt8] {
+        var out: [UInt8] = []
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+        put(pid); put(fd); put(inode); put(device)
+        return out
+    }
+
+    public init(bytes: [UInt8]) throws(ComputeError) {
+        guard bytes.count == 24 else { throw ComputeError("malformed shared-memory handle (\(bytes.count) opaque bytes, expected 24)") }
+        func get<T: FixedWidthInteger>(_ at: Int, _: T.Type) -> T {
+            var v = T.zero
+            withUnsafeMutableBytes(of: &v) { dst in
+                for i in 0..<MemoryLayout<T>.size { dst[i] = bytes[at + i] }
+            }
+            return T(littleEndian: v)
+        }
+        self.init(pid: get(0, Int32.self), fd: get(4, Int32.self), inode: get(8, UInt64.self), device: get(16, UInt64.self))
+    }
+
+    /// Opens the object from another process, read-write. Errors say whether the owner is gone or the
+    /// object is not the one named.
+    public func open() throws(ComputeError) -> Int32 {
+        if kill(pid, 0) != 0 && errno == ESRCH {
+            throw ComputeError("the owner of the shared memory (pid \(pid)) is gone")
+        }
+        let fd = Glibc.open("/proc/\(pid)/fd/\(self.fd)", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else {
+            let reason = errno == ENOENT ? "the owner (pid \(pid)) has released it or exited" : String(cString: strerror(errno))
+            throw ComputeError("cannot open shared memory of pid \(pid): \(reason)")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, UInt64(st.st_ino) == inode, UInt64(st.st_dev) == device else {
+            close(fd)
+            throw ComputeError("shared memory of pid \(pid) is no longer the exported object (released and replaced)")
+        }
+        return fd
+    }
+}

@@ -1,0 +1,111 @@
+import CShims
+import Compute
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Tensor-parallel all-reduce between the ranks of one engine on virtual CPU devices, through one
+/// shared-memory segment: each rank writes its partial sum into its own slot, waits at a barrier, then
+/// adds all slots **in rank order** — so every rank ends with the bitwise same result — and waits again
+/// before the slots are reused. Barriers spin briefly, then sleep on a shared futex.
+///
+/// A rank whose peer died would wait forever; instead the wait wakes periodically, checks every
+/// peer's pid and throws naming the dead rank.
+public final class SharedMemoryAllReduce: @unchecked Sendable {
+    /// Segment layout: header (64 B: arrivals u32, generation u32, pids[world] i32), then per-rank slots.
+    static let headerBytes = 256
+    public static let maxRanks = 32
+
+    public let rank: Int
+    public let worldSize: Int
+    /// Floats per rank slot; larger tensors are reduced in chunks.
+    public let slotFloats: Int
+    private let memory: HostMemory
+
+    /// Segment size for `worldSize` ranks with slots of `slotFloats`.
+    public static func segmentBytes(worldSize: Int, slotFloats: Int) -> Int {
+        headerBytes + worldSize * slotFloats * 4
+    }
+
+    /// Creates the segment (driver side); ranks attach to it with `SharedMemoryIdentity`.
+    public static func createSegment(worldSize: Int, slotFloats: Int) throws -> HostMemory {
+        precondition(worldSize <= maxRanks)
+        return try HostMemory.allocateShared(byteCount: segmentBytes(worldSize: worldSize, slotFloats: slotFloats),
+                                             device: .host, name: "colocate-allreduce")
+    }
+
+    public init(segment: HostMemory, rank: Int, worldSize: Int, slotFloats: Int) {
+        precondition(segment.byteCount >= Self.segmentBytes(worldSize: worldSize, slotFloats: slotFloats))
+        memory = segment
+        self.rank = rank
+        self.worldSize = worldSize
+        self.slotFloats = slotFloats
+        pids[rank] = getpid()
+    }
+
+    private var arrivals: UnsafeMutablePointer<UInt32> { memory.baseAddress.assumingMemoryBound(to: UInt32.self) }
+    private var generation: UnsafeMutablePointer<UInt32> { arrivals + 1 }
+    private var pids: UnsafeMutablePointer<Int32> { (memory.baseAddress + 8).assumingMemoryBound(to: Int32.self) }
+    private func slot(_ r: Int) -> UnsafeMutablePointer<Float> {
+        (memory.baseAddress + Self.headerBytes).assumingMemoryBound(to: Float.self) + r * slotFloats
+    }
+
+    /// Sums `tensor` (f32, contiguous, host) across ranks, in place.
+    public func callAsFunction(_ tensor: Tensor) throws {
+        precondition(tensor.dtype == .f32 && tensor.isContiguous)
+        let data = tensor.pointer(Float.self)
+        var start = 0
+        while start < tensor.count {
+            let n = min(slotFloats, tensor.count - start)
+            slot(rank).update(from: data + start, count: n)
+            try barrier()
+            let out = data + start
+            out.update(from: slot(0), count: n)
+            for r in 1..<worldSize { add(slot(r), into: out, count: n) }
+            try barrier()
+            start += n
+        }
+    }
+
+    private func add(_ src: UnsafeMutablePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int) {
+        var i = 0
+        while i + 8 <= count {
+            let a = UnsafeRawPointer(dst + i).loadUnaligned(as: SIMD8<Float>.self)
+            let b = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: a + b, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < count { dst[i] += src[i]; i += 1 }
+    }
+
+    /// Sense-free generation barrier: the last to arrive resets the count and bumps the generation.
+    private func barrier() throws {
+        let gen = cshim_atomic_load_u32(generation)
+        if cshim_atomic_fetch_add_u32(arrivals, 1) == UInt32(worldSize - 1) {
+            cshim_atomic_store_u32(arrivals, 0)
+            _ = cshim_atomic_fetch_add_u32(generation, 1)
+            _ = cshim_futex_wake_all(generation)
+            return
+        }
+        var spins = 0
+        while cshim_atomic_load_u32(generation) == gen {
+            if spins < 4000 {
+                cshim_cpu_relax()
+                spins += 1
+                continue
+            }
+            _ = cshim_futex_wait(generation, gen, 50_000_000)
+            if cshim_atomic_load_u32(generation) != gen { break }
+            try checkPeers()
+        }
+    }
+
+    private func checkPeers() throws {
+        for r in 0..<worldSize where r != rank {
+            let pid = pids[r]
+            if pid > 0 && kill(pid, 0) != 0 && errno == ESRCH {
+                throw ComputeError("tensor-parallel rank \(r) (pid \(pid)) died during an all-reduce")
+            }
+        }
+    }
+}

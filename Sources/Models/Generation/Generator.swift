@@ -1,0 +1,148 @@
+import Compute
+
+/// Generates completions with one model replica: continuous batching over a paged KV cache.
+///
+/// Every step runs one ragged batch: the next token of each running sequence plus the whole prompt of
+/// any sequence admitted this step (prefill and decode together, as vLLM V1 schedules). A sequence is
+/// admitted when the cache has blocks for its prompt; when the cache runs out mid-decode the newest
+/// sequence is preempted and later recomputed, so every request finishes whatever the cache size.
+/// Tensor-parallel ranks each run this same loop on identical logits and seeds, so they take identical
+/// decisions without exchanging anything but the all-reduces inside the model.
+public final class Generator: @unchecked Sendable {
+    public let model: TransformerModel
+    public let cache: KVCache
+    /// Upper bound of tokens in one step (prefill chunks are not split; a prompt longer than this
+    /// still runs alone).
+    public var maxBatchTokens: Int
+
+    public init(model: TransformerModel, cache: KVCache, maxBatchTokens: Int = 4096) {
+        self.model = model
+        self.cache = cache
+        self.maxBatchTokens = maxBatchTokens
+    }
+
+    private struct Sequence {
+        let request: Int
+        let sample: Int
+        let prompt: [Int32]
+        var output: [Int32] = []
+        var logprobs: [Float] = []
+        var rng: SplitMix64
+        var blocks: [Int32] = []
+        /// Tokens already in the cache.
+        var cached = 0
+        var finish: FinishReason?
+        var all: [Int32] { prompt + output }
+    }
+
+    /// Completions for each prompt (`params.n` of them, in sample order).
+    public func generate(prompts: [[Int32]], params: SamplingParams) throws -> [[Completion]] {
+        try params.validate()
+        let config = model.config
+        let eos = Set(params.ignoreEOS ? [] : config.eosTokenIds.map { Int32($0) })
+        let stops = eos.union(params.stopTokenIds)
+        let seed = params.seed ?? UInt64.random(in: .min ... .max)
+        var allocator = BlockAllocator(numBlocks: cache.numBlocks, blockSize: cache.blockSize)
+        let capacityTokens = cache.numBlocks * cache.blockSize
+
+        var waiting: [Sequence] = []
+        for (r, prompt) in prompts.enumerated() {
+            guard !prompt.isEmpty else { throw ModelError("prompt \(r) is empty") }
+            guard prompt.count < config.maxPositions else {
+                throw ModelError("prompt \(r) has \(prompt.count) tokens; the model has \(config.maxPositions) positions")
+            }
+            for t in prompt where t < 0 || Int(t) >= config.vocabSize {
+                throw ModelError("token id \(t) in prompt \(r) is outside the vocabulary (size \(config.vocabSize))")
+            }
+            guard prompt.count + 1 <= capacityTokens else {
+                throw ModelError("prompt \(r) needs \(prompt.count + 1) cache slots; the KV cache holds \(capacityTokens)")
+            }
+            for s in 0..<params.n {
+                let streamSeed = seed &+ UInt64(r) &* 0x100_0000_01B3 &+ UInt64(s) &* 0x9E37_79B9
+                waiting.append(Sequence(request: r, sample: s, prompt: prompt, rng: SplitMix64(seed: streamSeed)))
+            }
+        }
+        waiting.reverse()  // pop from the end = first come, first served
+        var running: [Sequence] = []
+        var finished: [Sequence] = []
+
+        while !waiting.isEmpty || !running.isEmpty {
+            // Make room for each running sequence's next token, preempting the newest when out of blocks.
+            var i = 0
+            while i < running.count {
+                let need = running[i].cached + 1
+                if allocator.reserve(&running[i].blocks, tokens: need) {
+                    i += 1
+                    continue
+                }
+                var victim = running.removeLast()
+                allocator.release(&victim.blocks)
+                if running.isEmpty && waiting.isEmpty || victim.all.count >= capacityTokens {
+                    // Alone and still out of room: the cache itself is the limit on its length.
+                    victim.finish = .length
+                    finished.append(victim)
+                    continue
+                }
+                victim.cached = 0
+                waiting.append(victim)
+                // The victim may have been `running[i]` itself; the loop re-checks index i.
+            }
+            // Admit waiting sequences (recomputing everything they have so far) while blocks and budget last.
+            var stepTokens = running.count
+            while var next = waiting.last {
+                let length = next.all.count
+                if !running.isEmpty && stepTokens + length > maxBatchTokens { break }
+                guard allocator.reserve(&next.blocks, tokens: length) else { break }
+                waiting.removeLast()
+                stepTokens += length
+                running.append(next)
+            }
+            guard !running.isEmpty else {
+                throw ModelError("the KV cache (\(capacityTokens) tokens) cannot hold even one sequence")
+            }
+
+            // Build the ragged batch.
+            var tokens: [Int32] = [], seqOfToken: [Int32] = [], posOfToken: [Int32] = [], logitRows: [Int] = []
+            for (s, seq) in running.enumerated() {
+                let all = seq.all
+                for p in seq.cached..<all.count {
+                    tokens.append(all[p])
+                    seqOfToken.append(Int32(s))
+                    posOfToken.append(Int32(p))
+                }
+                logitRows.append(tokens.count - 1)
+            }
+            let layout = AttentionLayout(blockSize: cache.blockSize, blockTables: running.map(\.blocks),
+                                         sequenceOfToken: seqOfToken, positionOfToken: posOfToken)
+            let logits = try model.forward(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows)
+            let vocab = config.vocabSize
+            let base = logits.pointer(Float.self)
+
+            var stillRunning: [Sequence] = []
+            for (s, var seq) in running.enumerated() {
+                seq.cached = seq.all.count
+                let (token, logprob) = Sampler.sample(base + s * vocab, vocab: vocab, params: params, rng: &seq.rng)
+                seq.output.append(token)
+                seq.logprobs.append(logprob)
+                if stops.contains(token) {
+                    seq.finish = .stop
+                } else if seq.output.count >= params.maxTokens || seq.all.count >= config.maxPositions {
+                    seq.finish = .length
+                }
+                if seq.finish != nil {
+                    allocator.release(&seq.blocks)
+                    finished.append(seq)
+                } else {
+                    stillRunning.append(seq)
+                }
+            }
+            running = stillRunning
+        }
+
+        var result = prompts.map { _ in [Completion?](repeating: nil, count: params.n) }
+        for seq in finished {
+            result[seq.request][seq.sample] = Completion(tokenIds: seq.output, logprobs: seq.logprobs, finishReason: seq.finish!)
+        }
+        return result.map { $0.map { $0! } }
+    }
+}

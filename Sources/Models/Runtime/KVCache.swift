@@ -1,0 +1,61 @@
+import Compute
+
+/// Paged key/value cache of one model replica (one tensor-parallel rank): per layer, a key and a value
+/// tensor of `[numBlocks · blockSize, kvHeads, headDim]` f32, handed out in blocks by `BlockAllocator`.
+public final class KVCache: @unchecked Sendable {
+    public let blockSize: Int
+    public let numBlocks: Int
+    public let keys: [Tensor]
+    public let values: [Tensor]
+
+    /// Bytes one block takes across all layers (keys and values) for a rank holding `kvHeads` heads.
+    public static func bytesPerBlock(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int) -> Int {
+        2 * layers * blockSize * kvHeads * headDim * DType.f32.byteSize
+    }
+
+    public init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int, numBlocks: Int, backend: any ComputeBackend) throws(ComputeError) {
+        self.blockSize = blockSize
+        self.numBlocks = numBlocks
+        let shape = [numBlocks * blockSize, kvHeads, headDim]
+        var k: [Tensor] = [], v: [Tensor] = []
+        for _ in 0..<layers {
+            k.append(try backend.zeros(shape, dtype: .f32))
+            v.append(try backend.zeros(shape, dtype: .f32))
+        }
+        keys = k
+        values = v
+    }
+
+    public var byteCount: Int { (keys + values).reduce(0) { $0 + $1.byteCount } }
+}
+
+/// Hands out cache blocks to sequences; a sequence grows block by block as it decodes.
+public struct BlockAllocator: Sendable {
+    public let blockSize: Int
+    private var free: [Int32]
+
+    public init(numBlocks: Int, blockSize: Int) {
+        self.blockSize = blockSize
+        free = (0..<Int32(numBlocks)).reversed()
+    }
+
+    public var freeBlocks: Int { free.count }
+
+    /// Blocks needed to hold `tokens` positions.
+    public func blocks(forTokens tokens: Int) -> Int { (tokens + blockSize - 1) / blockSize }
+
+    /// Grows `table` so it can hold `tokens` positions. Returns false (changing nothing) if the cache
+    /// does not have enough free blocks.
+    public mutating func reserve(_ table: inout [Int32], tokens: Int) -> Bool {
+        let needed = blocks(forTokens: tokens) - table.count
+        if needed <= 0 { return true }
+        guard needed <= free.count else { return false }
+        for _ in 0..<needed { table.append(free.removeLast()) }
+        return true
+    }
+
+    public mutating func release(_ table: inout [Int32]) {
+        free.append(contentsOf: table)
+        table.removeAll()
+    }
+}

@@ -1,0 +1,56 @@
+import Compute
+import Foundation
+
+/// A whole model in this process (tensor-parallel size 1): what `colocate generate` and `colocate logits`
+/// run, and the reference the engine is compared against.
+public final class LocalModel: @unchecked Sendable {
+    public let directory: String
+    public let model: TransformerModel
+    public let tokenizer: Tokenizer?
+
+    public init(directory: String, dtype: DType = .f32, backend: any ComputeBackend) throws {
+        guard FileManager.default.fileExists(atPath: directory + "/config.json") else {
+            throw ModelError("\(directory) is not a model directory (no config.json)")
+        }
+        self.directory = directory
+        let (config, weights) = try ModelLoader.load(directory: directory, dtype: dtype) { _, shape, dtype in
+            try backend.zeros(shape, dtype: dtype)
+        }
+        model = try TransformerModel(config: config, weights: weights, backend: backend)
+        let tokenizerPath = directory + "/tokenizer.json"
+        tokenizer = FileManager.default.fileExists(atPath: tokenizerPath) ? try Tokenizer(path: tokenizerPath) : nil
+    }
+
+    public var config: ModelConfig { model.config }
+
+    /// Generates with a cache sized for exactly this request.
+    public func generate(prompts: [[Int32]], params: SamplingParams, blockSize: Int = 16) throws -> [[Completion]] {
+        try params.validate()
+        let perSequence = (prompts.map(\.count).max() ?? 0) + params.maxTokens
+        let blocksPerSequence = (min(perSequence, config.maxPositions) + blockSize - 1) / blockSize
+        let cache = try model.makeCache(blockSize: blockSize, numBlocks: max(1, blocksPerSequence * prompts.count * params.n))
+        return try Generator(model: model, cache: cache).generate(prompts: prompts, params: params)
+    }
+
+    /// Logits of every position of each row of `inputIds` ([B][T]), as `[B, T, V]` f32.
+    public func logits(inputIds: [[Int32]]) throws -> Tensor {
+        let b = inputIds.count, t = inputIds.first?.count ?? 0, v = config.vocabSize
+        guard b > 0, t > 0, inputIds.allSatisfy({ $0.count == t }) else {
+            throw ModelError("input_ids must be a non-empty [batch, tokens] matrix")
+        }
+        guard t <= config.maxPositions else {
+            throw ModelError("input has \(t) tokens; the model has \(config.maxPositions) positions")
+        }
+        let blockSize = 16, blocksPerRow = (t + blockSize - 1) / blockSize
+        let cache = try model.makeCache(blockSize: blockSize, numBlocks: blocksPerRow * b)
+        var tables: [[Int32]] = [], seq: [Int32] = [], pos: [Int32] = []
+        for r in 0..<b {
+            tables.append((0..<blocksPerRow).map { Int32(r * blocksPerRow + $0) })
+            seq += [Int32](repeating: Int32(r), count: t)
+            pos += (0..<t).map { Int32($0) }
+        }
+        let layout = AttentionLayout(blockSize: blockSize, blockTables: tables, sequenceOfToken: seq, positionOfToken: pos)
+        let logits = try model.forward(tokens: inputIds.flatMap { $0 }, layout: layout, cache: cache, logitRows: Array(0..<(b * t)))
+        return logits.reshaped([b, t, v])
+    }
+}

@@ -1,0 +1,51 @@
+import Compute
+
+/// Reads a Hugging Face model directory into one tensor-parallel rank's weights.
+public enum ModelLoader {
+    /// Loads `config.json` and the weights of `directory`, keeping rank `rank`'s shard of each parameter
+    /// in `dtype`. `allocate(name, shape, dtype)` makes the destination tensors (on a device, inside a budget); by default
+    /// they are plain host tensors. Every parameter is checked for presence and full shape first.
+    public static func load(
+        directory: String, dtype: DType = .f32, rank: Int = 0, worldSize: Int = 1,
+        allocate: (_ name: String, _ shape: [Int], _ dtype: DType) throws -> Tensor = { try Tensor.zeros($1, dtype: $2) }
+    ) throws -> (config: ModelConfig, weights: [String: Tensor]) {
+        let config = try ModelConfig.load(directory: directory)
+        try ParameterTable.validate(config: config, tensorParallelSize: worldSize)
+        let checkpoint = try Checkpoint(directory: directory)
+        let table = ParameterTable(config: config)
+        var sources: [(ParameterSpec, String)] = []
+        for spec in table.specs {
+            guard let stored = storedName(for: spec.name, in: checkpoint) else {
+                throw ModelError("\(directory): the checkpoint has no tensor \(spec.name)")
+            }
+            let info = checkpoint.info(stored)!
+            guard info.shape == spec.shape else {
+                throw ModelError("\(directory): tensor \(spec.name) has shape \(info.shape), config.json implies \(spec.shape)")
+            }
+            guard info.dtype.isFloatingPoint else {
+                throw ModelError("\(directory): tensor \(spec.name) has dtype \(info.dtype), expected a float type")
+            }
+            sources.append((spec, stored))
+        }
+        var weights: [String: Tensor] = [:]
+        for (spec, stored) in sources {
+            let full = try checkpoint.tensor(stored)
+            let shard = try allocate(spec.name, spec.shard.shardShape(of: spec.shape, worldSize: worldSize), dtype)
+            spec.shard.copyShard(from: UnsafeRawPointer(full.rawPointer), full.dtype, shape: spec.shape,
+                                 to: shard.rawPointer, dtype, rank: rank, worldSize: worldSize)
+            weights[spec.name] = shard
+        }
+        return (config, weights)
+    }
+
+    /// Checkpoints converted from fairseq or older transformers name OPT tensors without the `model.`
+    /// prefix (`decoder.layers.0…`); accept both spellings.
+    static func storedName(for name: String, in checkpoint: Checkpoint) -> String? {
+        if checkpoint.info(name) != nil { return name }
+        if name.hasPrefix("model.") {
+            let short = String(name.dropFirst("model.".count))
+            if checkpoint.info(short) != nil { return short }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,198 @@
+import Compute
+
+/// Sums a tensor across the ranks of a tensor-parallel group, in place. Every rank must end with the
+/// bitwise same result (so that ranks sample the same tokens without a broadcast).
+public typealias AllReduce = @Sendable (Tensor) throws -> Void
+
+/// The decoder-only transformer of OPT, Llama and Qwen2, written once against the op set.
+///
+/// One instance is one tensor-parallel rank's replica: it holds that rank's shard of every parameter
+/// (see `ParameterTable`) and calls `allReduce` after each row-parallel layer. Tokens of a step are a
+/// ragged batch: several sequences laid end to end, each at its own positions, reading and writing a
+/// paged `KVCache` through an `AttentionLayout`.
+public final class TransformerModel: @unchecked Sendable {
+    public let config: ModelConfig
+    public let rank: Int
+    public let worldSize: Int
+    public let backend: any ComputeBackend
+    /// This rank's shards by Hugging Face name. Weight sync writes into these tensors in place.
+    public let weights: [String: Tensor]
+    private let allReduce: AllReduce?
+
+    let localHeads: Int
+    let localKVHeads: Int
+
+    public init(config: ModelConfig, weights: [String: Tensor], backend: any ComputeBackend,
+                rank: Int = 0, worldSize: Int = 1, allReduce: AllReduce? = nil) throws(ModelError) {
+        try ParameterTable.validate(config: config, tensorParallelSize: worldSize)
+        guard worldSize == 1 || allReduce != nil else { throw ModelError("tensor parallelism needs an all-reduce") }
+        if config.architecture != .opt && config.hiddenAct != .silu {
+            throw ModelError("\(config.architecture) with hidden_act \(config.hiddenAct) is not supported (only silu)")
+        }
+        let table = ParameterTable(config: config)
+        for spec in table.specs {
+            guard let t = weights[spec.name] else { throw ModelError("missing weight \(spec.name)") }
+            let expected = spec.shard.shardShape(of: spec.shape, worldSize: worldSize)
+            guard t.shape == expected else {
+                throw ModelError("weight \(spec.name) has shape \(t.shape), expected \(expected)")
+            }
+        }
+        self.config = config
+        self.weights = weights
+        self.backend = backend
+        self.rank = rank
+        self.worldSize = worldSize
+        self.allReduce = allReduce
+        localHeads = config.numHeads / worldSize
+        localKVHeads = config.numKVHeads / worldSize
+    }
+
+    /// Creates the KV cache this replica reads and writes.
+    public func makeCache(blockSize: Int, numBlocks: Int) throws(ComputeError) -> KVCache {
+        try KVCache(layers: config.numLayers, kvHeads: localKVHeads, headDim: config.headDim,
+                    blockSize: blockSize, numBlocks: numBlocks, backend: backend)
+    }
+
+    /// Cache bytes per block for this replica.
+    public func cacheBytesPerBlock(blockSize: Int) -> Int {
+        KVCache.bytesPerBlock(layers: config.numLayers, kvHeads: localKVHeads, headDim: config.headDim, blockSize: blockSize)
+    }
+
+    private func w(_ name: String) -> Tensor { weights[name]! }
+    private func wOpt(_ name: String) -> Tensor? { weights[name] }
+
+    /// Runs one step. `tokens[n]` is at `layout.positionOfToken[n]` of sequence
+    /// `layout.sequenceOfToken[n]`; its key/value go to the cache. Returns f32 logits `[logitRows.count, V]`
+    /// for the requested token rows (the last token of each sequence when generating).
+    public func forward(tokens: [Int32], layout: AttentionLayout, cache: KVCache, logitRows: [Int]) throws -> Tensor {
+        let c = config, b = backend
+        let n = tokens.count, h = c.hiddenSize
+        for t in tokens where t < 0 || Int(t) >= c.vocabSize {
+            throw ModelError("token id \(t) is outside the vocabulary (size \(c.vocabSize))")
+        }
+        for p in layout.positionOfToken where Int(p) >= c.maxPositions {
+            throw ModelError("position \(p) exceeds the model's \(c.maxPositions) positions")
+        }
+
+        let x = try embed(tokens: tokens, positions: layout.positionOfToken)
+        let normed = try b.zeros([n, h], dtype: .f32)
+        let scratch = try b.zeros([n, h], dtype: .f32)
+        // Post-LN OPT (do_layer_norm_before = false, e.g. opt-350m) normalises after each residual add.
+        let preNorm = !(c.architecture == .opt && !c.doLayerNormBefore)
+        for layer in 0..<c.numLayers {
+            let p = c.architecture == .opt ? "model.decoder.layers.\(layer)." : "model.layers.\(layer)."
+            if preNorm { norm(x, prefix: p, site: .attention, into: normed) }
+            try attention(preNorm ? normed : x, prefix: p, layer: layer, layout: layout, cache: cache, into: scratch)
+            b.add(x, scratch, into: x)
+            if !preNorm { norm(x, prefix: p, site: .attention, into: x) }
+
+            if preNorm { norm(x, prefix: p, site: .mlp, into: normed) }
+            try mlp(preNorm ? normed : x, prefix: p, into: scratch)
+            b.add(x, scratch, into: x)
+            if !preNorm { norm(x, prefix: p, site: .mlp, into: x) }
+        }
+
+        // Only the rows that need logits go through the final norm and the lm_head.
+        let m = logitRows.count
+        var last = try b.zeros([m, h], dtype: .f32)
+        b.embedding(ids: logitRows.map { Int32($0) }, table: x, into: last, accumulate: false)
+        switch c.architecture {
+        case .opt:
+            if c.doLayerNormBefore {
+                b.layerNorm(last, weight: w("model.decoder.final_layer_norm.weight"),
+                            bias: w("model.decoder.final_layer_norm.bias"), eps: c.layerNormEps, into: last)
+            }
+            if let projectOut = wOpt("model.decoder.project_out.weight") {
+                let projected = try b.zeros([m, c.wordEmbedProjDim], dtype: .f32)
+                b.linear(last, weight: projectOut, bias: nil, into: projected)
+                last = projected
+            }
+        case .llama, .qwen2:
+            b.rmsNorm(last, weight: w("model.norm.weight"), eps: c.rmsNormEps, into: last)
+        }
+        let head = wOpt("lm_head.weight") ?? w(c.architecture == .opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight")
+        let logits = try b.zeros([m, c.vocabSize], dtype: .f32)
+        b.linear(last, weight: head, bias: nil, into: logits)
+        return logits
+    }
+
+    private func embed(tokens: [Int32], positions: [Int32]) throws -> Tensor {
+        let c = config, b = backend, n = tokens.count
+        let x = try b.zeros([n, c.hiddenSize], dtype: .f32)
+        switch c.architecture {
+        case .opt:
+            let table = w("model.decoder.embed_tokens.weight")
+            if let projectIn = wOpt("model.decoder.project_in.weight") {
+                let small = try b.zeros([n, c.wordEmbedProjDim], dtype: .f32)
+                b.embedding(ids: tokens, table: table, into: small, accumulate: false)
+                b.linear(small, weight: projectIn, bias: nil, into: x)
+            } else {
+                b.embedding(ids: tokens, table: table, into: x, accumulate: false)
+            }
+            let shifted = positions.map { $0 + Int32(OPTLayout.positionOffset) }
+            b.embedding(ids: shifted, table: w("model.decoder.embed_positions.weight"), into: x, accumulate: true)
+        case .llama, .qwen2:
+            b.embedding(ids: tokens, table: w("model.embed_tokens.weight"), into: x, accumulate: false)
+        }
+        return x
+    }
+
+    private enum NormSite { case attention, mlp }
+
+    private func norm(_ x: Tensor, prefix p: String, site: NormSite, into y: Tensor) {
+        let c = config
+        switch c.architecture {
+        case .opt:
+            let name = site == .attention ? "self_attn_layer_norm" : "final_layer_norm"
+            backend.layerNorm(x, weight: w(p + name + ".weight"), bias: w(p + name + ".bias"), eps: c.layerNormEps, into: y)
+        case .llama, .qwen2:
+            let name = site == .attention ? "input_layernorm" : "post_attention_layernorm"
+            backend.rmsNorm(x, weight: w(p + name + ".weight"), eps: c.rmsNormEps, into: y)
+        }
+    }
+
+    /// Bias of a row-parallel layer: added by rank 0 only, so the all-reduce counts it once.
+    private func rowBias(_ name: String) -> Tensor? { rank == 0 ? wOpt(name) : nil }
+
+    private func attention(_ x: Tensor, prefix p: String, layer: Int, layout: AttentionLayout, cache: KVCache, into out: Tensor) throws {
+        let c = config, b = backend, n = x.shape[0], d = c.headDim
+        let attn = p + "self_attn."
+        let q = try b.zeros([n, localHeads, d], dtype: .f32)
+        let k = try b.zeros([n, localKVHeads, d], dtype: .f32)
+        let v = try b.zeros([n, localKVHeads, d], dtype: .f32)
+        b.linear(x, weight: w(attn + "q_proj.weight"), bias: wOpt(attn + "q_proj.bias"), into: q.reshaped([n, localHeads * d]))
+        b.linear(x, weight: w(attn + "k_proj.weight"), bias: wOpt(attn + "k_proj.bias"), into: k.reshaped([n, localKVHeads * d]))
+        b.linear(x, weight: w(attn + "v_proj.weight"), bias: wOpt(attn + "v_proj.bias"), into: v.reshaped([n, localKVHeads * d]))
+        if c.architecture != .opt {
+            b.rotary(q, positions: layout.positionOfToken, theta: c.ropeTheta)
+            b.rotary(k, positions: layout.positionOfToken, theta: c.ropeTheta)
+        }
+        b.writeKV(k: k, v: v, kCache: cache.keys[layer], vCache: cache.values[layer], layout: layout)
+        let context = try b.zeros([n, localHeads, d], dtype: .f32)
+        b.attention(q: q, kCache: cache.keys[layer], vCache: cache.values[layer], layout: layout,
+                    scale: 1 / Float(d).squareRoot(), into: context)
+        let outName = c.architecture == .opt ? "out_proj" : "o_proj"
+        b.linear(context.reshaped([n, localHeads * d]), weight: w(attn + outName + ".weight"),
+                 bias: rowBias(attn + outName + ".bias"), into: out)
+        try allReduce?(out)
+    }
+
+    private func mlp(_ x: Tensor, prefix p: String, into out: Tensor) throws {
+        let c = config, b = backend, n = x.shape[0]
+        let f = c.intermediateSize / worldSize
+        let hidden = try b.zeros([n, f], dtype: .f32)
+        switch c.architecture {
+        case .opt:
+            b.linear(x, weight: w(p + "fc1.weight"), bias: wOpt(p + "fc1.bias"), into: hidden)
+            b.activation(c.hiddenAct, hidden, into: hidden)
+            b.linear(hidden, weight: w(p + "fc2.weight"), bias: rowBias(p + "fc2.bias"), into: out)
+        case .llama, .qwen2:
+            let up = try b.zeros([n, f], dtype: .f32)
+            b.linear(x, weight: w(p + "mlp.gate_proj.weight"), bias: wOpt(p + "mlp.gate_proj.bias"), into: hidden)
+            b.linear(x, weight: w(p + "mlp.up_proj.weight"), bias: wOpt(p + "mlp.up_proj.bias"), into: up)
+            b.swiGLU(gate: hidden, up: up, into: hidden)
+            b.linear(hidden, weight: w(p + "mlp.down_proj.weight"), bias: rowBias(p + "mlp.down_proj.bias"), into: out)
+        }
+        try allReduce?(out)
+    }
+}

@@ -1,0 +1,40 @@
+import Compute
+import Models
+
+/// A trainer's weights as one flat exportable buffer: every parameter is a view into it, so exporting
+/// is handing out one handle — no per-tensor handles, no copy on the trainer side.
+public final class SharedWeightBuffer: @unchecked Sendable {
+    public let layout: WeightLayout
+    public let memory: HostMemory
+    public let identity: SharedMemoryIdentity
+    /// Bumped by the owner whenever it changes the weights.
+    public var version: UInt64 = 0
+
+    /// Allocates a zeroed shared-memory buffer for `layout` on a (virtual CPU) device.
+    public init(layout: WeightLayout, device: Device) throws(ComputeError) {
+        guard device.kind == .cpu else { throw ComputeError("shared weight buffers on \(device.kind) are made by the CUDA backend") }
+        self.layout = layout
+        memory = try HostMemory.allocateShared(byteCount: layout.totalBytes, device: device, name: "colocate-weights")
+        identity = try SharedMemoryIdentity.of(fileDescriptor: memory.sharedFileDescriptor!)
+    }
+
+    /// The parameter `name` as a tensor viewing the buffer.
+    public func tensor(_ name: String) -> Tensor? {
+        guard let e = layout[name] else { return nil }
+        return Tensor(memory: memory, byteOffset: e.offset, dtype: e.dtype, shape: e.shape)
+    }
+
+    /// Every parameter, by name.
+    public var tensors: [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for e in layout.entries { out[e.name] = Tensor(memory: memory, byteOffset: e.offset, dtype: e.dtype, shape: e.shape) }
+        return out
+    }
+
+    /// The handle and layout engines need to read these weights.
+    public func export() -> ExportedWeights {
+        let handle = MemoryHandle(deviceUUID: memory.device.uuid, kind: .cpuSharedMemory, byteCount: layout.totalBytes,
+                                  offset: 0, opaque: identity.bytes, ownerPID: identity.pid)
+        return ExportedWeights(handle: handle, layout: layout, version: version)
+    }
+}

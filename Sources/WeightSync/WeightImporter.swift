@@ -1,0 +1,121 @@
+import Compute
+import Models
+
+/// The engine-rank side of weight sync: opens a trainer's buffer once (the handle must be for this
+/// rank's own device), keeps it mapped, and on every sync copies this rank's shard of each parameter
+/// into the live weights — converting dtype in the copy (f32 master weights → bf16/f16 engine weights).
+///
+/// Updates are all-or-nothing: names, shapes, dtypes, bounds and the device are checked before the
+/// first byte is written, so a mismatched update leaves the engine serving its old weights.
+public final class WeightImporter: @unchecked Sendable {
+    public let device: Device
+    private var mappings: [SharedMemoryIdentity: HostMemory] = [:]
+
+    public init(device: Device) { self.device = device }
+
+    /// Number of trainer buffers currently mapped.
+    public var openMappings: Int { mappings.count }
+
+    /// Maps (or reuses the mapping of) the buffer a handle names, after checking it belongs here.
+    public func open(_ handle: MemoryHandle) throws -> HostMemory {
+        guard handle.deviceUUID == device.uuid else {
+            throw WeightSyncError("handle is for device \(handle.deviceUUID), but this rank is on \(device.uuid): each rank must open the export of its own device's trainer")
+        }
+        guard handle.kind == .cpuSharedMemory, device.kind == .cpu else {
+            throw WeightSyncError("a \(handle.kind) handle cannot be opened on a \(device.kind) device")
+        }
+        let identity = try SharedMemoryIdentity(bytes: handle.opaque)
+        if let m = mappings[identity] {
+            // The owner may have died since; a mapping keeps memory alive, but the sync must not go on
+            // silently reading a dead trainer's weights.
+            guard identity.isOwnerAlive else {
+                mappings[identity] = nil
+                throw WeightSyncError("the trainer owning the weights (pid \(identity.pid)) is gone")
+            }
+            return m
+        }
+        let fd = try identity.open()
+        let memory = try HostMemory.map(fileDescriptor: fd, byteCount: handle.offset + handle.byteCount, device: device, keepDescriptor: true)
+        mappings[identity] = memory
+        return memory
+    }
+
+    /// Closes every mapping (a trainer released or replaced its buffer).
+    public func closeAll() { mappings.removeAll() }
+
+    /// Checks `exported` against this rank's weights and parameter table. Throws naming the first
+    /// tensor at fault; writes nothing.
+    public func validate(_ exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor], worldSize: Int) throws {
+        let layout = exported.layout
+        var seen = Set<String>()
+        for entry in layout.entries {
+            guard let spec = table[entry.name] else {
+                throw WeightSyncError("update has tensor \(entry.name), which the engine's model does not have")
+            }
+            guard entry.shape == spec.shape else {
+                throw WeightSyncError("tensor \(entry.name) has shape \(entry.shape) in the update, the engine expects \(spec.shape)")
+            }
+            guard entry.dtype.isFloatingPoint else {
+                throw WeightSyncError("tensor \(entry.name) has dtype \(entry.dtype); weights must be f32, bf16 or f16")
+            }
+            guard entry.offset >= 0, entry.offset + entry.byteCount <= exported.handle.byteCount else {
+                throw WeightSyncError("tensor \(entry.name) lies outside the exported buffer")
+            }
+            seen.insert(entry.name)
+        }
+        for spec in table.specs where !seen.contains(spec.name) {
+            throw WeightSyncError("update is missing tensor \(spec.name)")
+        }
+        for spec in table.specs {
+            let expected = spec.shard.shardShape(of: spec.shape, worldSize: worldSize)
+            guard let w = weights[spec.name], w.shape == expected else {
+                throw WeightSyncError("engine tensor \(spec.name) is not the expected shard \(expected)")
+            }
+        }
+    }
+
+    /// Validates, then copies this rank's shards from the trainer's buffer into `weights`.
+    public func update(from exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor],
+                       rank: Int, worldSize: Int) throws -> Int {
+        try validate(exported, table: table, weights: weights, worldSize: worldSize)
+        let source = try open(exported.handle)
+        let base = UnsafeRawPointer(source.baseAddress) + exported.handle.offset
+        var bytes = 0
+        for entry in exported.layout.entries {
+            let spec = table[entry.name]!
+            let dst = weights[entry.name]!
+            spec.shard.copyShard(from: base + entry.offset, entry.dtype, shape: entry.shape,
+                                 to: dst.rawPointer, dst.dtype, rank: rank, worldSize: worldSize)
+            bytes += dst.byteCount
+        }
+        return bytes
+    }
+
+    /// Compares this rank's weights with its shard of the trainer's buffer (converted to the engine's
+    /// dtype, so an f32 → bf16 sync compares equal). Returns the names that differ.
+    public func mismatches(against exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor],
+                           rank: Int, worldSize: Int) throws -> [String] {
+        try validate(exported, table: table, weights: weights, worldSize: worldSize)
+        let source = try open(exported.handle)
+        let base = UnsafeRawPointer(source.baseAddress) + exported.handle.offset
+        var differing: [String] = []
+        for entry in exported.layout.entries {
+            let spec = table[entry.name]!
+            let mine = weights[entry.name]!
+            let expected = try Tensor.zeros(mine.shape, dtype: mine.dtype)
+            spec.shard.copyShard(from: base + entry.offset, entry.dtype, shape: entry.shape,
+                                 to: expected.rawPointer, mine.dtype, rank: rank, worldSize: worldSize)
+            if memcmp(expected.rawPointer, mine.rawPointer, mine.byteCount) != 0 { differing.append(entry.name) }
+        }
+        return differing
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension SharedMemoryIdentity {
+    /// The owner still holds the object open (false once it exited — zombie or reaped — or released it).
+    var isOwnerAlive: Bool { access("/proc/\(pid)/fd/\(fd)", F_OK) == 0 }
+}

@@ -1,0 +1,59 @@
+import Compute
+import Models
+
+/// Where each parameter sits inside a trainer's flat weight buffer.
+public struct WeightLayout: Sendable, Codable, Equatable {
+    public struct Entry: Sendable, Codable, Equatable {
+        public var name: String
+        public var dtype: DType
+        public var shape: [Int]
+        /// Byte offset from the start of the buffer; aligned to `WeightLayout.alignment`.
+        public var offset: Int
+
+        public var count: Int { shape.reduce(1, *) }
+        public var byteCount: Int { count * dtype.byteSize }
+    }
+
+    /// Every tensor starts on a 256-byte boundary: cache-line aligned for SIMD on CPU, and aligned for
+    /// vectorised copies and cuBLASLt on GPU.
+    public static let alignment = 256
+
+    public var entries: [Entry]
+    public var totalBytes: Int
+
+    /// Lays out `table`'s full (unsharded) parameters in order, in `dtype`.
+    public init(table: ParameterTable, dtype: DType) {
+        var entries: [Entry] = []
+        var offset = 0
+        for spec in table.specs {
+            entries.append(Entry(name: spec.name, dtype: dtype, shape: spec.shape, offset: offset))
+            offset += (spec.count * dtype.byteSize + Self.alignment - 1) / Self.alignment * Self.alignment
+        }
+        self.entries = entries
+        totalBytes = offset
+    }
+
+    public subscript(name: String) -> Entry? { entries.first { $0.name == name } }
+}
+
+/// What a trainer hands to engines: one handle to its flat buffer and the layout to read it by.
+/// Sent once per sync through the control plane; tensor bytes never travel with it.
+public struct ExportedWeights: Sendable, Codable, Equatable {
+    public var handle: MemoryHandle
+    public var layout: WeightLayout
+    /// Increments on every change the trainer makes; lets an engine skip an unchanged export.
+    public var version: UInt64
+
+    public init(handle: MemoryHandle, layout: WeightLayout, version: UInt64) {
+        self.handle = handle
+        self.layout = layout
+        self.version = version
+    }
+}
+
+/// An error of weight sync: names the tensor, device or handle at fault.
+public struct WeightSyncError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

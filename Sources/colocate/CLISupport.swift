@@ -1,0 +1,47 @@
+import Compute
+import Foundation
+
+/// A user-facing CLI error: printed as one line by ArgumentParser, exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+enum CLIParse {
+    /// "1,2,3" → [1, 2, 3]; anything else is a clear error.
+    static func ids(_ list: String) throws -> [Int32] {
+        let parts = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !parts.isEmpty, !list.isEmpty else { throw CLIError("no token ids given") }
+        return try parts.map { p in
+            guard let v = Int32(p), v >= 0 else { throw CLIError("'\(p)' is not a token id (a non-negative integer)") }
+            return v
+        }
+    }
+
+    static func dtype(_ name: String) throws -> DType {
+        guard let t = DType(name: name), t.isFloatingPoint else { throw CLIError("unknown dtype '\(name)' (use f32, bf16 or f16)") }
+        return t
+    }
+}
+
+enum CLIOutput {
+    static func printJSON(_ object: Any) throws {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// Chooses the compute backend for `--device`.
+enum Backends {
+    static func make(device: String) throws -> any ComputeBackend {
+        switch device {
+        case "cpu":
+            try CPUFeatures.check()
+            return CPUBackend()
+        case "cuda":
+            throw CLIError("CUDA is not available in this build yet")
+        default:
+            throw CLIError("unknown device '\(device)' (use cpu or cuda)")
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import ArgumentParser
+import Compute
+import Foundation
+import Models
+
+struct Generate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text from a Hugging Face model directory (OPT, Llama, Qwen2).")
+
+    @Option(help: "Model directory (config.json, model.safetensors, tokenizer.json).")
+    var model: String
+    @Option(help: "Prompt text (needs tokenizer.json in the model directory).")
+    var prompt: String?
+    @Option(help: "Prompt as token ids, comma-separated (e.g. 2,31414,232).")
+    var promptIds: String?
+    @Option(help: "New tokens to generate at most.")
+    var maxTokens: Int = 16
+    @Option(help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 1.0
+    @Option(help: "Nucleus sampling probability mass (1 = off).")
+    var topP: Float = 1.0
+    @Option(help: "Keep only the K most likely tokens (-1 = off).")
+    var topK: Int = -1
+    @Option(help: "Sampler seed (reproducible output).")
+    var seed: UInt64?
+    @Option(help: "Completions per prompt.")
+    var n: Int = 1
+    @Flag(help: "Do not stop at the end-of-sequence token.")
+    var ignoreEos = false
+    @Option(help: "Weight dtype: f32, bf16 or f16.")
+    var dtype: String = "f32"
+    @Option(help: "Device: cpu or cuda.")
+    var device: String = "cpu"
+    @Flag(help: "Print {\"outputs\":[{\"ids\":[...],\"text\":\"...\",\"logprobs\":[...]}]}.")
+    var json = false
+
+    func run() async throws {
+        let backend = try Backends.make(device: device)
+        let weightType = try CLIParse.dtype(dtype)
+        let local = try LocalModel(directory: model, dtype: weightType, backend: backend)
+        let ids: [Int32]
+        switch (prompt, promptIds) {
+        case let (text?, nil):
+            guard let tokenizer = local.tokenizer else { throw CLIError("\(model) has no tokenizer.json; pass --prompt-ids instead") }
+            ids = tokenizer.encode(text)
+            guard !ids.isEmpty else { throw CLIError("the prompt is empty") }
+        case let (nil, list?):
+            ids = try CLIParse.ids(list)
+        default:
+            throw CLIError("give exactly one of --prompt or --prompt-ids")
+        }
+        let params = SamplingParams(maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK,
+                                    seed: seed, n: n, ignoreEOS: ignoreEos)
+        let completions = try local.generate(prompts: [ids], params: params)[0]
+        var outputs: [[String: Any]] = []
+        for c in completions {
+            let text = try local.tokenizer?.decode(c.tokenIds)
+            if json {
+                outputs.append(["ids": c.tokenIds.map { Int($0) }, "text": text ?? NSNull(),
+                                "logprobs": c.logprobs.map { Double($0) }, "finish_reason": c.finishReason.rawValue])
+            } else {
+                print(text ?? c.tokenIds.map(String.init).joined(separator: ","))
+            }
+        }
+        if json { try CLIOutput.printJSON(["outputs": outputs]) }
+    }
+}
+
+struct Logits: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compute logits of every position for int64 input_ids [B,T] from a safetensors file.")
+
+    @Option(help: "Model directory.")
+    var model: String
+    @Option(help: "Input safetensors with int64 `input_ids` [batch, tokens].")
+    var input: String
+    @Option(help: "Output safetensors; receives f32 `logits` [batch, tokens, vocab].")
+    var output: String
+    @Option(help: "Weight dtype: f32, bf16 or f16.")
+    var dtype: String = "f32"
+    @Option(help: "Device: cpu or cuda.")
+    var device: String = "cpu"
+
+    func run() async throws {
+        let backend = try Backends.make(device: device)
+        let file = try SafeTensorsFile(path: input)
+        guard let info = file.info("input_ids") else { throw CLIError("\(input) has no tensor input_ids") }
+        guard info.shape.count == 2, info.dtype == .i64 || info.dtype == .i32 else {
+            throw CLIError("input_ids must be int64 [batch, tokens], got \(info.dtype) \(info.shape)")
+        }
+        let flat = try file.tensor("input_ids").integers()
+        let t = info.shape[1]
+        let rows = (0..<info.shape[0]).map { r in flat[r * t..<(r + 1) * t].map { Int32(clamping: $0) } }
+        let local = try LocalModel(directory: model, dtype: try CLIParse.dtype(dtype), backend: backend)
+        let logits = try local.logits(inputIds: rows)
+        try SafeTensorsWriter.write([(name: "logits", tensor: logits)], to: output)
+    }
+}
+
+struct InitModel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init-model",
+        abstract: "Write a randomly initialised model in Hugging Face layout (config.json, model.safetensors, tokenizer.json).")
+
+    @Option(help: "Architecture: opt, llama or qwen2.")
+    var arch: String
+    @Option(help: "Shape preset (see --help of the architecture: opt-125m, opt-tiny, llama-tiny, qwen2-tiny, …).")
+    var preset: String
+    @Option(help: "Output directory.")
+    var out: String
+    @Option(help: "Random seed.")
+    var seed: UInt64 = 0
+    @Option(help: "Weight dtype: f32, bf16 or f16.")
+    var dtype: String = "f32"
+
+    func run() async throws {
+        guard let architecture = ModelConfig.Architecture(rawValue: arch) else {
+            throw CLIError("unknown architecture '\(arch)' (supported: opt, llama, qwen2)")
+        }
+        let p = try ModelPreset.named(preset)
+        guard p.architecture == architecture.rawValue else {
+            throw CLIError("preset '\(preset)' is \(p.architecture), not \(arch) (\(arch) presets: \(ModelPreset.names(for: architecture).joined(separator: ", ")))")
+        }
+        try ModelDirectory.write(preset: p, to: out, seed: seed, dtype: try CLIParse.dtype(dtype))
+        print("wrote \(preset) (\(arch)) to \(out)")
+    }
+}
