@@ -257,14 +257,19 @@ public final class Tokenizer: Sendable {
         return true
     }
 
-    /// `single_word`: the match is neither preceded nor followed by a word character.
+    /// `single_word`: the match is neither preceded nor followed by a word character (regex `\w`:
+    /// alphabetic, marks, decimal digits, connector punctuation, join controls — as Hugging Face).
     private func boundaryOK(_ text: [UInt8], _ i: Int, _ candidate: (bytes: [UInt8], token: AddedToken)) -> Bool {
         guard candidate.token.singleWord else { return true }
         let before = String(decoding: text[..<i], as: UTF8.self).unicodeScalars.last
         let after = String(decoding: text[(i + candidate.bytes.count)...], as: UTF8.self).unicodeScalars.first
         func isWordScalar(_ s: Unicode.Scalar?) -> Bool {
             guard let s else { return false }
-            return s == "_" || s.properties.isAlphabetic || s.properties.numericType != nil
+            if s.properties.isAlphabetic || s.properties.isJoinControl { return true }
+            switch s.properties.generalCategory {
+            case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
+            default: return false
+            }
         }
         return !isWordScalar(before) && !isWordScalar(after)
     }
