@@ -195,8 +195,10 @@ public struct ModelConfig: Sendable, Codable, Equatable {
             attentionBias = enableBias
             mlpBias = enableBias
         case .llama, .qwen2:
-            // Missing or null means "as many as the query heads" (transformers' `None` default).
-            numKVHeads = try c.int("num_key_value_heads") ?? heads
+            // Null means "as many as the query heads"; absent is transformers' default, which is
+            // `None` (the same) for Llama but 32 for Qwen2.
+            let kvDefault = architecture == .qwen2 && !c.has("num_key_value_heads") ? 32 : heads
+            numKVHeads = try c.int("num_key_value_heads") ?? kvDefault
             headDim = try c.int("head_dim") ?? hidden / max(heads, 1)
             rmsNormEps = try c.float("rms_norm_eps") ?? 1e-6
             ropeTheta = try c.ropeTheta()
