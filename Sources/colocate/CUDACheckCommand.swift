@@ -39,7 +39,10 @@ struct CUDACheckCommand: AsyncParsableCommand {
         var report = CUDACheckReport()
         try describe(cuda)
         let gpu = try cuda.device(device)
+        let clock = ContinuousClock()
+        let start = clock.now
         let backend = try CUDABackend(device: gpu, memoryUtilization: 0.5)
+        print("backend ready (kernels compiled or read from the cache, cuBLASLt) in \(microseconds(clock.now - start)) µs")
         print("kernels: \(try gpu.kernelImageKinds().values.sorted().reduce(into: [String: Int]()) { $0[$1, default: 0] += 1 })")
 
         var parity = CUDAParityCheck(backend: backend, report: report)

@@ -20,6 +20,38 @@ struct CUDAThroughputCheck {
             }
         }
 
+        print("\n== paged attention (32 query heads, 8 KV heads, head dim 128, block 16, f32 and bf16 caches)")
+        for (sequences, context, prefill) in [(64, 2048, false), (256, 1024, false), (1, 2048, true)] {
+            for cacheType in [DType.f32, .bf16] {
+                let (heads, kvHeads, headDim, blockSize) = (32, 8, 128, 16)
+                let blocksPerSequence = (context + blockSize - 1) / blockSize
+                let tables = (0..<sequences).map { s in (0..<blocksPerSequence).map { Int32(s * blocksPerSequence + $0) } }
+                let tokensPerSequence = prefill ? context : 1
+                let layout = AttentionLayout(
+                    blockSize: blockSize, blockTables: tables,
+                    sequenceOfToken: (0..<sequences).flatMap { s in [Int32](repeating: Int32(s), count: tokensPerSequence) },
+                    positionOfToken: (0..<sequences).flatMap { _ in (0..<tokensPerSequence).map { Int32(prefill ? $0 : context - 1) } })
+                let tokens = sequences * tokensPerSequence
+                let slots = sequences * blocksPerSequence * blockSize
+                let kCache = try backend.zeros([slots, kvHeads, headDim], dtype: cacheType)
+                let vCache = try backend.zeros([slots, kvHeads, headDim], dtype: cacheType)
+                let q = try backend.zeros([tokens, heads, headDim], dtype: .f32)
+                let out = try backend.zeros([tokens, heads, headDim], dtype: .f32)
+                let seconds = try time(iterations: 5) {
+                    backend.attention(q: q, kCache: kCache, vCache: vCache, layout: layout, scale: 0.088, into: out)
+                }
+                let rate: String
+                if prefill {
+                    let pairs = Double(context) * Double(context + 1) / 2 * Double(sequences)
+                    rate = "\(String(format: "%.1f", 4 * Double(heads * headDim) * pairs / seconds / 1e12)) TFLOP/s"
+                } else {
+                    let unique = Double(sequences * context * 2 * kvHeads * headDim * cacheType.byteSize)
+                    rate = "KV cache read at \(String(format: "%.0f", unique / seconds / 1e9)) GB/s (unique bytes)"
+                }
+                print("  \(prefill ? "prefill" : "decode") \(sequences) seq × \(context) \(cacheType): \(String(format: "%.3f", seconds * 1e3)) ms, \(rate)")
+            }
+        }
+
         print("\n== device-to-device copy")
         let source = try backend.allocator.allocate(byteCount: bytes)
         let destination = try backend.allocator.allocate(byteCount: bytes)
