@@ -64,9 +64,10 @@ struct CUDACheckCommand: AsyncParsableCommand {
         let devices = try cuda.devices()
         for d in devices {
             let p = try cuda.properties(d.ordinal)
-            print("  cuda:\(d.ordinal) \(p.name) \(d.uuid) \(d.capacity >> 20) MiB sm_\(p.architecture) \(p.multiprocessorCount) SMs pci \(p.pciBusID)")
+            print("  cuda:\(d.ordinal) \(p.name) \(d.uuid) \(d.capacity >> 20) MiB sm_\(p.architecture) \(p.multiprocessorCount) SMs pci \(p.pciAddress)")
         }
-        print("CUDA_VISIBLE_DEVICES=\(visible ?? "(unset)") → \(CUDA.resolveVisibleDevices(visible, among: devices).map(\.uuid))")
+        // The driver has applied the variable already: the list above is what it names.
+        print("CUDA_VISIBLE_DEVICES=\(visible ?? "(unset)")")
         let nvrtc = try NVRTC.load()
         print("NVRTC \(nvrtc.version.major).\(nvrtc.version.minor) from \(nvrtc.path); archs \(nvrtc.supportedArchitectures.map(String.init).joined(separator: ","))")
         if let version = try? NCCLCommunicator.version() { print("NCCL \(version)") }

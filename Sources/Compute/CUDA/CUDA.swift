@@ -74,7 +74,8 @@ public final class CUDA: Sendable {
             name: name,
             computeCapability: try (attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR), attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)),
             multiprocessorCount: try attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
-            pciBusID: try attribute(CU_DEVICE_ATTRIBUTE_PCI_BUS_ID))
+            pciAddress: "\(hex(try attribute(CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID), 4)):\(hex(try attribute(CU_DEVICE_ATTRIBUTE_PCI_BUS_ID), 2))"
+                + ":\(hex(try attribute(CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID), 2))")
     }
 
     /// The device `ordinal` with its primary context and its own thread; one per device per process.
@@ -108,13 +109,19 @@ public final class CUDA: Sendable {
     }
 }
 
+private func hex(_ value: Int, _ digits: Int) -> String {
+    let s = String(value, radix: 16)
+    return String(repeating: "0", count: max(0, digits - s.count)) + s
+}
+
 /// What the driver reports about a device.
 public struct CUDADeviceProperties: Sendable, Hashable {
     public var device: Device
     public var name: String
     public var computeCapability: (major: Int, minor: Int)
     public var multiprocessorCount: Int
-    public var pciBusID: Int
+    /// PCI domain:bus:device, as nvidia-smi's `pci.bus_id` without the function (`0000:00:06`).
+    public var pciAddress: String
 
     /// `major * 10 + minor`, as in `sm_90`.
     public var architecture: Int { computeCapability.major * 10 + computeCapability.minor }
