@@ -1,0 +1,76 @@
+/// Ops of the CUDA backend beyond the shared op set: token choice, dtype-converting copies (weight
+/// sync), and the tensor-parallel all-reduce.
+extension CUDABackend {
+    /// `out[n] = argmax(x[n, :])` (lowest index on ties). x: [N, V] f32; out: [N] i32.
+    public func argmax(_ x: Tensor, into out: Tensor) {
+        let cols = x.shape.last ?? 0
+        let rows = cols == 0 ? 0 : x.count / cols
+        precondition(x.dtype == .f32 && out.dtype == .i32 && out.count == rows, "argmax of \(x) into \(out)")
+        let (xa, oa) = (address(x, "x"), address(out, "out"))
+        if rows == 0 { return }
+        perform("argmax") {
+            try launch("argmax_f32", grid: (rows, 1, 1), block: (SamplingKernels.threads, 1, 1),
+                       [.address(xa), .address(oa), .int32(Int32(cols))])
+        }
+    }
+
+    /// Samples `out[n]` from the (unnormalised) probabilities `p[n, :]` by inverse CDF with `uniforms[n]`
+    /// in [0, 1). p: [N, V] f32; out: [N] i32.
+    public func sample(probabilities p: Tensor, uniforms: [Float], into out: Tensor) {
+        let cols = p.shape.last ?? 0
+        let rows = cols == 0 ? 0 : p.count / cols
+        precondition(p.dtype == .f32 && out.dtype == .i32 && out.count == rows && uniforms.count == rows,
+                     "sample from \(p) with \(uniforms.count) uniforms into \(out)")
+        let (pa, oa) = (address(p, "probabilities"), address(out, "out"))
+        if rows == 0 { return }
+        perform("sample") {
+            let ua = try upload(uniforms)
+            try launch("sample_f32", grid: (rows, 1, 1), block: (SamplingKernels.threads, 1, 1),
+                       [.address(pa), .address(ua), .address(oa), .int32(Int32(cols))])
+        }
+    }
+
+    /// Copies `source` into `destination` (same element count, any of f32 / bf16 / f16, both on this
+    /// device or mapped into it), converting the dtype.
+    public func copy(_ source: Tensor, into destination: Tensor) {
+        precondition(source.count == destination.count, "copy of \(source) into \(destination)")
+        let (sa, da) = (address(source, "source"), address(destination, "destination"))
+        if source.count == 0 { return }
+        perform("copy") {
+            if source.dtype == destination.dtype {
+                try CUDAError.check(driver.cuMemcpyDtoDAsync(da, sa, source.byteCount, stream.handle), "cuMemcpyDtoDAsync_v2")
+            } else {
+                try launch("convert_\(Self.kernelSuffix(source.dtype))_\(Self.kernelSuffix(destination.dtype))",
+                           grid: (Self.blocks(source.count), 1, 1), block: (256, 1, 1),
+                           [.address(sa), .address(da), .int64(Int64(source.count))])
+            }
+        }
+    }
+
+    /// Strided 2-D copy with dtype conversion: `dst[r * dstPitch + c] = src[r * srcPitch + c]` for
+    /// `r < rows`, `c < cols`. Addresses are device addresses (this device's memory or an IPC mapping
+    /// in it); pitches are in elements of each side's dtype. Weight sync takes a tensor-parallel slice of
+    /// a trainer's flat buffer into an engine weight with it. The caller keeps both memories alive
+    /// until the copy is done (``synchronize()``).
+    public func copy2D(source: UInt64, sourcePitch: Int, destination: UInt64, destinationPitch: Int,
+                       rows: Int, cols: Int, sourceType: DType, destinationType: DType) {
+        precondition(rows >= 0 && cols >= 0 && sourcePitch >= cols && destinationPitch >= cols, "copy2D of \(rows)×\(cols)")
+        if rows == 0 || cols == 0 { return }
+        perform("copy2D") {
+            try launch("copy2d_\(Self.kernelSuffix(sourceType))_\(Self.kernelSuffix(destinationType))",
+                       grid: (min((cols + 255) / 256, 1024), min(rows, 65535), 1), block: (256, 1, 1),
+                       [.address(source), .int64(Int64(sourcePitch)), .address(destination), .int64(Int64(destinationPitch)),
+                        .int64(Int64(rows)), .int64(Int64(cols))])
+        }
+    }
+
+    /// In-place sum of `tensor` over every rank of `communicator`, queued on this backend's stream.
+    public func allReduce(_ tensor: Tensor, communicator: NCCLCommunicator) {
+        precondition(communicator.device.uuid == device.uuid, "communicator of \(communicator.device.device) used on \(device)")
+        let ta = address(tensor, "tensor")
+        if tensor.count == 0 { return }
+        perform("allReduce") {
+            try communicator.allReduceSum(address: ta, count: tensor.count, dtype: tensor.dtype, stream: stream)
+        }
+    }
+}

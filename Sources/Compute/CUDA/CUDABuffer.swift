@@ -1,0 +1,69 @@
+import CCUDA
+
+/// Device memory that tensors view: a `cuMemAlloc` allocation (freed with its last owner, and returned
+/// to its ``CUDAAllocator`` budget), a mapping of another process's allocation (closed with its last
+/// user), or a view into either of those.
+public final class CUDABuffer: DeviceStorage, @unchecked Sendable {
+    public let cudaDevice: CUDADevice
+    public var device: Device { cudaDevice.device }
+    public let byteCount: Int
+    /// The `CUdeviceptr` of the first byte.
+    public let deviceAddress: UInt64
+
+    enum Owner {
+        /// Our own `cuMemAlloc`; `budget` gets the bytes back on release.
+        case allocation(budget: CUDAAllocator?)
+        /// Another process's memory, mapped with `cuIpcOpenMemHandle`.
+        case mapping(IPCMapping)
+        /// A range of another buffer, which it keeps alive.
+        case view(CUDABuffer)
+    }
+    let owner: Owner
+
+    init(device: CUDADevice, address: UInt64, byteCount: Int, owner: Owner) {
+        cudaDevice = device
+        deviceAddress = address
+        self.byteCount = byteCount
+        self.owner = owner
+    }
+
+    deinit {
+        guard case .allocation(let budget) = owner else { return }
+        let (driver, address) = (cudaDevice.driver, deviceAddress)
+        cudaDevice.withContext { _ = driver.cuMemFree(address) }
+        budget?.release(byteCount: byteCount)
+    }
+
+    /// `byteCount` bytes at `offset`, as a buffer that keeps this one alive.
+    public func view(offset: Int, byteCount count: Int) -> CUDABuffer {
+        precondition(offset >= 0 && count >= 0 && offset + count <= byteCount, "view of \(count) bytes at \(offset) outside \(byteCount) bytes")
+        return CUDABuffer(device: cudaDevice, address: deviceAddress + UInt64(offset), byteCount: count, owner: .view(self))
+    }
+
+    /// Whether this memory belongs to another process (mapped through an IPC handle).
+    public var isMapping: Bool {
+        switch owner {
+        case .allocation: false
+        case .mapping: true
+        case .view(let parent): parent.isMapping
+        }
+    }
+
+    /// A tensor over this memory.
+    public func tensor(dtype: DType, shape: [Int], byteOffset: Int = 0) -> Tensor {
+        precondition(byteOffset + shape.reduce(1, *) * dtype.byteSize <= byteCount, "tensor \(shape) \(dtype) exceeds \(byteCount) bytes")
+        return Tensor(deviceStorage: self, byteOffset: byteOffset, dtype: dtype, shape: shape)
+    }
+
+    /// Copies `count` host bytes into this buffer at `offset`, waiting for it.
+    public func copy(fromHost source: UnsafeRawPointer, byteCount count: Int, offset: Int = 0) throws(CUDAError) {
+        precondition(offset >= 0 && offset + count <= byteCount)
+        try cudaDevice.copy(fromHost: source, to: deviceAddress + UInt64(offset), byteCount: count)
+    }
+
+    /// Copies `count` bytes at `offset` of this buffer to host memory, waiting for it.
+    public func copy(toHost destination: UnsafeMutableRawPointer, byteCount count: Int, offset: Int = 0) throws(CUDAError) {
+        precondition(offset >= 0 && offset + count <= byteCount)
+        try cudaDevice.copy(from: deviceAddress + UInt64(offset), toHost: destination, byteCount: count)
+    }
+}

@@ -1,0 +1,153 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CCUDA
+import Synchronization
+
+// CUDA IPC: the exporter turns a `cuMemAlloc` allocation into 64 bytes (`cuIpcGetMemHandle`); a process
+// on the same GPU maps it with `cuIpcOpenMemHandle`. Each exported allocation is mapped once per
+// process and device, kept while any buffer uses the mapping, and closed with the last of them.
+
+/// A mapping of another process's allocation; closed when the last buffer using it goes.
+final class IPCMapping: @unchecked Sendable {
+    let device: CUDADevice
+    let base: CUdeviceptr
+    let size: Int
+    let key: [UInt8]
+
+    init(device: CUDADevice, base: CUdeviceptr, size: Int, key: [UInt8]) {
+        self.device = device
+        self.base = base
+        self.size = size
+        self.key = key
+    }
+
+    deinit {
+        let (device, base, key) = (device, base, key)
+        // Under the cache's lock, so a concurrent open of the same handle waits for the close.
+        device.ipcMappings.withLock { mappings in
+            if mappings[key]?.mapping == nil { mappings[key] = nil }
+            device.withContext { _ = device.driver.cuIpcCloseMemHandle(base) }
+        }
+    }
+}
+
+struct WeakIPCMapping {
+    weak var mapping: IPCMapping?
+}
+
+struct WeakBuffer {
+    weak var buffer: CUDABuffer?
+}
+
+/// Allocations this process exported, so that it can open its own handles (the driver refuses that).
+private let exportedAllocations = Mutex<[[UInt8]: WeakBuffer]>([:])
+
+extension CUDABuffer {
+    /// The allocation this buffer is part of, and where in it the buffer starts.
+    private var allocationRoot: (buffer: CUDABuffer, offset: Int)? {
+        switch owner {
+        case .allocation: return (self, 0)
+        case .mapping: return nil
+        case .view(let parent):
+            guard let root = parent.allocationRoot else { return nil }
+            return (root.buffer, root.offset + Int(deviceAddress - parent.deviceAddress))
+        }
+    }
+
+    /// A handle another process on this GPU can open, for `byteCount` bytes at `offset` of this buffer.
+    /// Only memory this process allocated can be exported (not a mapping of another's).
+    public func exportHandle(offset: Int = 0, byteCount count: Int? = nil) throws -> MemoryHandle {
+        let count = count ?? (byteCount - offset)
+        guard offset >= 0, count >= 0, offset + count <= byteCount else {
+            throw ComputeError("cannot export \(count) bytes at \(offset) of a buffer of \(byteCount) bytes")
+        }
+        guard let root = allocationRoot else {
+            throw ComputeError("cannot export memory mapped from another process; export it from its owner")
+        }
+        var handle = CUipcMemHandle()
+        let driver = cudaDevice.driver
+        let address = root.buffer.deviceAddress
+        try cudaDevice.withContext { () throws(CUDAError) in
+            try CUDAError.check(driver.cuIpcGetMemHandle(&handle, address), "cuIpcGetMemHandle")
+        }
+        let opaque = withUnsafeBytes(of: handle.reserved) { Array($0) }
+        exportedAllocations.withLock { $0[opaque] = WeakBuffer(buffer: root.buffer) }
+        return MemoryHandle(deviceUUID: cudaDevice.uuid, kind: .cudaIPC, byteCount: count, offset: root.offset + offset,
+                            opaque: opaque, ownerPID: getpid())
+    }
+}
+
+extension CUDADevice {
+    /// Opens a handle exported by a process on this same GPU, as a buffer of `handle.byteCount` bytes.
+    ///
+    /// The handle must name this device's UUID (whatever the ordinals of the two processes), and its
+    /// owner must be alive. The allocation is mapped once (`cuIpcOpenMemHandle` with
+    /// `CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS`) and the mapping shared by every buffer opened from it.
+    public func open(_ handle: MemoryHandle) throws -> CUDABuffer {
+        guard handle.kind == .cudaIPC else {
+            throw ComputeError("a \(handle.kind.rawValue) handle cannot be opened on a CUDA device")
+        }
+        guard handle.deviceUUID.lowercased() == uuid.lowercased() else {
+            throw ComputeError("the memory handle is for \(handle.deviceUUID), not this process's device \(uuid) (cuda:\(ordinal)); "
+                + "open it in the process on that GPU")
+        }
+        guard handle.opaque.count == MemoryLayout<CUipcMemHandle>.size else {
+            throw ComputeError("a CUDA IPC handle has \(MemoryLayout<CUipcMemHandle>.size) opaque bytes, not \(handle.opaque.count)")
+        }
+        guard handle.offset >= 0, handle.byteCount >= 0 else {
+            throw ComputeError("invalid memory handle range: \(handle.byteCount) bytes at \(handle.offset)")
+        }
+        try handle.checkOwnerAlive()
+
+        if handle.ownerPID == getpid() {
+            guard let root = exportedAllocations.withLock({ $0[handle.opaque]?.buffer }) else {
+                throw ComputeError("the memory handle names an allocation of this process that has been freed")
+            }
+            guard handle.offset + handle.byteCount <= root.byteCount else { throw rangeError(handle, root.byteCount) }
+            return root.view(offset: handle.offset, byteCount: handle.byteCount)
+        }
+
+        let mapping = try ipcMappings.withLock { (mappings) throws -> IPCMapping in
+            if let open = mappings[handle.opaque]?.mapping { return open }
+            let opened = try mapIPC(handle)
+            mappings[handle.opaque] = WeakIPCMapping(mapping: opened)
+            return opened
+        }
+        guard handle.offset + handle.byteCount <= mapping.size else { throw rangeError(handle, mapping.size) }
+        return CUDABuffer(device: self, address: mapping.base + UInt64(handle.offset), byteCount: handle.byteCount,
+                          owner: .mapping(mapping))
+    }
+
+    /// Number of other processes' allocations this process has mapped now.
+    public var openIPCMappingCount: Int { ipcMappings.withLock { $0.values.filter { $0.mapping != nil }.count } }
+
+    private func mapIPC(_ handle: MemoryHandle) throws -> IPCMapping {
+        var ipc = CUipcMemHandle()
+        withUnsafeMutableBytes(of: &ipc.reserved) { $0.copyBytes(from: handle.opaque) }
+        do {
+            let (base, size) = try withContext { () throws(CUDAError) -> (CUdeviceptr, Int) in
+                var pointer: CUdeviceptr = 0
+                try CUDAError.check(driver.cuIpcOpenMemHandle(&pointer, ipc, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS), "cuIpcOpenMemHandle_v2")
+                var base: CUdeviceptr = 0
+                var size = 0
+                if driver.cuMemGetAddressRange(&base, &size, pointer) != CUDA_SUCCESS || base != pointer {
+                    size = Int.max  // unknown: trust the exporter's range
+                }
+                return (pointer, size)
+            }
+            return IPCMapping(device: self, base: base, size: size, key: handle.opaque)
+        } catch {
+            let hint = handle.ownerIsAlive
+                ? "the exporter may have freed the buffer, or the handle is not from this machine"
+                : "process \(handle.ownerPID) has exited"
+            throw ComputeError("cannot open the CUDA memory handle of process \(handle.ownerPID) on \(uuid): \(error) (\(hint))")
+        }
+    }
+
+    private func rangeError(_ handle: MemoryHandle, _ size: Int) -> ComputeError {
+        ComputeError("the memory handle's range (\(handle.byteCount) bytes at \(handle.offset)) exceeds the exported allocation of \(size) bytes")
+    }
+}

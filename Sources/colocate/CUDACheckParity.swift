@@ -1,0 +1,251 @@
+import Compute
+import Foundation
+
+/// Every op of the CUDA backend against `CUDACheckReference` on random data of several shapes.
+/// Prints the max abs error of each (scaled by max(1, max |reference|)) and its tolerance.
+struct CUDAParityCheck {
+    let backend: CUDABackend
+    var report: CUDACheckReport
+    var random = CheckRandom(seed: 0x5EED)
+
+    init(backend: CUDABackend, report: CUDACheckReport) {
+        self.backend = backend
+        self.report = report
+    }
+
+    mutating func expect(_ name: String, _ gpu: [Float], _ reference: [Float], tolerance: Float) {
+        precondition(gpu.count == reference.count)
+        var error: Float = 0
+        var scale: Float = 1
+        for (g, r) in zip(gpu, reference) {
+            error = max(error, abs(g - r).isNaN ? .infinity : abs(g - r))
+            scale = max(scale, abs(r))
+        }
+        let relative = error / scale
+        let ok = relative <= tolerance
+        print("  \(ok ? "ok  " : "FAIL") \(name.padding(toLength: 52, withPad: " ", startingAt: 0)) max|Δ| \(format(error))  scaled \(format(relative))  tol \(format(tolerance))")
+        if ok { report.pass(name) } else { report.fail(name) }
+    }
+
+    func format(_ x: Float) -> String { String(format: "%.2e", Double(x)) }
+
+    func up(_ values: [Float], _ shape: [Int], _ dtype: DType = .f32) throws -> Tensor {
+        try backend.upload(Tensor(values, shape: shape), as: dtype)
+    }
+
+    func zeros(_ shape: [Int], _ dtype: DType = .f32) throws -> Tensor { try backend.zeros(shape, dtype: dtype) }
+
+    mutating func runAll() throws {
+        print("\n== parity (GPU vs CPU reference)")
+        try linear()
+        try embedding()
+        try norms()
+        try rotary()
+        try elementwise()
+        try attention()
+        try softmaxAndSampling()
+        try conversions()
+        try backend.synchronize()
+    }
+
+    mutating func linear() throws {
+        for (n, k, o) in [(1, 64, 48), (7, 768, 3072), (33, 1000, 257), (64, 1024, 1024)] {
+            let x = random.floats(n * k), w = random.floats(o * k, -0.1, 0.1), b = random.floats(o)
+            for dtype in [DType.f32, .bf16, .f16] {
+                for withBias in [false, true] where withBias || dtype == .f32 || n == 7 {
+                    let y = try zeros([n, o])
+                    let bias = withBias ? try up(b, [o], dtype) : nil
+                    backend.linear(try up(x, [n, k]), weight: try up(w, [o, k], dtype), bias: bias, into: y)
+                    let gpu = try backend.floats(y)
+                    let wr = CUDACheckReference.rounded(w, to: dtype)
+                    let br = withBias ? CUDACheckReference.rounded(b, to: dtype) : nil
+                    // The GPU rounds activations to the weight dtype first: the same reference, exactly.
+                    let reference = CUDACheckReference.linear(CUDACheckReference.rounded(x, to: dtype), wr, br, n: n, k: k, o: o)
+                    expect("linear \(dtype) [\(n),\(k)]x[\(o),\(k)]\(withBias ? "+b" : "")", gpu, reference, tolerance: 2e-5)
+                    if dtype != .f32 {
+                        // Against f32 activations: what rounding the activations costs (the weight-dtype tolerance).
+                        let full = CUDACheckReference.linear(x, wr, br, n: n, k: k, o: o)
+                        expect("  … vs f32 activations", gpu, full, tolerance: dtype == .bf16 ? 2e-2 : 3e-3)
+                    }
+                }
+            }
+        }
+    }
+
+    mutating func embedding() throws {
+        let (v, h) = (1000, 96)
+        let table = random.floats(v * h)
+        let ids = (0..<13).map { _ in Int32(random.int(v)) }
+        for dtype in [DType.f32, .bf16, .f16] {
+            let t = try up(table, [v, h], dtype)
+            let y = try zeros([ids.count, h])
+            backend.embedding(ids: ids, table: t, into: y, accumulate: false)
+            backend.embedding(ids: ids, table: t, into: y, accumulate: true)
+            let rounded = CUDACheckReference.rounded(table, to: dtype)
+            let reference = ids.flatMap { id in rounded[(Int(id) * h)..<((Int(id) + 1) * h)].map { $0 * 2 } }
+            expect("embedding \(dtype) (+ accumulate)", try backend.floats(y), reference, tolerance: 0)
+        }
+    }
+
+    mutating func norms() throws {
+        for (rows, hidden) in [(1, 64), (5, 768), (3, 4096), (2, 5000)] {
+            let x = random.floats(rows * hidden, -3, 3), w = random.floats(hidden, 0.5, 1.5), b = random.floats(hidden)
+            for dtype in [DType.f32, .bf16] {
+                let (wr, br) = (CUDACheckReference.rounded(w, to: dtype), CUDACheckReference.rounded(b, to: dtype))
+                let y = try zeros([rows, hidden])
+                backend.layerNorm(try up(x, [rows, hidden]), weight: try up(w, [hidden], dtype), bias: try up(b, [hidden], dtype), eps: 1e-5, into: y)
+                expect("layerNorm \(dtype) [\(rows),\(hidden)]", try backend.floats(y),
+                       CUDACheckReference.layerNorm(x, wr, br, hidden: hidden, eps: 1e-5), tolerance: 1e-5)
+                let z = try zeros([rows, hidden])
+                backend.rmsNorm(try up(x, [rows, hidden]), weight: try up(w, [hidden], dtype), eps: 1e-6, into: z)
+                expect("rmsNorm \(dtype) [\(rows),\(hidden)]", try backend.floats(z),
+                       CUDACheckReference.rmsNorm(x, wr, hidden: hidden, eps: 1e-6), tolerance: 1e-5)
+            }
+        }
+    }
+
+    mutating func rotary() throws {
+        for (tokens, heads, headDim, theta) in [(3, 2, 8, Float(10000)), (17, 4, 64, 10000), (5, 3, 128, 1_000_000)] {
+            let x = random.floats(tokens * heads * headDim)
+            let positions = (0..<tokens).map { _ in Int32(random.int(4096)) }
+            let t = try up(x, [tokens, heads, headDim])
+            backend.rotary(t, positions: positions, theta: theta)
+            expect("rotary [\(tokens),\(heads),\(headDim)] θ=\(Int(theta))", try backend.floats(t),
+                   CUDACheckReference.rotary(x, positions: positions, heads: heads, headDim: headDim, theta: theta), tolerance: 2e-5)
+        }
+    }
+
+    mutating func elementwise() throws {
+        let n = 100_003
+        let x = random.floats(n, -6, 6), g = random.floats(n, -6, 6)
+        for kind in [Activation.relu, .gelu, .geluTanh, .silu] {
+            let y = try zeros([n])
+            backend.activation(kind, try up(x, [n]), into: y)
+            expect("activation \(kind.rawValue)", try backend.floats(y), x.map { CUDACheckReference.activation(kind, $0) }, tolerance: 2e-6)
+        }
+        let y = try zeros([n])
+        backend.swiGLU(gate: try up(g, [n]), up: try up(x, [n]), into: y)
+        expect("swiGLU", try backend.floats(y), zip(g, x).map { CUDACheckReference.activation(.silu, $0) * $1 }, tolerance: 2e-6)
+        let a = try up(x, [n])
+        backend.add(a, try up(g, [n]), into: a)
+        expect("add (in place)", try backend.floats(a), zip(x, g).map(+), tolerance: 0)
+    }
+
+    mutating func attention() throws {
+        for (heads, kvHeads, headDim, cacheType) in [(8, 2, 64, DType.f32), (4, 4, 128, .f32), (6, 2, 80, .bf16), (2, 1, 256, .f16)] {
+            let blockSize = 16
+            let lengths = [5, 37, 70]
+            // Shuffled block ids, as a block allocator hands them out.
+            var free = Array(0..<32)
+            for i in stride(from: free.count - 1, to: 0, by: -1) { free.swapAt(i, random.int(i + 1)) }
+            let tables: [[Int32]] = lengths.map { length in
+                (0..<((length + blockSize) / blockSize)).map { _ in Int32(free.removeLast()) }
+            }
+            let slots = 32 * blockSize
+            let kCache = try zeros([slots, kvHeads, headDim], cacheType), vCache = try zeros([slots, kvHeads, headDim], cacheType)
+            var referenceK = [Float](repeating: 0, count: slots * kvHeads * headDim), referenceV = referenceK
+            // Step 1: prefill every sequence; step 2: one decode token each.
+            for step in 0..<2 {
+                var sequences: [Int32] = [], positions: [Int32] = []
+                for (s, length) in lengths.enumerated() {
+                    let range = step == 0 ? 0..<length : length..<(length + 1)
+                    for p in range {
+                        sequences.append(Int32(s))
+                        positions.append(Int32(p))
+                    }
+                }
+                let layout = AttentionLayout(blockSize: blockSize, blockTables: tables, sequenceOfToken: sequences, positionOfToken: positions)
+                let tokens = positions.count
+                let row = kvHeads * headDim
+                let k = random.floats(tokens * row), v = random.floats(tokens * row), q = random.floats(tokens * heads * headDim)
+                backend.writeKV(k: try up(k, [tokens, kvHeads, headDim]), v: try up(v, [tokens, kvHeads, headDim]),
+                                kCache: kCache, vCache: vCache, layout: layout)
+                let (kr, vr) = (CUDACheckReference.rounded(k, to: cacheType), CUDACheckReference.rounded(v, to: cacheType))
+                for t in 0..<tokens {
+                    let slot = layout.slot(ofToken: t)
+                    referenceK.replaceSubrange((slot * row)..<((slot + 1) * row), with: kr[(t * row)..<((t + 1) * row)])
+                    referenceV.replaceSubrange((slot * row)..<((slot + 1) * row), with: vr[(t * row)..<((t + 1) * row)])
+                }
+                let label = "h\(heads)/kv\(kvHeads) d\(headDim) \(cacheType) \(step == 0 ? "prefill" : "decode")"
+                expect("writeKV \(label)", try backend.floats(kCache) + backend.floats(vCache), referenceK + referenceV, tolerance: 0)
+                let out = try zeros([tokens, heads, headDim])
+                let scale = 1 / Float(headDim).squareRoot()
+                backend.attention(q: try up(q, [tokens, heads, headDim]), kCache: kCache, vCache: vCache, layout: layout, scale: scale, into: out)
+                let reference = CUDACheckReference.attention(q: q, kCache: referenceK, vCache: referenceV, layout: layout,
+                                                             heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
+                expect("attention \(label) (\(tokens) tokens)", try backend.floats(out), reference, tolerance: 2e-5)
+            }
+        }
+    }
+
+    mutating func softmaxAndSampling() throws {
+        for (rows, cols) in [(1, 10), (4, 50272), (64, 32000)] {
+            let x = random.floats(rows * cols, -8, 8)
+            let input = try up(x, [rows, cols])
+            let y = try zeros([rows, cols]), l = try zeros([rows, cols])
+            backend.softmax(input, into: y)
+            backend.logSoftmax(input, into: l)
+            expect("softmax [\(rows),\(cols)]", try backend.floats(y), CUDACheckReference.softmax(x, cols: cols, logarithm: false), tolerance: 1e-6)
+            expect("logSoftmax [\(rows),\(cols)]", try backend.floats(l), CUDACheckReference.softmax(x, cols: cols, logarithm: true), tolerance: 2e-6)
+
+            let chosen = try zeros([rows], .i32)
+            backend.argmax(input, into: chosen)
+            let gpuArgmax = try backend.download(chosen).integers()
+            let referenceArgmax = CUDACheckReference.argmax(x, cols: cols).map(Int.init)
+            expect("argmax [\(rows),\(cols)]", gpuArgmax.map(Float.init), referenceArgmax.map(Float.init), tolerance: 0)
+
+            let uniforms = (0..<rows).map { _ in random.float(0, 1) }
+            let sampled = try zeros([rows], .i32)
+            backend.sample(probabilities: y, uniforms: uniforms, into: sampled)
+            let gpuSample = try backend.download(sampled).integers()
+            let probabilities = try backend.floats(y)
+            let referenceSample = (0..<rows).map { Int(CUDACheckReference.sample(probabilities, cols: cols, row: $0, u: uniforms[$0])) }
+            // Summation order differs: a target within rounding of a CDF boundary may pick the neighbour.
+            let mismatches = zip(gpuSample, referenceSample).filter { abs($0 - $1) > 1 }.count
+            let neighbours = zip(gpuSample, referenceSample).filter { abs($0 - $1) == 1 }.count
+            print("  \(mismatches == 0 ? "ok  " : "FAIL") sample [\(rows),\(cols)]: \(rows - mismatches - neighbours) same, \(neighbours) neighbour, \(mismatches) different")
+            if mismatches == 0 { report.pass("sample") } else { report.fail("sample [\(rows),\(cols)]") }
+        }
+    }
+
+    mutating func conversions() throws {
+        let n = 70_001
+        var values = random.floats(n, -70000, 70000)
+        values[0] = 0
+        values[1] = -0.0
+        values[2] = 1e-30
+        values[3] = .infinity
+        for source in [DType.f32, .bf16, .f16] {
+            for destination in [DType.f32, .bf16, .f16] {
+                let input = try up(values, [n], source)
+                let output = try zeros([n], destination)
+                backend.copy(input, into: output)
+                let hostInput = try backend.download(input)
+                let expected = try hostInput.converted(to: destination)
+                let got = try backend.download(output)
+                let same = memcmp(got.rawPointer, expected.rawPointer, got.byteCount) == 0
+                print("  \(same ? "ok  " : "FAIL") convert \(source) → \(destination): \(same ? "bit-exact" : "differs") vs host")
+                if same { report.pass("convert") } else { report.fail("convert \(source)→\(destination)") }
+
+                // Strided: columns 13..<74 of a [37, 100] matrix into a [37, 64] one at column 2.
+                let (rows, cols, sourcePitch, destinationPitch) = (37, 61, 100, 64)
+                let matrix = try up(Array(values[0..<(rows * sourcePitch)]), [rows, sourcePitch], source)
+                let target = try zeros([rows, destinationPitch], destination)
+                let sourceAddress = matrix.deviceStorage!.deviceAddress + UInt64(13 * source.byteSize)
+                let destinationAddress = target.deviceStorage!.deviceAddress + UInt64(2 * destination.byteSize)
+                backend.copy2D(source: sourceAddress, sourcePitch: sourcePitch, destination: destinationAddress,
+                               destinationPitch: destinationPitch, rows: rows, cols: cols, sourceType: source, destinationType: destination)
+                let hostMatrix = try backend.download(matrix).floats()
+                var reference = [Float](repeating: 0, count: rows * destinationPitch)
+                for r in 0..<rows {
+                    for c in 0..<cols { reference[r * destinationPitch + 2 + c] = hostMatrix[r * sourcePitch + 13 + c] }
+                }
+                let roundedReference = CUDACheckReference.rounded(reference, to: destination)
+                let gpu = try backend.floats(target)
+                let exact = zip(gpu, roundedReference).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
+                print("  \(exact ? "ok  " : "FAIL") copy2D \(source) → \(destination) [37×61 of pitch 100 → pitch 64]: \(exact ? "exact" : "differs")")
+                if exact { report.pass("copy2D") } else { report.fail("copy2D \(source)→\(destination)") }
+            }
+        }
+    }
+}
