@@ -1,0 +1,214 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Throughput of `CPUKernels.linear` on this machine: GFLOP/s per shape and weight dtype, the
+/// fraction of the machine's f32 FMA peak, and the time of the opt-125m linear stack per decode step.
+///
+/// Peak = threads × GHz × 2 FMA ports × 8 lanes (AVX2) × 2 flops. The clock is measured with a chain
+/// of dependent 8-lane FMAs, assuming the 4-cycle FMA latency of recent Intel cores (Skylake through
+/// Sapphire Rapids); /proc/cpuinfo's nominal "cpu MHz" is reported beside it.
+public enum MatmulBenchmark {
+    /// `rows` × `inFeatures` activations times an `outFeatures` × `inFeatures` weight.
+    public struct Shape: Sendable, CustomStringConvertible {
+        public var rows: Int, inFeatures: Int, outFeatures: Int
+        public init(rows: Int, inFeatures: Int, outFeatures: Int) {
+            self.rows = rows
+            self.inFeatures = inFeatures
+            self.outFeatures = outFeatures
+        }
+        public var description: String { "N=\(rows) \(inFeatures)→\(outFeatures)" }
+        var flops: Double { 2 * Double(rows) * Double(inFeatures) * Double(outFeatures) }
+    }
+
+    public static let defaultShapes: [Shape] = [1, 16, 128, 512].flatMap { n in
+        [Shape(rows: n, inFeatures: 768, outFeatures: 768),
+         Shape(rows: n, inFeatures: 768, outFeatures: 3072),
+         Shape(rows: n, inFeatures: 3072, outFeatures: 768)]
+    }
+
+    /// Runs the shapes for each dtype (each measurement repeats for about `seconds`), then the
+    /// opt-125m stack unless `includeModelStack` is false, and returns a printable report.
+    public static func run(
+        shapes: [Shape] = defaultShapes, dtypes: [DType] = [.f32, .bf16], seconds: Double = 0.3,
+        includeModelStack: Bool = true
+    ) -> String {
+        let ghz = measureGHz()
+        let threads = Parallel.width
+        let peak = Double(threads) * ghz * 2 * 8 * 2
+        var lines = [String]()
+        lines.append("threads \(threads); clock \(format(ghz, 2)) GHz measured (4-cycle FMA latency assumed), \(nominalMHz().map { "\(format($0 / 1000, 2)) GHz" } ?? "unknown") nominal in /proc/cpuinfo")
+        lines.append("f32 FMA peak (AVX2) = \(threads) × \(format(ghz, 2)) GHz × 2 FMA × 8 lanes × 2 = \(format(peak, 1)) GFLOP/s")
+        lines.append(pad("shape", 20) + pad("dtype", 6) + pad("time", 12) + pad("GFLOP/s", 10) + pad("% peak", 8) + "weight GB/s")
+        for dtype in dtypes {
+            for shape in shapes {
+                let seconds = timeLinear(shape, dtype: dtype, seconds: seconds)
+                let gflops = shape.flops / seconds / 1e9
+                let weightBytes = Double(shape.inFeatures * shape.outFeatures * dtype.byteSize)
+                lines.append(pad(shape.description, 20) + pad(dtype.description, 6) + pad(formatTime(seconds), 12)
+                    + pad(format(gflops, 1), 10) + pad(format(100 * gflops / peak, 1), 8) + format(weightBytes / seconds / 1e9, 1))
+            }
+        }
+        if includeModelStack {
+            lines.append("opt-125m linear stack per step (12 × [q,k,v,out 768², fc1 768→3072, fc2 3072→768] + lm_head 768→50272):")
+            for dtype in dtypes {
+                for n in [1, 16] {
+                    let seconds = timeModelStack(rows: n, dtype: dtype)
+                    lines.append("  \(dtype) N=\(n): \(formatTime(seconds)) per step → ≤ \(format(Double(n) / seconds, 1)) tokens/s from the linear layers alone")
+                }
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Seconds per call, the median of repeated timings of about `seconds` in total.
+    static func timeLinear(_ shape: Shape, dtype: DType, seconds: Double) -> Double {
+        let x = filledTensor([shape.rows, shape.inFeatures], .f32)
+        let w = filledTensor([shape.outFeatures, shape.inFeatures], dtype)
+        let b = filledTensor([shape.outFeatures], .f32)
+        let y = try! Tensor.zeros([shape.rows, shape.outFeatures])  // benchmark-sized allocation
+        let backend = CPUBackend()
+        let call = { backend.linear(x, weight: w, bias: b, into: y) }
+        call()
+        // Calibrate a batch of calls of ~10 ms, then take the median batch.
+        var perBatch = 1
+        while true {
+            let t = measure { for _ in 0..<perBatch { call() } }
+            if t > 0.01 || perBatch > 1 << 20 { break }
+            perBatch *= 2
+        }
+        var samples = [Double]()
+        let start = now()
+        while now() - start < seconds || samples.count < 3 {
+            samples.append(measure { for _ in 0..<perBatch { call() } } / Double(perBatch))
+        }
+        samples.sort()
+        return samples[samples.count / 2]
+    }
+
+    /// Seconds for one pass over the opt-125m linear stack with distinct weights per layer (so that
+    /// the weights come from memory as in a real model, 124 M parameters).
+    static func timeModelStack(rows n: Int, dtype: DType) -> Double {
+        let hidden = 768, ffn = 3072, vocab = 50272, layers = 12
+        struct Layer { var q, k, v, o, fc1, fc2: Tensor; var b768, b3072: Tensor }
+        let model = (0..<layers).map { _ in
+            Layer(q: filledTensor([hidden, hidden], dtype), k: filledTensor([hidden, hidden], dtype),
+                  v: filledTensor([hidden, hidden], dtype), o: filledTensor([hidden, hidden], dtype),
+                  fc1: filledTensor([ffn, hidden], dtype), fc2: filledTensor([hidden, ffn], dtype),
+                  b768: filledTensor([hidden], .f32), b3072: filledTensor([ffn], .f32))
+        }
+        let head = filledTensor([vocab, hidden], dtype)
+        let x = filledTensor([n, hidden], .f32)
+        let a = try! Tensor.zeros([n, hidden]), h = try! Tensor.zeros([n, ffn]), logits = try! Tensor.zeros([n, vocab])
+        let backend = CPUBackend()
+        func step() {
+            for layer in model {
+                backend.linear(x, weight: layer.q, bias: layer.b768, into: a)
+                backend.linear(x, weight: layer.k, bias: layer.b768, into: a)
+                backend.linear(x, weight: layer.v, bias: layer.b768, into: a)
+                backend.linear(x, weight: layer.o, bias: layer.b768, into: a)
+                backend.linear(x, weight: layer.fc1, bias: layer.b3072, into: h)
+                backend.linear(h, weight: layer.fc2, bias: layer.b768, into: a)
+            }
+            backend.linear(x, weight: head, bias: nil, into: logits)
+        }
+        step()
+        var samples = [Double]()
+        for _ in 0..<7 { samples.append(measure(step)) }
+        samples.sort()
+        return samples[samples.count / 2]
+    }
+
+    /// Clock frequency from a dependent chain of 8-lane FMAs (4 cycles each).
+    public static func measureGHz() -> Double {
+        var best = Double.infinity
+        let iterations = 20_000_000
+        let m = SIMD8<Float>(repeating: 0.999_999), c = SIMD8<Float>(repeating: 1e-6)
+        for _ in 0..<3 {
+            var chain = SIMD8<Float>(repeating: 1)
+            best = min(best, measure { chain = fmaChain(chain, m, c, iterations) })
+            blackHole(chain.sum())
+        }
+        return 4 * Double(iterations) / best / 1e9
+    }
+
+    @inline(never)
+    static func fmaChain(_ start: SIMD8<Float>, _ m: SIMD8<Float>, _ c: SIMD8<Float>, _ count: Int) -> SIMD8<Float> {
+        var v = start
+        for _ in 0..<count { v = c.addingProduct(v, m) }
+        return v
+    }
+
+    @inline(never) static func blackHole(_ value: Float) {
+        if value == .infinity { print("", terminator: "") }
+    }
+
+    static func nominalMHz() -> Double? {
+        guard let file = fopen("/proc/cpuinfo", "r") else { return nil }
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0 {
+            let text = String(cString: line!)
+            if text.hasPrefix("cpu MHz"), let colon = text.firstIndex(of: ":") {
+                return Double(text[text.index(after: colon)...].trimmingCharacters())
+            }
+        }
+        return nil
+    }
+
+    static func filledTensor(_ shape: [Int], _ dtype: DType) -> Tensor {
+        let t = try! Tensor.zeros(shape, dtype: dtype)  // benchmark-sized allocation
+        let count = t.count
+        let f = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { f.deallocate() }
+        var state: UInt32 = 12345
+        for i in 0..<count {
+            state = state &* 1_664_525 &+ 1_013_904_223
+            f[i] = Float(Int32(bitPattern: state) >> 8) / Float(1 << 23) * 0.05
+        }
+        DTypeConversion.convert(from: UnsafeRawPointer(f), .f32, to: t.rawPointer, dtype, count: count)
+        return t
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    static func measure(_ body: () -> Void) -> Double {
+        let start = now()
+        body()
+        return now() - start
+    }
+
+    static func format(_ value: Double, _ decimals: Int) -> String {
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let rounded = (value * scale).rounded() / scale
+        var text = "\(rounded)"
+        if let dot = text.firstIndex(of: ".") {
+            let have = text.distance(from: dot, to: text.endIndex) - 1
+            if decimals == 0 { text = String(text[..<dot]) } else if have < decimals { text += String(repeating: "0", count: decimals - have) }
+        }
+        return text
+    }
+
+    static func formatTime(_ seconds: Double) -> String {
+        seconds < 1e-3 ? "\(format(seconds * 1e6, 1)) µs" : "\(format(seconds * 1e3, 2)) ms"
+    }
+
+    static func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters() -> String {
+        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\n" || $0 == "\t" }.reversed())
+    }
+}
