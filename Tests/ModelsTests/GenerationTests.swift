@@ -69,7 +69,11 @@ import Testing
         let roomy = try m.generate(prompts: prompts, params: params)
         let cache = try m.model.makeCache(blockSize: 4, numBlocks: 9)
         let tight = try Generator(model: m.model, cache: cache).generate(prompts: prompts, params: params)
-        #expect(roomy == tight)
+        // Same tokens; log-probs may differ in the last bits (rows are summed in other batch shapes).
+        #expect(roomy.map { $0.map(\.tokenIds) } == tight.map { $0.map(\.tokenIds) })
+        for (a, b) in zip(roomy.flatMap { $0 }, tight.flatMap { $0 }) {
+            #expect(zip(a.logprobs, b.logprobs).allSatisfy { abs($0 - $1) < 1e-4 })
+        }
     }
 
     @Test func initModelWritesALoadableModelWithTokenizer() throws {

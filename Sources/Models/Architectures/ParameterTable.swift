@@ -56,7 +56,9 @@ public struct ParameterTable: Sendable, Equatable {
             }
             if !c.tieWordEmbeddings { p.append(.init("lm_head.weight", [c.vocabSize, proj])) }
         case .llama, .qwen2:
+            // Qwen2 always has q/k/v biases and never an o_proj bias; Llama has both or neither.
             let qkvBias = c.architecture == .qwen2 || c.attentionBias
+            let outputBias = c.architecture == .llama && c.attentionBias
             p.append(.init("model.embed_tokens.weight", [c.vocabSize, h]))
             for i in 0..<c.numLayers {
                 let l = "model.layers.\(i)."
@@ -67,7 +69,7 @@ public struct ParameterTable: Sendable, Equatable {
                 p.append(.init(l + "self_attn.v_proj.weight", [kv, h], .column))
                 if qkvBias { p.append(.init(l + "self_attn.v_proj.bias", [kv], .column)) }
                 p.append(.init(l + "self_attn.o_proj.weight", [h, q], .row))
-                if c.attentionBias { p.append(.init(l + "self_attn.o_proj.bias", [h])) }
+                if outputBias { p.append(.init(l + "self_attn.o_proj.bias", [h])) }
                 p.append(.init(l + "mlp.gate_proj.weight", [f, h], .column))
                 p.append(.init(l + "mlp.up_proj.weight", [f, h], .column))
                 p.append(.init(l + "mlp.down_proj.weight", [h, f], .row))
