@@ -18,6 +18,15 @@ enum CLIParse {
         }
     }
 
+    /// Swift repairs invalid UTF-8 in arguments silently; text prompts must be refused instead.
+    static func requireUTF8Arguments() throws {
+        for i in 1..<Int(CommandLine.argc) {
+            guard let raw = CommandLine.unsafeArgv[i], String(validatingCString: raw) != nil else {
+                throw CLIError("argument \(i) is not valid UTF-8 text")
+            }
+        }
+    }
+
     static func dtype(_ name: String) throws -> DType {
         guard let t = DType(name: name), t.isFloatingPoint else { throw CLIError("unknown dtype '\(name)' (use f32, bf16 or f16)") }
         return t

@@ -35,6 +35,7 @@ struct Generate: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
+        try CLIParse.requireUTF8Arguments()
         let backend = try Backends.make(device: device)
         let weightType = try CLIParse.dtype(dtype)
         let local = try LocalModel(directory: model, dtype: weightType, backend: backend)
