@@ -29,7 +29,7 @@ public final class Cluster: Sendable {
     let driverSocketPath: String
     private let listener: Int32
     private let listenerShutDown = Atomic(false)
-    private let changes = ChangeSignal()
+    let changes = ChangeSignal()
     private let state: Mutex<State>
 
     private struct HelloInfo: Sendable {

@@ -15,6 +15,9 @@ final class ChangeSignal: Sendable {
 
     var generation: UInt64 { state.withLock { $0.generation } }
 
+    /// How many are waiting now (for tests that must know a waiter is parked).
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
+
     func notifyAll() {
         let waiters = state.withLock { s in
             s.generation &+= 1
