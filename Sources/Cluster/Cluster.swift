@@ -50,7 +50,17 @@ public final class Cluster: Sendable {
         var ledger: ResourceLedger
         var nextActorID = 0
         var actors: [Int: ActorRecord] = [:]
+        /// Actors being spawned whose record is not registered yet, and the hello each may already
+        /// have sent (a fast worker can connect before `posix_spawn`'s caller resumes).
+        var starting: [Int: EarlyHello?] = [:]
         var shutDown = false
+    }
+
+    private struct EarlyHello: Sendable {
+        var hello: WorkerHello
+        var frame: Frame
+        var connection: Connection
+        var peerPID: pid_t
     }
 
     /// A cluster on this host with the given devices.
@@ -288,19 +298,22 @@ public final class Cluster: Sendable {
             throw error
         }
 
+        state.withLock { $0.starting[id] = .some(nil) }
         let process: WorkerProcess
         do {
             process = try await WorkerProcess.spawn(executable: options.workerExecutable, arguments: options.workerArguments, environment: environment)
         } catch {
+            state.withLock { _ = $0.starting.removeValue(forKey: id) }
             release()
             throw error
         }
         let hello = Promise<HelloInfo>()
-        let stillUp = state.withLock { s in
+        let (stillUp, early) = state.withLock { s in
             s.actors[id] = ActorRecord(name: actorName, process: process, hello: hello,
                                        group: placement?.group.id, bundle: placement?.bundleIndex)
-            return !s.shutDown
+            return (!s.shutDown, s.starting.removeValue(forKey: id) ?? nil)
         }
+        if let early { acceptHello(early) }
         // From here on the reaper releases the share, whatever happens.
         process.startReaper { [weak self] termination in self?.workerExited(id, termination) }
         guard stillUp else {
@@ -417,13 +430,29 @@ public final class Cluster: Sendable {
             Task { await Handlers.execute(entry, frame: frame, on: connection) }
             return
         }
-        guard let hello = try? WireCodec.decode(WorkerHello.self, from: frame.payload, what: "hello"),
-              let record = state.withLock({ $0.actors[hello.actorID] }),
+        guard let hello = try? WireCodec.decode(WorkerHello.self, from: frame.payload, what: "hello") else {
+            return refuseHello(frame, connection, peerPID: peerPID)
+        }
+        let early = EarlyHello(hello: hello, frame: frame, connection: connection, peerPID: peerPID)
+        let registered = state.withLock { s -> Bool? in
+            if s.actors[hello.actorID] != nil { return true }
+            guard case .some(.none) = s.starting[hello.actorID] else { return nil }
+            s.starting[hello.actorID] = .some(early)
+            return false
+        }
+        switch registered {
+        case true?: acceptHello(early)
+        case false?: break   // `launch` handles it once the record exists
+        case nil: refuseHello(frame, connection, peerPID: peerPID)
+        }
+    }
+
+    /// Binds a worker's connection to its record, after checking it is the process we started.
+    private func acceptHello(_ early: EarlyHello) {
+        let (hello, frame, connection, peerPID) = (early.hello, early.frame, early.connection, early.peerPID)
+        guard let record = state.withLock({ $0.actors[hello.actorID] }),
               record.connection == nil, record.process.pid == peerPID, hello.pid == peerPID else {
-            // Not a worker this driver started (or a second hello): refuse and hang up.
-            connection.replyFailure(to: frame.requestID, message: "unexpected worker (pid \(peerPID))")
-            connection.close()
-            return
+            return refuseHello(frame, connection, peerPID: peerPID)
         }
         let name = record.name
         let process = record.process
@@ -439,6 +468,12 @@ public final class Cluster: Sendable {
         state.withLock { $0.actors[hello.actorID]?.connection = connection }
         connection.reply(to: frame.requestID, payload: (try? WireCodec.encode(Empty())) ?? [])
         record.hello.succeed(HelloInfo(connection: connection, listenPath: hello.listenPath))
+    }
+
+    /// Not a worker this driver started (or a second hello): refuse and hang up.
+    private func refuseHello(_ frame: Frame, _ connection: Connection, peerPID: pid_t) {
+        connection.replyFailure(to: frame.requestID, message: "unexpected worker (pid \(peerPID))")
+        connection.close()
     }
 
     private func shutDownListener() {

@@ -109,6 +109,12 @@ public final class EchoActor: ClusterActor {
     public struct Config: Codable, Sendable {
         public var greeting: String
         public init(greeting: String = "") { self.greeting = greeting }
+        /// Every field is optional, so `spawn(actorType:)` without a config works too.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            greeting = try c.decodeIfPresent(String.self, forKey: .greeting) ?? ""
+        }
+        private enum CodingKeys: String, CodingKey { case greeting }
     }
 
     private let config: Config
