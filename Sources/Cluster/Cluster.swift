@@ -358,7 +358,7 @@ public final class Cluster: Sendable {
 
     private func initialize(_ w: LaunchedWorker, actorType: String, config: [UInt8], rank: Int, worldSize: Int,
                             groupName: String?, peers: [ActorAddress]) async throws {
-        let call = InitializeActor(actorType: actorType, config: config, rank: rank, worldSize: worldSize,
+        let call = InitializeActor(actorType: actorType, config: String(decoding: config, as: UTF8.self), rank: rank, worldSize: worldSize,
                                    groupName: groupName, peers: peers)
         _ = try await w.connection.call(name: InitializeActor.name, payload: try WireCodec.encode(call))
     }

@@ -132,4 +132,37 @@ struct ActorTests {
         #expect(try await a.call(CallDriver(text: "hello")) == "driver got 'hello' from caller")
         await cluster.shutdown()
     }
+
+    @Test func manyCallsInFlightAndLargePayloads() async throws {
+        let cluster = try makeCluster()
+        let a = try await cluster.spawn(actorType: "EchoActor")
+        let replies = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            for i in 0..<200 { group.addTask { (i, try await a.call(Echo("#\(i)"))) } }
+            var replies = [Int: String]()
+            for try await (i, r) in group { replies[i] = r }
+            return replies
+        }
+        #expect(replies.count == 200 && replies.allSatisfy { $0.value == "#\($0.key)" })
+        let big = String(repeating: "0123456789abcdef", count: 1 << 16)   // 1 MiB, many reads per frame
+        #expect(try await a.call(Echo(big)) == big)
+        await cluster.shutdown()
+    }
+
+    @Test func aGroupThatFailsToStartLeavesNothingRunning() async throws {
+        let cluster = try makeCluster()
+        let pg = try cluster.placementGroup([gpu, gpu])
+        try await pg.ready()
+        let error = try await #require(throws: ClusterError.self) {
+            try await cluster.spawnGroup(
+                actorType: "EchoActor", config: EchoActor.Config(),
+                placements: [ActorPlacement(group: pg, bundleIndex: 0, deviceFraction: 1),
+                             ActorPlacement(group: pg, bundleIndex: 7, deviceFraction: 1)],
+                name: "broken")
+        }
+        #expect(error.message.contains("bundle index 7"))
+        // Rank 0 started and was stopped again: its whole device is free.
+        let whole = try await cluster.spawn(actorType: "EchoActor", placement: .init(group: pg, bundleIndex: 0, deviceFraction: 1))
+        #expect(try await whole.call(ReportDevice()).deviceFraction == 1)
+        await cluster.shutdown()
+    }
 }

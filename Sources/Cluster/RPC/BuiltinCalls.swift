@@ -38,8 +38,8 @@ struct InitializeActor: RemoteCall {
     typealias Reply = Empty
     static let name = "colocate.initialize"
     var actorType: String
-    /// The actor's `Config`, encoded.
-    var config: [UInt8]
+    /// The actor's `Config`, encoded (JSON text, kept as text so it is not re-encoded byte by byte).
+    var config: String
     var rank: Int
     var worldSize: Int
     var groupName: String?

@@ -156,7 +156,7 @@ private final class Worker: Sendable {
             let context = WorkerContext(environment: environment, actorType: call.actorType, rank: call.rank,
                                         worldSize: call.worldSize, groupName: call.groupName, peers: call.peers,
                                         driver: driver, serve: { [weak self] c in self?.serve(c) })
-            let (instance, handlers) = try await factory(call.config, context)
+            let (instance, handlers) = try await factory(Array(call.config.utf8), context)
             actor.withLock { a in
                 a.handlers = handlers
                 a.instance = instance
