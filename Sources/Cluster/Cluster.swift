@@ -423,9 +423,11 @@ public final class Cluster: Sendable {
 
     private func handleWorkerCall(_ frame: Frame, _ connection: Connection, peerPID: pid_t) {
         guard frame.name == WorkerHello.name else {
+            // Replies are written from tasks, never from the reader thread (see `Worker.received`).
             guard let entry = options.driverHandlers.entries[frame.name] else {
                 let known = options.driverHandlers.names.joined(separator: ", ")
-                return connection.replyFailure(to: frame.requestID, message: "the driver has no handler for '\(frame.name)'; it handles: [\(known)]")
+                Task { connection.replyFailure(to: frame.requestID, message: "the driver has no handler for '\(frame.name)'; it handles: [\(known)]") }
+                return
             }
             Task { await Handlers.execute(entry, frame: frame, on: connection) }
             return

@@ -111,19 +111,25 @@ private final class Worker: Sendable {
         connection.start()
     }
 
+    /// Runs on a connection's reader thread, which must never block on a write (two readers each
+    /// blocked writing to the other would deadlock): every reply is sent from a task.
     private func received(_ frame: Frame, on connection: Connection) {
         switch frame.name {
         case Ping.name:
-            connection.reply(to: frame.requestID, payload: (try? WireCodec.encode(Empty())) ?? [])
+            Task { reply(Empty(), to: frame, on: connection) }
         case ReportDevice.name:
-            let report = ReportDevice.Reply(
-                actor: environment.actorName, pid: getpid(), uuid: environment.device?.uuid, device: environment.device,
-                deviceFraction: environment.deviceFraction,
-                cudaVisibleDevices: ProcessInfo.processInfo.environment["CUDA_VISIBLE_DEVICES"])
-            reply(report, to: frame, on: connection)
+            Task {
+                let report = ReportDevice.Reply(
+                    actor: environment.actorName, pid: getpid(), uuid: environment.device?.uuid, device: environment.device,
+                    deviceFraction: environment.deviceFraction,
+                    cudaVisibleDevices: ProcessInfo.processInfo.environment["CUDA_VISIBLE_DEVICES"])
+                reply(report, to: frame, on: connection)
+            }
         case StopWorker.name:
-            connection.reply(to: frame.requestID, payload: (try? WireCodec.encode(Empty())) ?? [])
-            stopped.succeed(0)
+            Task {
+                reply(Empty(), to: frame, on: connection)
+                stopped.succeed(0)
+            }
         case InitializeActor.name:
             Task { await initialize(frame, on: connection) }
         default:
