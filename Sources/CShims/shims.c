@@ -58,6 +58,8 @@ ssize_t cshim_recv_with_fd(int sock, void *buf, size_t len, int *received_fd) {
     return r;
 }
 
+int cshim_accept_cloexec(int sock) { return accept4(sock, NULL, NULL, SOCK_CLOEXEC); }
+
 int cshim_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 #if defined(__x86_64__)

@@ -7,12 +7,12 @@ struct Colocate: AsyncParsableCommand {
         abstract: "Colocated LLM rollout engines and RL trainers with in-place weight sync.",
         subcommands: [
             Generate.self, Logits.self, InitModel.self, Tokenize.self, Detokenize.self,
-            Bench.self, CUDACheckCommand.self,
+            PlanCommand.self, Bench.self, WorkerCommand.self, CUDACheckCommand.self,
         ])
 }
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run them in release: swift run -c release colocate bench …).",
-        subcommands: [BenchMatmul.self, BenchDecode.self])
+        subcommands: [BenchMatmul.self, BenchDecode.self, BenchRPC.self])
 }

@@ -20,6 +20,10 @@ ssize_t cshim_send_with_fd(int sock, const void *buf, size_t len, int fd_to_send
 /// recvmsg of up to `len` bytes; *received_fd is the attached descriptor or -1. Returns bytes or -1.
 ssize_t cshim_recv_with_fd(int sock, void *buf, size_t len, int *received_fd);
 
+/// accept4(sock, NULL, NULL, SOCK_CLOEXEC): accepted sockets never leak into spawned workers.
+/// Returns a descriptor or -1.
+int cshim_accept_cloexec(int sock);
+
 /// memfd_create(name, MFD_CLOEXEC). Returns a descriptor or -1.
 int cshim_memfd_create(const char *name);
 

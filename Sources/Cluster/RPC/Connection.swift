@@ -1,0 +1,217 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+import Synchronization
+
+/// One end of an actor connection: both ends may call and answer.
+///
+/// A dedicated reader thread does blocking reads, parses frames, resumes the continuation waiting for
+/// each reply and hands each incoming call to `onCall`. Writes happen under a lock, so a frame and the
+/// descriptors that ride before it are never interleaved with another frame. When the peer goes away
+/// (EOF, error, or `close()`), every pending and later call fails with the error `closeReason`
+/// produces — for a worker process, one that names its exit status — so nothing waits forever.
+final class Connection: Sendable {
+    struct Hooks: Sendable {
+        /// Name of the peer for errors ("trainer-0", "driver").
+        var peerName: String
+        /// An incoming call; the receiver answers with `reply` / `replyFailure`.
+        var onCall: @Sendable (Frame, Connection) -> Void = { frame, conn in
+            conn.replyFailure(to: frame.requestID, message: "this end accepts no calls ('\(frame.name)')")
+        }
+        /// The error pending calls fail with once the connection ends. Runs on the reader thread and
+        /// may block briefly (to reap the peer's exit status).
+        var closeReason: (@Sendable () -> any Error)?
+        /// Called once, after the connection ended and pending calls failed.
+        var onClose: @Sendable () -> Void = {}
+    }
+
+    private struct State {
+        var pending: [UInt64: CheckedContinuation<Frame, any Error>] = [:]
+        var failure: (any Error)?
+        var nextID: UInt64 = 0
+    }
+
+    private let fd: Int32
+    private let hooks: Mutex<Hooks>
+    private let state = Mutex(State())
+    /// Guards writes and the descriptor's life: `true` once the reader closed it.
+    private let writer = Mutex(false)
+    private let started = Atomic(false)
+
+    /// Adopts a connected socket. Nothing is read until `start()`.
+    init(fd: Int32, hooks: Hooks) {
+        self.fd = fd
+        self.hooks = Mutex(hooks)
+    }
+
+    var peerName: String { hooks.withLock { $0.peerName } }
+
+    func updateHooks(_ body: (inout Hooks) -> Void) { hooks.withLock { body(&$0) } }
+
+    /// Starts the reader thread.
+    func start() {
+        guard !started.exchange(true, ordering: .relaxed) else { return }
+        startThread(name: "colocate.conn") { [self] in readLoop() }
+    }
+
+    /// Ends the connection: pending calls fail, the peer sees EOF. Idempotent.
+    func close() {
+        breakConnection()
+        if !started.exchange(true, ordering: .relaxed) {
+            // Never started: no reader will close the descriptor.
+            finish()
+        }
+    }
+
+    /// The error calls fail with, once the connection ended.
+    var failure: (any Error)? { state.withLock { $0.failure } }
+
+    // MARK: Calls
+
+    /// Sends a call and waits for its reply frame. A failure frame throws `RemoteError`.
+    func call(name: String, payload: [UInt8], attachments: [OwnedFD] = []) async throws -> Frame {
+        try Connection.validate(attachments)
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<Frame, any Error>) in
+            let registered: Result<UInt64, any Error> = state.withLock { s in
+                if let failure = s.failure { return .failure(failure) }
+                s.nextID &+= 1
+                s.pending[s.nextID] = c
+                return .success(s.nextID)
+            }
+            switch registered {
+            case .failure(let error):
+                c.resume(throwing: error)
+            case .success(let id):
+                do {
+                    try write(Frame(kind: .call, requestID: id, name: name, payload: payload), attachments: attachments)
+                } catch {
+                    // A failed send leaves the stream unusable (part of a frame may be out): end the
+                    // connection; the reader then fails this call and the others with the peer's fate.
+                    breakConnection()
+                }
+            }
+        }
+    }
+
+    func reply(to requestID: UInt64, payload: [UInt8], attachments: [OwnedFD] = []) {
+        do {
+            try Connection.validate(attachments)
+        } catch {
+            replyFailure(to: requestID, message: error.message)
+            return
+        }
+        do {
+            try write(Frame(kind: .reply, requestID: requestID, name: "", payload: payload), attachments: attachments)
+        } catch {
+            breakConnection()
+        }
+    }
+
+    func replyFailure(to requestID: UInt64, message: String) {
+        do {
+            try write(Frame(kind: .failure, requestID: requestID, name: "", payload: Array(message.utf8)), attachments: [])
+        } catch {
+            breakConnection()
+        }
+    }
+
+    private static func validate(_ attachments: [OwnedFD]) throws(ClusterError) {
+        guard attachments.count <= 255 else {
+            throw ClusterError("a message carries at most 255 file descriptors, got \(attachments.count)")
+        }
+        for a in attachments where a.rawValue < 0 {
+            throw ClusterError("an attachment was closed or released before it was sent")
+        }
+    }
+
+    /// Shuts the socket down so that the reader ends (unless it already closed the descriptor).
+    private func breakConnection() {
+        writer.withLock { closed in
+            if !closed { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+        }
+    }
+
+    private func write(_ frame: Frame, attachments: [OwnedFD]) throws(ClusterError) {
+        let bytes = frame.encoded(fdCount: attachments.count)
+        let carrier = attachments.count > 1
+            ? Frame(kind: .fdCarrier, requestID: frame.requestID, name: "", payload: []).encoded(fdCount: 0) : []
+        try writer.withLock { (closed) throws(ClusterError) in
+            guard !closed else { throw ClusterError("connection to '\(peerName)' is closed") }
+            for a in attachments.dropLast() {
+                try UnixSocket.sendAll(fd, carrier, attach: a.rawValue)
+            }
+            try UnixSocket.sendAll(fd, bytes, attach: attachments.last?.rawValue ?? -1)
+        }
+    }
+
+    // MARK: Reader
+
+    private func readLoop() {
+        var buffer = [UInt8]()
+        var descriptors: [OwnedFD] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        reading: while true {
+            var received: Int32 = -1
+            let n = chunk.withUnsafeMutableBytes { cshim_recv_with_fd(fd, $0.baseAddress, $0.count, &received) }
+            if received >= 0 { descriptors.append(OwnedFD(adopting: received)) }
+            if n <= 0 { break }
+            buffer.append(contentsOf: chunk[0..<n])
+            var consumed = 0
+            while true {
+                let parsed: (frame: Frame, fdCount: Int, size: Int)?
+                do {
+                    parsed = try buffer.withUnsafeBytes { (raw) throws(ClusterError) in
+                        try Frame.parse(UnsafeRawBufferPointer(rebasing: raw[consumed...]))
+                    }
+                } catch {
+                    break reading
+                }
+                guard let (frame, fdCount, size) = parsed else { break }
+                consumed += size
+                guard frame.kind != .fdCarrier else { continue }
+                guard fdCount <= descriptors.count else { break reading }
+                var complete = frame
+                complete.attachments = Array(descriptors.prefix(fdCount))
+                descriptors.removeFirst(fdCount)
+                deliver(complete)
+            }
+            if consumed > 0 { buffer.removeFirst(consumed) }
+        }
+        finish()
+    }
+
+    private func deliver(_ frame: Frame) {
+        switch frame.kind {
+        case .call:
+            hooks.withLock { $0.onCall }(frame, self)
+        case .reply, .failure:
+            guard let c = state.withLock({ $0.pending.removeValue(forKey: frame.requestID) }) else { return }
+            if frame.kind == .reply {
+                c.resume(returning: frame)
+            } else {
+                c.resume(throwing: RemoteError(actor: peerName, message: String(decoding: frame.payload, as: UTF8.self)))
+            }
+        case .fdCarrier:
+            break
+        }
+    }
+
+    private func finish() {
+        let h = hooks.withLock { $0 }
+        let error = h.closeReason?() ?? ActorDiedError(actor: h.peerName, pid: nil, termination: nil)
+        writer.withLock { closed in
+            if !closed {
+                closed = true
+                Glibc.close(fd)
+            }
+        }
+        let pending = state.withLock { s in
+            if s.failure == nil { s.failure = error }
+            defer { s.pending = [:] }
+            return Array(s.pending.values)
+        }
+        for c in pending { c.resume(throwing: error) }
+        h.onClose()
+    }
+}

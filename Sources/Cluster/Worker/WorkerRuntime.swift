@@ -1,0 +1,195 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+import Foundation
+import Synchronization
+
+/// The worker side: `colocate worker` hands its registry to `WorkerRuntime.run`, which never returns.
+///
+/// Start-up: die with the driver (parent-death signal, then check the parent is still the driver),
+/// listen for peers, connect to the driver and say hello. Then serve: built-in calls (ping, device
+/// report, stop, initialize) are answered at once; actor calls go through one mailbox and run one
+/// at a time in arrival order (unless their handler is concurrent). When the driver's connection
+/// ends, the worker exits.
+public enum WorkerRuntime {
+    public static func run(registry: ActorRegistry) async -> Never {
+        // First thing: if the driver dies from now on, so do we. If it died before this line, our
+        // parent is already someone else.
+        _ = cshim_set_parent_death_signal(SIGKILL)
+        let environment: WorkerEnvironment
+        do {
+            environment = try WorkerEnvironment()
+        } catch {
+            fail("colocate worker: \(error)", code: 2)
+        }
+        guard getppid() == environment.driverPID else { fail("colocate worker: the driver is gone", code: 1) }
+        do {
+            let worker = try Worker(environment: environment, registry: registry)
+            let code = await worker.serve()
+            fflush(nil)
+            _exit(code)
+        } catch {
+            fail("colocate worker '\(environment.actorName)': \(error)", code: 1)
+        }
+    }
+
+    static func fail(_ message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        _exit(code)
+    }
+}
+
+/// One worker process: its connections, its mailbox, its actor once initialized.
+private final class Worker: Sendable {
+    private struct Job: Sendable {
+        var frame: Frame
+        var connection: Connection
+    }
+
+    private struct ActorState: Sendable {
+        var handlers: Handlers?
+        var instance: (any ClusterActor)?
+        var context: WorkerContext?
+        var initializing = false
+    }
+
+    let environment: WorkerEnvironment
+    let registry: ActorRegistry
+    private let listenPath: String
+    private let listener: Int32
+    private let driverConnection: Connection
+    private let mailbox: AsyncStream<Job>
+    private let mailboxInput: AsyncStream<Job>.Continuation
+    private let actor = Mutex(ActorState())
+    /// Resolved with the exit code when the worker should exit.
+    private let stopped = Promise<Int32>()
+
+    init(environment: WorkerEnvironment, registry: ActorRegistry) throws(ClusterError) {
+        self.environment = environment
+        self.registry = registry
+        listenPath = "\(environment.socketDirectory)/a\(environment.actorID).sock"
+        listener = try UnixSocket.listen(path: listenPath)
+        let fd = try UnixSocket.connect(path: environment.driverSocket)
+        driverConnection = Connection(fd: fd, hooks: Connection.Hooks(peerName: "driver"))
+        (mailbox, mailboxInput) = AsyncStream.makeStream(of: Job.self)
+    }
+
+    /// Runs until stopped; returns the exit code.
+    func serve() async -> Int32 {
+        let listener = self.listener
+        startThread(name: "colocate.peers") { [self] in
+            while let fd = UnixSocket.accept(listener) {
+                guard UnixSocket.peerIsSameUser(fd) else {
+                    close(fd)
+                    continue
+                }
+                let pid = (try? UnixSocket.peerCredentials(fd).pid).map(String.init) ?? "?"
+                serve(Connection(fd: fd, hooks: Connection.Hooks(peerName: "peer pid \(pid)")))
+            }
+        }
+        // The driver going away ends the worker, whatever it was doing.
+        driverConnection.updateHooks { h in
+            h.onClose = { [stopped] in stopped.succeed(0) }
+        }
+        serve(driverConnection)
+        do {
+            let hello = WorkerHello(actorID: environment.actorID, pid: getpid(), listenPath: listenPath)
+            _ = try await driverConnection.call(name: WorkerHello.name, payload: try WireCodec.encode(hello))
+        } catch {
+            FileHandle.standardError.write(Data("colocate worker '\(environment.actorName)': driver refused hello: \(error)\n".utf8))
+            return 1
+        }
+        return (try? await stopped.value()) ?? 1
+    }
+
+    /// Routes the calls arriving on `connection` and starts reading it.
+    func serve(_ connection: Connection) {
+        connection.updateHooks { h in
+            h.onCall = { [weak self] frame, connection in self?.received(frame, on: connection) }
+        }
+        connection.start()
+    }
+
+    /// Runs on a connection's reader thread, which must never block on a write (two readers each
+    /// blocked writing to the other would deadlock): every reply is sent from a task.
+    private func received(_ frame: Frame, on connection: Connection) {
+        switch frame.name {
+        case Ping.name:
+            Task { reply(Empty(), to: frame, on: connection) }
+        case ReportDevice.name:
+            Task {
+                let report = ReportDevice.Reply(
+                    actor: environment.actorName, pid: getpid(), uuid: environment.device?.uuid, device: environment.device,
+                    deviceFraction: environment.deviceFraction,
+                    cudaVisibleDevices: ProcessInfo.processInfo.environment["CUDA_VISIBLE_DEVICES"])
+                reply(report, to: frame, on: connection)
+            }
+        case StopWorker.name:
+            Task {
+                reply(Empty(), to: frame, on: connection)
+                stopped.succeed(0)
+            }
+        case InitializeActor.name:
+            Task { await initialize(frame, on: connection) }
+        default:
+            mailboxInput.yield(Job(frame: frame, connection: connection))
+        }
+    }
+
+    private func reply<T: Encodable>(_ value: T, to frame: Frame, on connection: Connection) {
+        do {
+            connection.reply(to: frame.requestID, payload: try WireCodec.encode(value))
+        } catch {
+            connection.replyFailure(to: frame.requestID, message: String(describing: error))
+        }
+    }
+
+    private func initialize(_ frame: Frame, on connection: Connection) async {
+        do {
+            let call = try WireCodec.decode(InitializeActor.self, from: frame.payload, what: "initialize")
+            let first = actor.withLock { a in
+                defer { a.initializing = true }
+                return !a.initializing
+            }
+            guard first else { throw ClusterError("actor '\(environment.actorName)' is already initialized") }
+            guard let factory = registry.factories[call.actorType] else {
+                throw ClusterError("unknown actor type '\(call.actorType)'; this worker hosts: \(registry.typeNames.joined(separator: ", "))")
+            }
+            let driver = ActorRef(name: "driver", address: ActorAddress(name: "driver", path: environment.driverSocket),
+                                  pid: environment.driverPID, device: nil, deviceFraction: 0,
+                                  connection: driverConnection, control: nil)
+            let context = WorkerContext(environment: environment, actorType: call.actorType, rank: call.rank,
+                                        worldSize: call.worldSize, groupName: call.groupName, peers: call.peers,
+                                        driver: driver, serve: { [weak self] c in self?.serve(c) })
+            let (instance, handlers) = try await factory(Array(call.config.utf8), context)
+            actor.withLock { a in
+                a.handlers = handlers
+                a.instance = instance
+                a.context = context
+            }
+            Task { await runMailbox(handlers) }
+            connection.reply(to: frame.requestID, payload: try WireCodec.encode(Empty()))
+        } catch {
+            connection.replyFailure(to: frame.requestID, message: String(describing: error))
+        }
+    }
+
+    /// Actor calls, one at a time in arrival order (concurrent handlers get a task of their own).
+    private func runMailbox(_ handlers: Handlers) async {
+        for await job in mailbox {
+            guard let entry = handlers.entries[job.frame.name] else {
+                let known = handlers.names.joined(separator: ", ")
+                job.connection.replyFailure(
+                    to: job.frame.requestID,
+                    message: "actor '\(environment.actorName)' has no handler for '\(job.frame.name)'; it handles: [\(known)]")
+                continue
+            }
+            if entry.concurrent {
+                Task { await Handlers.execute(entry, frame: job.frame, on: job.connection) }
+            } else {
+                await Handlers.execute(entry, frame: job.frame, on: job.connection)
+            }
+        }
+    }
+}
