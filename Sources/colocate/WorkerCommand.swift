@@ -1,5 +1,7 @@
 import ArgumentParser
 import Cluster
+import Engine
+import Training
 
 /// `colocate worker`: hosts one actor for a cluster driver. Drivers start it; it is not run by hand.
 struct WorkerCommand: AsyncParsableCommand {
@@ -12,6 +14,8 @@ struct WorkerCommand: AsyncParsableCommand {
     static var registry: ActorRegistry {
         var registry = ActorRegistry()
         registry.register(EchoActor.self)
+        registry.register(TrainerActor.self)
+        registry.register(EngineWorker.self)
         return registry
     }
 

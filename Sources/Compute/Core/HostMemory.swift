@@ -36,9 +36,16 @@ public final class HostMemory: @unchecked Sendable {
         if let fd = sharedFileDescriptor { close(fd) }
     }
 
-    /// A zero-filled private allocation, 64-byte aligned.
+    /// A zero-filled private allocation, 64-byte aligned. Large ones are anonymous mappings, whose
+    /// pages the kernel zeroes on first touch: a KV cache sized to a budget costs nothing until used.
     public static func allocate(byteCount: Int, device: Device = .host) throws(ComputeError) -> HostMemory {
         let size = max(byteCount, 1)
+        if size >= 1 << 20 {
+            guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+                throw ComputeError("out of host memory allocating \(byteCount) bytes: \(String(cString: strerror(errno)))")
+            }
+            return HostMemory(baseAddress: p, byteCount: byteCount, device: device) { p, n in munmap(p, max(n, 1)) }
+        }
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, 64, size) == 0, let raw else {
             throw ComputeError("out of host memory allocating \(byteCount) bytes")

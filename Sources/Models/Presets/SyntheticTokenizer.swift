@@ -15,12 +15,15 @@ public enum SyntheticTokenizer {
     {
         var vocab: [String: Int32] = [:]
         var added: [(Int32, String, special: Bool)] = []
-        var specials: [Int: String] = [:]
-        if let pad, pad < 4 { specials[pad] = "<pad>" }
-        if let bos, bos < 4 { specials[bos] = "<s>" }
-        if let eos, eos < 4 { specials[eos] = "</s>" }
+        // GPT-2/OPT's layout of the first ids, moved where the config puts bos/eos/pad.
+        var specials: [Int: String] = [0: "<s>", 1: "<pad>", 2: "</s>", 3: "<unk>"]
+        for (id, name) in [(pad, "<pad>"), (bos, "<s>"), (eos, "</s>")] {
+            guard let id, id < 4 else { continue }
+            if let other = specials.first(where: { $0.value == name })?.key, other != id { specials[other] = specials[id] }
+            specials[id] = name
+        }
         for id in 0..<min(4, vocabSize) {
-            let name = specials[id] ?? (id == 3 ? "<unk>" : "<special\(id)>")
+            let name = specials[id]!
             vocab[name] = Int32(id)
             added.append((Int32(id), name, special: true))
         }

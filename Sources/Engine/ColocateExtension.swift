@@ -1,0 +1,71 @@
+import Cluster
+import Foundation
+import WeightSync
+
+/// The UUID of the rank's device (vLLM example: `report_device_id`).
+public struct ReportDeviceUUID: RemoteCall {
+    public typealias Reply = String
+    public static let name = "colocate.reportDeviceUUID"
+    public init() {}
+}
+
+/// Loads new weights from trainers' exports, keyed by device UUID: each rank opens the export of its
+/// own device (vLLM example: `update_weights_from_ipc_handles`).
+public struct UpdateWeightsFromHandles: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        /// Bytes this rank wrote into its weights.
+        public var bytes: Int
+        /// Time from receiving the call to holding the new weights.
+        public var seconds: Double
+        public var version: UInt64
+    }
+    public static let name = "colocate.updateWeightsFromHandles"
+    public var exports: [String: ExportedWeights]
+    public init(exports: [String: ExportedWeights]) { self.exports = exports }
+}
+
+/// Compares the rank's weights with its shard of the trainer's export (vLLM example:
+/// `check_weights_changed`, made exact).
+public struct CompareWeights: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var equal: Bool
+        /// Names of tensors that differ (empty when equal).
+        public var mismatches: [String]
+    }
+    public static let name = "colocate.compareWeights"
+    public var exports: [String: ExportedWeights]
+    public init(exports: [String: ExportedWeights]) { self.exports = exports }
+}
+
+/// The built-in extension of every engine rank: what the colocated weight sync needs.
+public struct ColocateExtension: WorkerExtension {
+    public static let name = "colocate"
+    let worker: EngineWorkerState
+
+    public init(worker: EngineWorkerState) { self.worker = worker }
+
+    func export(for exports: [String: ExportedWeights]) throws -> ExportedWeights {
+        guard let mine = exports[worker.device.uuid] else {
+            throw WeightSyncError("no export for this rank's device \(worker.device.uuid) (exports are for: \(exports.keys.sorted().joined(separator: ", ")))")
+        }
+        return mine
+    }
+
+    public func handlers(into handlers: inout Handlers) {
+        let w = worker
+        handlers.on(ReportDeviceUUID.self) { _, _ in w.device.uuid }
+        handlers.on(UpdateWeightsFromHandles.self) { call, _ in
+            let start = ContinuousClock.now
+            let exported = try export(for: call.exports)
+            let bytes = try w.importer.update(from: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+            let elapsed = ContinuousClock.now - start
+            return .init(bytes: bytes, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+                         version: exported.version)
+        }
+        handlers.on(CompareWeights.self) { call, _ in
+            let exported = try export(for: call.exports)
+            let differing = try w.importer.mismatches(against: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+            return .init(equal: differing.isEmpty, mismatches: differing)
+        }
+    }
+}

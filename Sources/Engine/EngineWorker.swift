@@ -1,0 +1,131 @@
+import Cluster
+import Compute
+import Foundation
+import Models
+import Synchronization
+import WeightSync
+
+/// How to start one engine rank. Sent by `LLM` to each of its worker processes.
+public struct EngineWorkerConfig: Codable, Sendable {
+    public var modelDirectory: String
+    public var dtype: DType
+    public var memoryUtilization: Double
+    public var blockSize: Int
+    /// Most tokens in one step (vLLM's `max_num_batched_tokens`); sizes the workspace.
+    public var maxBatchedTokens: Int
+    /// Most sequences in one step (vLLM's `max_num_seqs`); sizes the logits workspace.
+    public var maxSequences: Int
+    /// Shared-memory all-reduce segment made by the driver (tensor parallelism on CPU devices).
+    public var allReduceSegment: MemoryHandle?
+    public var allReduceSlotFloats: Int
+    /// Worker extensions to load, by registered name.
+    public var extensions: [String]
+}
+
+/// One engine rank's live state: its shard of the model, its cache and generator, and what worker
+/// extensions need to reach (weights, device, rank).
+public final class EngineWorkerState: @unchecked Sendable {
+    public let config: EngineWorkerConfig
+    public let device: Device
+    public let rank: Int
+    public let worldSize: Int
+    public let model: TransformerModel
+    public let table: ParameterTable
+    public let generator: Generator
+    public let importer: WeightImporter
+    public let budget: MemoryBudget
+
+    public var weights: [String: Tensor] { model.weights }
+
+    init(config: EngineWorkerConfig, context: WorkerContext) throws {
+        guard let device = context.device else {
+            throw EngineError("engine rank \(context.rank) was placed without a device")
+        }
+        guard device.kind == .cpu else {
+            throw EngineError("engine ranks on \(device.kind) devices are not supported by this build yet")
+        }
+        self.config = config
+        self.device = device
+        let rank = context.rank, worldSize = context.worldSize
+        self.rank = rank
+        self.worldSize = worldSize
+        var budget = try MemoryBudget(device: device, utilization: config.memoryUtilization)
+        let backend = CPUBackend(device: device)
+        let rankName = "engine rank \(rank)"
+
+        // Weights: check the budget before reading anything.
+        let modelConfig = try ModelConfig.load(directory: config.modelDirectory)
+        try ParameterTable.validate(config: modelConfig, tensorParallelSize: worldSize)
+        let table = ParameterTable(config: modelConfig)
+        let weightBytes = table.specs.reduce(0) {
+            $0 + $1.shard.shardShape(of: $1.shape, worldSize: worldSize).reduce(1, *) * config.dtype.byteSize
+        }
+        try budget.charge(weightBytes, for: "\(rankName): the \(config.dtype) weights")
+        let (_, weights) = try ModelLoader.load(directory: config.modelDirectory, dtype: config.dtype,
+                                                rank: rank, worldSize: worldSize) { _, shape, dtype in
+            try backend.zeros(shape, dtype: dtype)
+        }
+
+        // All-reduce between ranks through the driver's shared segment.
+        var allReduce: AllReduce?
+        if worldSize > 1 {
+            guard let handle = config.allReduceSegment else { throw EngineError("\(rankName): tensor parallelism needs an all-reduce segment") }
+            let fd = try SharedMemoryIdentity(bytes: handle.opaque).open()
+            let segment = try HostMemory.map(fileDescriptor: fd, byteCount: handle.byteCount, device: .host, keepDescriptor: true)
+            let comm = SharedMemoryAllReduce(segment: segment, rank: rank, worldSize: worldSize, slotFloats: config.allReduceSlotFloats)
+            allReduce = { try comm($0) }
+        }
+        model = try TransformerModel(config: modelConfig, weights: weights, backend: backend,
+                                     rank: rank, worldSize: worldSize, allReduce: allReduce)
+
+        // Workspace for one step's activations, then the KV cache from what is left.
+        let h = modelConfig.hiddenSize, f = modelConfig.intermediateSize / worldSize
+        let q = modelConfig.numHeads * modelConfig.headDim / worldSize
+        let workspace = config.maxBatchedTokens * 4 * (6 * h + 2 * f + 4 * q) + config.maxSequences * modelConfig.vocabSize * 4 * 2
+        try budget.charge(workspace, for: "\(rankName): activation workspace for \(config.maxBatchedTokens) tokens")
+        let perBlock = model.cacheBytesPerBlock(blockSize: config.blockSize)
+        let blocks = budget.remaining / perBlock
+        let minimumBlocks = (min(modelConfig.maxPositions, 2048) + config.blockSize - 1) / config.blockSize
+        guard blocks >= minimumBlocks else {
+            throw EngineError("\(rankName): the KV cache needs \(MemoryBudget.format(minimumBlocks * perBlock)) for one sequence of \(min(modelConfig.maxPositions, 2048)) tokens but \(MemoryBudget.format(budget.remaining)) of the budget remain after weights and workspace (\(budget)); raise the memory utilization")
+        }
+        try budget.charge(blocks * perBlock, for: "\(rankName): KV cache")
+        let cache = try model.makeCache(blockSize: config.blockSize, numBlocks: blocks)
+        generator = Generator(model: model, cache: cache, maxBatchTokens: config.maxBatchedTokens)
+        importer = WeightImporter(device: device)
+        self.table = table
+        self.budget = budget
+    }
+}
+
+/// A worker process hosting one engine rank (the `colocate worker` side of `LLM`). Its calls run one
+/// at a time in arrival order (the actor mailbox), so a weight update never lands inside a step.
+public final class EngineWorker: ClusterActor {
+    public typealias Config = EngineWorkerConfig
+    public static let typeName = "EngineWorker"
+
+    public let state: EngineWorkerState
+    private let extensions: [any WorkerExtension]
+
+    public init(config: EngineWorkerConfig, context: WorkerContext) async throws {
+        let state = try EngineWorkerState(config: config, context: context)
+        self.state = state
+        extensions = try (["colocate"] + config.extensions.filter { $0 != "colocate" }).map { name in
+            try WorkerExtensions.lookup(name).init(worker: state)
+        }
+    }
+
+    public func handlers(into handlers: inout Handlers) {
+        let state = self.state
+        handlers.on(GenerateTokens.self) { call, _ in
+            return try state.generator.generate(prompts: call.prompts, params: call.params)
+        }
+        handlers.on(DescribeRank.self) { _, _ in
+            DescribeRank.Reply(rank: state.rank, worldSize: state.worldSize, device: state.device, pid: getpid(),
+                               weightBytes: state.weights.values.reduce(0) { $0 + $1.byteCount },
+                               kvCacheBlocks: state.generator.cache.numBlocks, blockSize: state.generator.cache.blockSize,
+                               budgetBytes: state.budget.limit, usedBytes: state.budget.used, weightDType: state.config.dtype)
+        }
+        for e in extensions { e.handlers(into: &handlers) }
+    }
+}

@@ -1,0 +1,134 @@
+import Cluster
+import Compute
+import Foundation
+import Models
+import WeightSync
+
+/// One generated completion of a request, as vLLM's `CompletionOutput`.
+public struct CompletionOutput: Sendable, Codable, Equatable {
+    public var index: Int
+    public var text: String?
+    public var tokenIds: [Int32]
+    /// Log-probability of each generated token under the model (raw, before sampling transforms).
+    public var logprobs: [Float]
+    public var finishReason: FinishReason
+}
+
+/// The completions of one prompt, as vLLM's `RequestOutput`.
+public struct RequestOutput: Sendable, Codable, Equatable {
+    public var prompt: String?
+    public var promptTokenIds: [Int32]
+    public var outputs: [CompletionOutput]
+}
+
+/// An LLM engine: one worker process per tensor-parallel rank, each holding its shard of the model,
+/// placed on a placement group's bundles with a fraction of each bundle's device — vLLM's
+/// `LLM(model, tensor_parallel_size=2, gpu_memory_utilization=0.4)` with
+/// `VLLM_RAY_BUNDLE_INDICES=0,1` and `VLLM_RAY_PER_WORKER_GPUS=0.4`.
+public final class LLM: Sendable {
+    public let modelDirectory: String
+    public let tensorParallelSize: Int
+    public let ranks: ActorGroup
+    public let tokenizer: Tokenizer?
+    public let config: ModelConfig
+    /// The all-reduce segment the ranks share; owned here so it lives as long as the engine.
+    private let allReduceSegment: HostMemory?
+
+    /// Starts the engine's ranks: rank i at `placement.bundleIndices[i]` of `placement.group`, with
+    /// `workerFraction` of that bundle's device, allowed `memoryUtilization` of the device's memory.
+    /// `extension` lists worker extensions (registered in the worker executable) to load on every rank.
+    public convenience init(
+        cluster: Cluster, model: String, tensorParallelSize: Int = 1,
+        placement: (group: PlacementGroup, bundleIndices: [Int]), workerFraction: Double = 1,
+        memoryUtilization: Double = 0.9, extension extensions: [any WorkerExtension.Type] = [],
+        dtype: DType = .f32, name: String = "llm"
+    ) async throws {
+        guard placement.bundleIndices.count == tensorParallelSize else {
+            throw EngineError("tensor-parallel size \(tensorParallelSize) needs \(tensorParallelSize) bundle indices, got \(placement.bundleIndices)")
+        }
+        let placements: [ActorPlacement?] = placement.bundleIndices.map {
+            ActorPlacement(group: placement.group, bundleIndex: $0, deviceFraction: workerFraction)
+        }
+        try await self.init(cluster: cluster, model: model, placements: placements, memoryUtilization: memoryUtilization,
+                            extensions: extensions.map { $0.name }, dtype: dtype, name: name)
+    }
+
+    /// Starts one rank per entry of `placements` (tensor-parallel size = `placements.count`).
+    public init(
+        cluster: Cluster, model: String, placements: [ActorPlacement?], memoryUtilization: Double = 0.9,
+        extensions: [String] = [], dtype: DType = .f32, name: String = "llm", blockSize: Int = 16,
+        maxBatchedTokens: Int = 2048, maxSequences: Int = 64
+    ) async throws {
+        let tp = placements.count
+        guard tp >= 1 else { throw EngineError("an engine needs at least one rank") }
+        guard memoryUtilization > 0, memoryUtilization <= 1 else {
+            throw EngineError("memory utilization must be in (0, 1], got \(memoryUtilization)")
+        }
+        let bundles = placements.compactMap { $0.map { "\($0.bundleIndex)" } }
+        guard Set(bundles).count == bundles.count else {
+            throw EngineError("tensor-parallel ranks must be on different bundles, got bundle indices \(bundles.joined(separator: ","))")
+        }
+        let directory = URL(fileURLWithPath: model).standardizedFileURL.path
+        config = try ModelConfig.load(directory: directory)
+        try ParameterTable.validate(config: config, tensorParallelSize: tp)
+        let tokenizerPath = directory + "/tokenizer.json"
+        tokenizer = FileManager.default.fileExists(atPath: tokenizerPath) ? try Tokenizer(path: tokenizerPath) : nil
+
+        var segmentHandle: MemoryHandle?
+        let slotFloats = max(maxBatchedTokens, 1) * config.hiddenSize
+        if tp > 1 {
+            let segment = try SharedMemoryAllReduce.createSegment(worldSize: tp, slotFloats: slotFloats)
+            let identity = try SharedMemoryIdentity.of(fileDescriptor: segment.sharedFileDescriptor!)
+            segmentHandle = MemoryHandle(deviceUUID: Device.host.uuid, kind: .cpuSharedMemory, byteCount: segment.byteCount,
+                                         offset: 0, opaque: identity.bytes, ownerPID: identity.pid)
+            allReduceSegment = segment
+        } else {
+            allReduceSegment = nil
+        }
+        let workerConfig = EngineWorkerConfig(
+            modelDirectory: directory, dtype: dtype, memoryUtilization: memoryUtilization, blockSize: blockSize,
+            maxBatchedTokens: maxBatchedTokens, maxSequences: maxSequences, allReduceSegment: segmentHandle,
+            allReduceSlotFloats: slotFloats, extensions: extensions)
+        ranks = try await cluster.spawnGroup(actorType: EngineWorker.typeName, config: workerConfig, placements: placements, name: name)
+        modelDirectory = directory
+        tensorParallelSize = tp
+    }
+
+    /// Runs `call` on every rank (vLLM's `collective_rpc`); one reply per rank, in rank order.
+    public func collectiveRPC<C: RemoteCall>(_ call: C) async throws -> [C.Reply] {
+        try await ranks.callAll(call)
+    }
+
+    /// Generates for text prompts (needs tokenizer.json in the model directory).
+    public func generate(_ prompts: [String], _ params: SamplingParams = SamplingParams()) async throws -> [RequestOutput] {
+        guard let tokenizer else { throw EngineError("\(modelDirectory) has no tokenizer.json; pass token ids instead") }
+        let ids = prompts.map { tokenizer.encode($0) }
+        var outputs = try await generate(promptTokenIds: ids, params)
+        for i in outputs.indices { outputs[i].prompt = prompts[i] }
+        return outputs
+    }
+
+    /// Generates for tokenised prompts.
+    public func generate(promptTokenIds prompts: [[Int32]], _ params: SamplingParams = SamplingParams()) async throws -> [RequestOutput] {
+        try params.validate()
+        var params = params
+        // Every rank must draw the same random numbers: the driver fixes the seed.
+        if params.seed == nil { params.seed = UInt64.random(in: .min ... .max) }
+        let perRank = try await ranks.callAll(GenerateTokens(prompts: prompts, params: params))
+        guard perRank.allSatisfy({ $0 == perRank[0] }) else {
+            throw EngineError("tensor-parallel ranks of \(ranks.name) produced different tokens")
+        }
+        return try zip(prompts, perRank[0]).map { prompt, completions in
+            RequestOutput(prompt: nil, promptTokenIds: prompt, outputs: try completions.enumerated().map { i, c in
+                CompletionOutput(index: i, text: try tokenizer?.decode(c.tokenIds), tokenIds: c.tokenIds,
+                                 logprobs: c.logprobs, finishReason: c.finishReason)
+            })
+        }
+    }
+
+    /// What each rank set itself up with (device, budget, KV cache).
+    public func describe() async throws -> [DescribeRank.Reply] { try await collectiveRPC(DescribeRank()) }
+
+    /// Stops every rank.
+    public func shutdown() async { await ranks.stop() }
+}

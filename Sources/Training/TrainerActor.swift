@@ -1,0 +1,98 @@
+import Cluster
+import Compute
+import Foundation
+import Models
+import WeightSync
+
+/// Loads a Hugging Face model directory onto the trainer's device (f32 master weights by default).
+public struct LoadModel: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var parameters: Int
+        public var bytes: Int
+        public var seconds: Double
+    }
+    public static let name = "trainer.loadModel"
+    public var directory: String
+    public var dtype: DType
+    public init(directory: String, dtype: DType = .f32) {
+        self.directory = directory
+        self.dtype = dtype
+    }
+}
+
+/// Sets every weight to zero (what the seed's training actors do before syncing).
+public struct ZeroWeights: RemoteCall {
+    public typealias Reply = Empty
+    public static let name = "trainer.zeroWeights"
+    public init() {}
+}
+
+/// Adds seeded Gaussian noise to every weight (an optimiser step's worth of change, for tests and benchmarks).
+public struct PerturbWeights: RemoteCall {
+    public typealias Reply = Empty
+    public static let name = "trainer.perturbWeights"
+    public var seed: UInt64
+    public var scale: Float
+    public init(seed: UInt64, scale: Float = 0.01) {
+        self.seed = seed
+        self.scale = scale
+    }
+}
+
+/// The handle and layout of the trainer's weights (vLLM example: `get_weight_ipc_handles`), keyed by
+/// the trainer's device UUID so engines can pick their own device's export.
+public struct ExportWeights: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var deviceUUID: String
+        public var exported: ExportedWeights
+    }
+    public static let name = "trainer.exportWeights"
+    public init() {}
+}
+
+/// A training actor: owns a model's weights on its device share and exports them to colocated engines.
+public final class TrainerActor: ClusterActor {
+    public typealias Config = Empty
+    public static let typeName = "Trainer"
+
+    private let context: WorkerContext
+    private let weights = WeightsBox()
+
+    public init(config: Empty, context: WorkerContext) async throws {
+        self.context = context
+    }
+
+    public func handlers(into handlers: inout Handlers) {
+        let context = self.context, box = weights
+        handlers.on(LoadModel.self) { call, _ in
+            guard let device = context.device else { throw WeightSyncError("trainer \(context.actorName) was placed without a device") }
+            let start = ContinuousClock.now
+            let loaded = try TrainerWeights(directory: call.directory, device: device, dtype: call.dtype)
+            box.value = loaded
+            let t = ContinuousClock.now - start
+            return .init(parameters: loaded.table.totalCount, bytes: loaded.byteCount,
+                         seconds: Double(t.components.seconds) + Double(t.components.attoseconds) * 1e-18)
+        }
+        handlers.on(ZeroWeights.self) { _, _ in
+            try box.loaded().zero()
+            return Empty()
+        }
+        handlers.on(PerturbWeights.self) { call, _ in
+            try box.loaded().perturb(seed: call.seed, scale: call.scale)
+            return Empty()
+        }
+        handlers.on(ExportWeights.self) { _, _ in
+            let w = try box.loaded()
+            return .init(deviceUUID: w.buffer.memory.device.uuid, exported: w.export())
+        }
+    }
+}
+
+/// The trainer's weights once loaded. Calls run one at a time (the actor mailbox), so plain storage suffices.
+final class WeightsBox: @unchecked Sendable {
+    var value: TrainerWeights?
+    func loaded() throws -> TrainerWeights {
+        guard let value else { throw WeightSyncError("the trainer has no model loaded (call LoadModel first)") }
+        return value
+    }
+}
