@@ -51,7 +51,8 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Compute"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Compute"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Training", "WeightSync", "Cluster", "Models", "Compute"]),
-        .testTarget(name: "CLITests", dependencies: ["colocate"]),
+        // System tests: the built binary, and the library driving real worker processes of it.
+        .testTarget(name: "CLITests", dependencies: ["colocate", "Engine", "Training", "Cluster", "Models", "WeightSync", "Compute"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -20,6 +20,7 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        WorkerExtensions.register(WeightStatsExtension.self)
         await WorkerRuntime.run(registry: WorkerCommand.registry)
     }
 }
