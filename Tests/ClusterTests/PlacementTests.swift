@@ -111,4 +111,27 @@ struct PlacementTests {
         #expect(process.terminationStatus == 2)
         #expect(message.contains("started by a cluster driver"))
     }
+
+    @Test func planPrintsTheSeedLayoutOrTheReason() throws {
+        func plan(_ arguments: [String]) throws -> (Int32, String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try ColocateBinary.require())
+            process.arguments = ["plan"] + arguments
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        let (ok, table) = try plan(["--devices", "cpu:4:1GiB", "--tp", "2", "--trainer-fraction", "0.4", "--worker-fraction", "0.4"])
+        #expect(ok == 0)
+        let uuids = try VirtualCPUDevices(count: 4, capacity: 1 << 30).devices().map(\.uuid)
+        for uuid in uuids { #expect(table.contains(uuid)) }
+        #expect(table.contains("trainer-3 0.4, engine-1-rank1 0.4"))
+        let (failed, reason) = try plan(["--devices", "cpu:4", "--tp", "2", "--trainer-fraction", "0.7", "--worker-fraction", "0.4"])
+        #expect(failed != 0)
+        #expect(reason.contains("infeasible layout") && reason.contains("only 0.3 is free"))
+    }
 }
