@@ -60,6 +60,15 @@ ssize_t cshim_recv_with_fd(int sock, void *buf, size_t len, int *received_fd) {
 
 int cshim_accept_cloexec(int sock) { return accept4(sock, NULL, NULL, SOCK_CLOEXEC); }
 
+int cshim_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+#else
+    (void)actions; (void)from;
+    return ENOSYS;
+#endif
+}
+
 int cshim_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 #if defined(__x86_64__)

@@ -165,4 +165,21 @@ struct ActorTests {
         #expect(try await whole.call(ReportDevice()).deviceFraction == 1)
         await cluster.shutdown()
     }
+
+    @Test func workersInheritNoStrayDescriptors() async throws {
+        // A pipe opened without close-on-exec, as Foundation's `Pipe` does.
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let ours = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fds[1])")
+        let cluster = try makeCluster()
+        let a = try await cluster.spawn(actorType: "EchoActor")
+        let pid = try #require(a.pid)
+        let theirs = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")
+        }
+        #expect(!theirs.isEmpty)
+        #expect(!theirs.contains(ours), "the worker inherited \(ours)")
+        await cluster.shutdown()
+    }
 }

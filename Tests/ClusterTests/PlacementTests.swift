@@ -98,17 +98,21 @@ struct PlacementTests {
         #expect(!UnixSocket.peerIsSameUser(pipeFDs[0]))
     }
 
-    @Test func workerRefusesToRunByHand() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try ColocateBinary.require())
-        process.arguments = ["worker"]
-        process.environment = ["PATH": "/usr/bin:/bin"]
-        let stderr = Pipe()
-        process.standardError = stderr
-        try process.run()
-        process.waitUntilExit()
-        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 2)
+    @Test func workerRefusesToRunByHand() async throws {
+        let (status, message) = try await runColocate(["worker"], environment: ["PATH": "/usr/bin:/bin"])
+        #expect(status == 2)
         #expect(message.contains("started by a cluster driver"))
+    }
+
+    @Test func planPrintsTheSeedLayoutOrTheReason() async throws {
+        func plan(_ arguments: [String]) async throws -> (Int32, String) { try await runColocate(["plan"] + arguments) }
+        let (ok, table) = try await plan(["--devices", "cpu:4:1GiB", "--tp", "2", "--trainer-fraction", "0.4", "--worker-fraction", "0.4"])
+        #expect(ok == 0)
+        let uuids = try VirtualCPUDevices(count: 4, capacity: 1 << 30).devices().map(\.uuid)
+        for uuid in uuids { #expect(table.contains(uuid)) }
+        #expect(table.contains("trainer-3 0.4, engine-1-rank1 0.4"))
+        let (failed, reason) = try await plan(["--devices", "cpu:4", "--tp", "2", "--trainer-fraction", "0.7", "--worker-fraction", "0.4"])
+        #expect(failed != 0)
+        #expect(reason.contains("infeasible layout") && reason.contains("only 0.3 is free"))
     }
 }

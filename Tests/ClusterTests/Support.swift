@@ -81,3 +81,31 @@ func sharedText(_ text: String) throws -> HostMemory {
 func readText(_ memory: HostMemory) -> String {
     String(decoding: UnsafeRawBufferPointer(start: memory.baseAddress, count: memory.byteCount), as: UTF8.self)
 }
+
+/// Runs the built `colocate` with `arguments` (and exactly `environment`, when given) on a thread of
+/// its own — its blocking reads must not hold one of the few threads Swift concurrency runs tests on —
+/// and returns the exit status and everything it printed.
+func runColocate(_ arguments: [String], environment: [String: String]? = nil) async throws -> (status: Int32, output: String) {
+    let executable = try ColocateBinary.require()
+    return try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            if let environment { process.environment = environment }
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            do {
+                try process.run()
+            } catch {
+                continuation.resume(throwing: error)
+                return
+            }
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            continuation.resume(returning: (process.terminationStatus, text))
+        }
+        thread.start()
+    }
+}

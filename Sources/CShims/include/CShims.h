@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <spawn.h>
 #include <sys/types.h>
 
 /// prctl(PR_SET_PDEATHSIG, sig). Returns 0 or -1.
@@ -23,6 +24,11 @@ ssize_t cshim_recv_with_fd(int sock, void *buf, size_t len, int *received_fd);
 /// accept4(sock, NULL, NULL, SOCK_CLOEXEC): accepted sockets never leak into spawned workers.
 /// Returns a descriptor or -1.
 int cshim_accept_cloexec(int sock);
+
+/// posix_spawn_file_actions_addclosefrom_np(actions, from) (glibc >= 2.34): the child gets no
+/// descriptor >= `from`, even ones another thread opened without close-on-exec. Returns 0 or an errno
+/// value (ENOSYS where the C library lacks it).
+int cshim_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 
 /// memfd_create(name, MFD_CLOEXEC). Returns a descriptor or -1.
 int cshim_memfd_create(const char *name);

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CShims
 import Foundation
 
 /// A worker process this process started: its pid (which is also its process group), and its
@@ -64,6 +65,10 @@ final class WorkerProcess: Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // Only stdio crosses into the worker. Descriptors that other code opened without close-on-exec
+        // (Foundation's `Pipe`, for one) would otherwise leak into workers and keep pipes from ever
+        // reaching EOF while the workers live.
+        _ = cshim_spawn_file_actions_addclosefrom(&actions, 3)
 
         let cArgv = argv.map { strdup($0) } + [nil]
         let cEnvp = envp.map { strdup($0) } + [nil]

@@ -10,6 +10,11 @@ public final class WorkerContext: Sendable {
     public let device: Device?
     /// This actor's share of `device` (0 when none).
     public let deviceFraction: Double
+    /// Bytes of the device this actor may use: its share of the device's capacity (0 without a device).
+    public var memoryBudget: Int {
+        guard let device else { return 0 }
+        return Int(Double(device.capacity) * deviceFraction)
+    }
     /// The placement-group bundle, when placed in one.
     public let bundleIndex: Int?
     /// Rank within its group (0 for a single actor).
