@@ -1,0 +1,113 @@
+import ArgumentParser
+import Cluster
+import Compute
+import Engine
+import Foundation
+import Models
+import Training
+import WeightSync
+
+/// `colocate bench sync`: the full weight sync through the real system — trainers and engine ranks in
+/// their own processes on colocated virtual devices — timed from "trainers start exporting" to "every
+/// engine rank holds the new weights". The ceiling it is compared with is this machine's memcpy
+/// bandwidth, measured in the same run.
+struct BenchSync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync", abstract: "Weight sync time, trainer export → every engine rank updated (median of warm runs).")
+
+    @Option(help: "Devices: cpu:N or cpu:N:SIZE.")
+    var devices: String = "cpu:2"
+    @Option(name: .customLong("tp"), help: "Tensor-parallel size of each engine.")
+    var tensorParallelSize: Int = 2
+    @Option(help: "Model preset (created once in the cache) when no --model is given.")
+    var preset: String = "opt-125m"
+    @Option(help: "Model directory.")
+    var model: String?
+    @Option(help: "Engine weight dtype: f32, bf16 or f16 (trainers hold f32).")
+    var engineDtype: String = "f32"
+    @Option(help: "Timed iterations (after one warm-up).")
+    var iterations: Int = 5
+    @Option(help: "Device kind: cpu (cuda: see `colocate bench sync-ipc`).")
+    var device: String = "cpu"
+
+    func run() async throws {
+        guard device == "cpu" else { throw CLIError("bench sync runs the full system on CPU devices; for GPUs use `colocate bench sync-ipc --device cuda`") }
+        guard iterations >= 1 else { throw CLIError("--iterations must be ≥ 1") }
+        let dir = try model ?? ModelCache.ensure(preset: preset) { print($0) }
+        let cluster = try Cluster.local(devices: DeviceSpec(parsing: devices))
+        defer { Task { await cluster.shutdown() } }
+        let layout = try ColocatedLayout(devices: cluster.devices, tensorParallelSize: tensorParallelSize,
+                                         trainerFraction: 0.4, workerFraction: 0.4)
+        let pg = try cluster.placementGroup(layout.bundles, name: "bench-sync")
+        try await pg.ready()
+        var trainers: [ActorRef] = []
+        for i in layout.trainers.indices {
+            let t = try await cluster.spawn(actorType: TrainerActor.typeName, placement: layout.trainerPlacement(i, in: pg), name: "trainer-\(i)")
+            _ = try await t.call(LoadModel(directory: dir))
+            trainers.append(t)
+        }
+        var engines: [LLM] = []
+        for e in layout.engines.indices {
+            engines.append(try await LLM(cluster: cluster, model: dir, placements: layout.enginePlacements(e, in: pg),
+                                         memoryUtilization: 0.4, dtype: try CLIParse.dtype(engineDtype), name: "engine-\(e)"))
+        }
+        var times: [Double] = []
+        var bytes = 0
+        for it in 0...iterations {
+            for t in trainers { _ = try await t.call(PerturbWeights(seed: UInt64(it), scale: 0.01)) }
+            let start = ContinuousClock.now
+            var exports: [String: ExportedWeights] = [:]
+            try await withThrowingTaskGroup(of: ExportWeights.Reply.self) { group in
+                for t in trainers { group.addTask { try await t.call(ExportWeights()) } }
+                for try await r in group { exports[r.deviceUUID] = r.exported }
+            }
+            let update = UpdateWeightsFromHandles(exports: exports)
+            let written = try await withThrowingTaskGroup(of: Int.self) { group in
+                for e in engines {
+                    group.addTask { try await e.collectiveRPC(update).reduce(0) { $0 + $1.bytes } }
+                }
+                return try await group.reduce(0, +)
+            }
+            let d = ContinuousClock.now - start
+            if it > 0 { times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18) }
+            bytes = written
+        }
+        for e in engines {
+            guard try await e.collectiveRPC(CompareWeights(exports: try await exportsOf(trainers))).allSatisfy(\.equal) else {
+                throw CLIError("after the sync an engine's weights differ from its trainers'")
+            }
+        }
+        let median = times.sorted()[times.count / 2]
+        let memcpy = try Self.memcpyBandwidth()
+        print("bench sync (cpu): \(dir.split(separator: "/").last ?? ""), \(cluster.devices.count) devices, TP \(tensorParallelSize), engine \(engineDtype)")
+        print(String(format: "median %.2f ms over %d warm runs; %@ written across %d ranks = %.2f GB/s; host memcpy %.2f GB/s (%.0f%%)",
+                     median * 1e3, times.count, ByteCount.format(bytes), engines.count * tensorParallelSize,
+                     Double(bytes) / median / 1e9, memcpy / 1e9, Double(bytes) / median / memcpy * 100))
+        await cluster.shutdown()
+    }
+
+    private func exportsOf(_ trainers: [ActorRef]) async throws -> [String: ExportedWeights] {
+        var out: [String: ExportedWeights] = [:]
+        for t in trainers {
+            let r = try await t.call(ExportWeights())
+            out[r.deviceUUID] = r.exported
+        }
+        return out
+    }
+
+    /// Bytes per second of a 256 MiB memcpy between two warmed host buffers (median of 5).
+    static func memcpyBandwidth() throws -> Double {
+        let n = 256 << 20
+        let a = try HostMemory.allocate(byteCount: n), b = try HostMemory.allocate(byteCount: n)
+        memset(a.baseAddress, 1, n)
+        memset(b.baseAddress, 2, n)
+        var best: [Double] = []
+        for _ in 0..<5 {
+            let s = ContinuousClock.now
+            memcpy(b.baseAddress, a.baseAddress, n)
+            let d = ContinuousClock.now - s
+            best.append(Double(n) / (Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18))
+        }
+        return best.sorted()[2]
+    }
+}
