@@ -99,13 +99,22 @@ public final class WeightImporter: @unchecked Sendable {
         let source = try open(exported.handle)
         let base = UnsafeRawPointer(source.baseAddress) + exported.handle.offset
         var differing: [String] = []
+        var scratch: [UInt8] = []
         for entry in exported.layout.entries {
             let spec = table[entry.name]!
             let mine = weights[entry.name]!
-            let expected = try Tensor.zeros(mine.shape, dtype: mine.dtype)
-            spec.shard.copyShard(from: base + entry.offset, entry.dtype, shape: entry.shape,
-                                 to: expected.rawPointer, mine.dtype, rank: rank, worldSize: worldSize)
-            if memcmp(expected.rawPointer, mine.rawPointer, mine.byteCount) != 0 { differing.append(entry.name) }
+            // Row by row through one scratch buffer: no full-size temporaries.
+            let b = spec.shard.block(of: entry.shape, rank: rank, worldSize: worldSize)
+            let rowBytes = b.columns * mine.dtype.byteSize
+            if scratch.count < rowBytes { scratch = [UInt8](repeating: 0, count: rowBytes) }
+            let equal = scratch.withUnsafeMutableBytes { buf in
+                (0..<b.rows).allSatisfy { r in
+                    DTypeConversion.convert(from: base + entry.offset + (b.offset + r * b.pitch) * entry.dtype.byteSize, entry.dtype,
+                                            to: buf.baseAddress!, mine.dtype, count: b.columns)
+                    return memcmp(buf.baseAddress!, mine.rawPointer + r * rowBytes, rowBytes) == 0
+                }
+            }
+            if !equal { differing.append(entry.name) }
         }
         return differing
     }
