@@ -11,7 +11,7 @@ public protocol DeviceProvider: Sendable {
 public enum DeviceSpec: Sendable, CustomStringConvertible {
     /// `count` virtual CPU devices; each offers `capacity` bytes (default: a fair split of physical memory).
     case cpu(count: Int, capacity: Int? = nil)
-    /// The CUDA GPUs the driver enumerates (needs `ClusterOptions.cudaDeviceProvider`).
+    /// The CUDA GPUs the driver enumerates (or `ClusterOptions.cudaDeviceProvider`'s).
     case cuda
     /// Devices from any provider.
     case custom(any DeviceProvider)
@@ -52,12 +52,26 @@ public enum DeviceSpec: Sendable, CustomStringConvertible {
         case .cpu(let count, let capacity):
             return try VirtualCPUDevices(count: count, capacity: capacity).devices()
         case .cuda:
-            guard let cudaProvider else {
-                throw ClusterError("CUDA devices are not available in this build (no CUDA device provider); use --devices cpu:N")
-            }
-            return try cudaProvider.devices()
+            return try (cudaProvider ?? CUDADriverDevices()).devices()
         case .custom(let provider):
             return try provider.devices()
         }
+    }
+}
+
+/// The GPUs the CUDA driver (loaded at run time) enumerates, honouring this process's
+/// `CUDA_VISIBLE_DEVICES`.
+public struct CUDADriverDevices: DeviceProvider {
+    public init() {}
+    public func devices() throws -> [Device] {
+        let cuda: CUDA
+        do {
+            cuda = try CUDA.load()
+        } catch {
+            throw ClusterError("CUDA is not available: \(CUDA.unavailableReason ?? String(describing: error))")
+        }
+        let devices = try cuda.devices()
+        guard !devices.isEmpty else { throw ClusterError("CUDA is available but no GPU is visible (CUDA_VISIBLE_DEVICES?)") }
+        return devices
     }
 }

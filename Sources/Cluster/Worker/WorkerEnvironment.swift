@@ -71,7 +71,8 @@ public struct WorkerEnvironment: Sendable {
         if let device {
             env[deviceKey] = String(decoding: try WireCodec.encode(device), as: UTF8.self)
             env[deviceFractionKey] = share.description
-            if device.kind == .cuda { env["CUDA_VISIBLE_DEVICES"] = String(device.ordinal) }
+            // By UUID: ordinals shift when the driver itself runs under CUDA_VISIBLE_DEVICES.
+            if device.kind == .cuda { env["CUDA_VISIBLE_DEVICES"] = device.uuid }
         }
         if let bundleIndex { env[bundleIndexKey] = String(bundleIndex) }
         return env
