@@ -68,7 +68,7 @@ public struct CUDADriverDevices: DeviceProvider {
         do {
             cuda = try CUDA.load()
         } catch {
-            throw ClusterError("CUDA is not available: \(CUDA.unavailableReason ?? String(describing: error))")
+            throw ClusterError(CUDA.unavailableReason ?? "CUDA is not available: \(error)")
         }
         let devices = try cuda.devices()
         guard !devices.isEmpty else { throw ClusterError("CUDA is available but no GPU is visible (CUDA_VISIBLE_DEVICES?)") }
