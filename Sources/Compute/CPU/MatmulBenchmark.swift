@@ -276,17 +276,28 @@ public enum MatmulBenchmark {
         return nil
     }
 
+    /// A tensor of pseudo-random values in ±0.05 (a block of 4093 values, repeated: the values do
+    /// not matter for timing, only that they are ordinary numbers, and filling 124 M of them one by
+    /// one would take longer than the measurements).
     static func filledTensor(_ shape: [Int], _ dtype: DType) -> Tensor {
         let t = try! Tensor.zeros(shape, dtype: dtype)  // benchmark-sized allocation
-        let count = t.count
-        let f = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        defer { f.deallocate() }
+        let period = 4093
         var state: UInt32 = 12345
-        for i in 0..<count {
+        let block = (0..<period).map { _ -> Float in
             state = state &* 1_664_525 &+ 1_013_904_223
-            f[i] = Float(Int32(bitPattern: state) >> 8) / Float(1 << 23) * 0.05
+            return Float(Int32(bitPattern: state) >> 8) / Float(1 << 23) * 0.05
         }
-        DTypeConversion.convert(from: UnsafeRawPointer(f), .f32, to: t.rawPointer, dtype, count: count)
+        let converted = UnsafeMutableRawPointer.allocate(byteCount: period * dtype.byteSize, alignment: 64)
+        defer { converted.deallocate() }
+        block.withUnsafeBufferPointer {
+            DTypeConversion.convert(from: UnsafeRawPointer($0.baseAddress!), .f32, to: converted, dtype, count: period)
+        }
+        var offset = 0
+        while offset < t.count {
+            let n = min(period, t.count - offset)
+            (t.rawPointer + offset * dtype.byteSize).copyMemory(from: converted, byteCount: n * dtype.byteSize)
+            offset += n
+        }
         return t
     }
 
