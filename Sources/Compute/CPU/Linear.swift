@@ -4,11 +4,16 @@
 /// accumulators along K and reduce them horizontally once per block. Two regimes:
 ///
 /// - one row of x (decode at batch 1) is a matrix-vector product bound by memory bandwidth: stream W
-///   once, four rows at a time, converting bf16/f16 in registers (half the bytes of f32);
-/// - several rows use 4×3 register tiles (4 rows of x × 3 rows of W, twelve 8-lane accumulators, the
-///   16 AVX2 registers), with K blocked to ≤ 1024 so that a tile's rows stay in L1 while the rows of
-///   x stream from L2. bf16/f16 weights are first converted block by block into per-thread scratch,
-///   so each weight is converted once per block rather than once per row of x.
+///   once, four rows at a time (eight accumulators);
+/// - several rows use register tiles of 4 rows of x × 3 rows of W (twelve 8-lane accumulators: with
+///   the operands, the 16 AVX2 registers), with K blocked to ≤ 1024 so that a tile's W rows stay in
+///   L1 while the rows of x stream from L2.
+///
+/// Weight dtypes: f32 is read in place. bf16 is widened in registers when memory is the limit (one
+/// to 11 rows of x): a 32-byte load of 16 weights, seen as eight 32-bit lanes, gives the even-indexed
+/// weights by a 16-bit left shift and the odd-indexed ones by masking, so x is permuted once per call
+/// to match (`evenOddPermutation`); tiles are then 4×2. From 12 rows on, and always for f16, each
+/// block of W is converted into per-thread f32 scratch once and shared by all rows of x.
 ///
 /// Work is split over blocks of output features; each thread claims blocks dynamically.
 extension CPUKernels {
