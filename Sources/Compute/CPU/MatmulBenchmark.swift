@@ -42,7 +42,8 @@ public enum MatmulBenchmark {
         lines.append("threads \(threads); clock \(format(ghz, 2)) GHz measured (4-cycle FMA latency assumed), \(nominalMHz().map { "\(format($0 / 1000, 2)) GHz" } ?? "unknown") nominal in /proc/cpuinfo")
         lines.append("f32 FMA peak (AVX2) = \(threads) × \(format(ghz, 2)) GHz × 2 FMA × 8 lanes × 2 = \(format(peak, 1)) GFLOP/s")
         lines.append("memory read bandwidth (\(threads) threads, 1 GiB, beyond the L3): \(format(measureReadBandwidth() / 1e9, 1)) GB/s — the bound for one-row (decode) products")
-        lines.append("Parallel.forEach round trip (\(threads) tasks, empty bodies): \(formatTime(forEachOverhead()))")
+        let (taskTime, callTime) = forEachOverhead()
+        lines.append("Parallel.forEach of \(threads) tasks of \(formatTime(taskTime)) each, back to back: \(formatTime(callTime)) per call (ideal \(formatTime(taskTime)))")
         lines.append(pad("shape", 20) + pad("dtype", 6) + pad("time", 12) + pad("GFLOP/s", 10) + pad("% peak", 8) + "weight GB/s")
         for dtype in dtypes {
             for shape in shapes {
@@ -105,18 +106,28 @@ public enum MatmulBenchmark {
         return Double(count * 4) / best
     }
 
-    /// Seconds per `Parallel.forEach(count: width)` with empty bodies, back to back.
-    public static func forEachOverhead() -> Double {
+    /// Cost of fork-join for small tasks, as decode issues them: `Parallel.forEach(count: width)`
+    /// with bodies of about 5 µs, called back to back. Returns (seconds per body alone, seconds per
+    /// call); the difference is the overhead.
+    public static func forEachOverhead() -> (task: Double, call: Double) {
         let sink = UnsafeMutablePointer<Int>.allocate(capacity: 64 * Parallel.width)
         defer { sink.deallocate() }
-        let calls = 20_000
-        var best = Double.infinity
-        for _ in 0..<5 {
-            best = min(best, measure {
-                for c in 0..<calls { Parallel.forEach(count: Parallel.width) { i in sink[64 * i] = c } }
+        @inline(never) func spin(_ n: Int, _ seed: Int) -> Int {
+            var x = seed
+            for _ in 0..<n { x = x &* 31 &+ 7 }
+            return x
+        }
+        var iterations = 1000
+        while measure({ sink[0] = spin(iterations, 1) }) < 5e-6 && iterations < 1 << 24 { iterations *= 2 }
+        var task = Double.infinity, call = Double.infinity
+        let calls = 2000
+        for _ in 0..<3 {
+            task = min(task, measure { for c in 0..<calls { sink[0] = spin(iterations, c) } } / Double(calls))
+            call = min(call, measure {
+                for c in 0..<calls { Parallel.forEach(count: Parallel.width) { i in sink[64 * i] = spin(iterations, c + i) } }
             } / Double(calls))
         }
-        return best
+        return (task, call)
     }
 
     /// Seconds per call, the median of repeated timings of about `seconds` in total.
