@@ -10,6 +10,9 @@ struct BenchMatmul: ParsableCommand {
     @Option(help: "Rows of x (tokens), comma-separated.")
     var rows: String = "1,16,128,512"
 
+    @Option(help: "Explicit shapes NxKxO (rows × in → out), comma-separated; replaces --rows.")
+    var shapes: String?
+
     @Option(help: "Weight dtypes, comma-separated (f32, bf16, f16).")
     var dtypes: String = "f32,bf16"
 
@@ -34,7 +37,16 @@ struct BenchMatmul: ParsableCommand {
             return t
         }
         guard seconds > 0 && seconds <= 60 else { throw ValidationError("--seconds must be in (0, 60]") }
-        let shapes = rowCounts.flatMap { n in
+        let explicit = try shapes.map { list in
+            try list.split(separator: ",").map { text -> MatmulBenchmark.Shape in
+                let parts = text.split(separator: "x").compactMap { Int($0) }
+                guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else {
+                    throw ValidationError("--shapes: '\(text)' is not NxKxO with positive integers")
+                }
+                return MatmulBenchmark.Shape(rows: parts[0], inFeatures: parts[1], outFeatures: parts[2])
+            }
+        }
+        let shapes = explicit ?? rowCounts.flatMap { n in
             [MatmulBenchmark.Shape(rows: n, inFeatures: 768, outFeatures: 768),
              MatmulBenchmark.Shape(rows: n, inFeatures: 768, outFeatures: 3072),
              MatmulBenchmark.Shape(rows: n, inFeatures: 3072, outFeatures: 768)]

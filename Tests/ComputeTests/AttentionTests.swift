@@ -60,11 +60,23 @@ struct AttentionTests {
         let scale = 1 / Float(headDim).squareRoot()
         backend.attention(q: q, kCache: kCache, vCache: vCache, layout: layout, scale: scale, into: out)
 
+        let reference = Self.reference(q: qValues, keys: keys, values: values, step: step, heads: heads, kvHeads: kvHeads,
+                                       headDim: headDim, scale: scale)
+        let error = zip(out.floats(), reference).map { abs(Double($0) - $1) }.max() ?? .infinity
+        #expect(error < 1e-5, "heads \(heads) kv \(kvHeads) dim \(headDim): max error \(error) on values in [-1, 1]")
+    }
+
+    /// Softmax attention in double precision; `keys[s]`/`values[s]` are sequence s's rows by position.
+    static func reference(
+        q: [Float], keys: [[Float]], values: [[Float]], step: [(seq: Int, pos: Int)],
+        heads: Int, kvHeads: Int, headDim: Int, scale: Float
+    ) -> [Double] {
+        let row = kvHeads * headDim
         var reference = [Double]()
         for (n, token) in step.enumerated() {
             for h in 0..<heads {
                 let g = h / (heads / kvHeads)
-                let qh = (0..<headDim).map { Double(qValues[(n * heads + h) * headDim + $0]) }
+                let qh = (0..<headDim).map { Double(q[(n * heads + h) * headDim + $0]) }
                 let scores = (0...token.pos).map { p in
                     (0..<headDim).reduce(0.0) { $0 + qh[$1] * Double(keys[token.seq][p * row + g * headDim + $1]) } * Double(scale)
                 }
@@ -78,8 +90,34 @@ struct AttentionTests {
                 }
             }
         }
+        return reference
+    }
+
+    @Test("one decode token with a long context: its heads are split between threads",
+          arguments: [(8, 4, 64), (12, 12, 64), (6, 2, 20)])
+    func longContextDecode(heads: Int, kvHeads: Int, headDim: Int) {
+        var random = SeededRandom(seed: UInt64(heads + kvHeads + headDim))
+        let position = 301, blockSize = 16, row = kvHeads * headDim
+        let blocks: [Int32] = (0..<19).map { Int32((7 * $0 + 3) % 19) }  // a permutation of 0..<19
+        let slots = 19 * blockSize
+        let kCache = Tensor([Float](repeating: .nan, count: slots * row), shape: [slots, kvHeads, headDim])
+        let vCache = Tensor([Float](repeating: .nan, count: slots * row), shape: [slots, kvHeads, headDim])
+        let keys = random.floats((position + 1) * row), values = random.floats((position + 1) * row)
+        // The whole history in one write, as a prefill would.
+        let history = AttentionLayout(blockSize: blockSize, blockTables: [blocks],
+                                      sequenceOfToken: [Int32](repeating: 0, count: position + 1),
+                                      positionOfToken: (0...position).map { Int32($0) })
+        backend.writeKV(k: tensor(keys, [position + 1, kvHeads, headDim]), v: tensor(values, [position + 1, kvHeads, headDim]),
+                        kCache: kCache, vCache: vCache, layout: history)
+        let layout = AttentionLayout(blockSize: blockSize, blockTables: [blocks], sequenceOfToken: [0], positionOfToken: [Int32(position)])
+        let qValues = random.floats(heads * headDim, in: -3...3)
+        let out = try! backend.zeros([1, heads, headDim], dtype: .f32)
+        let scale = 1 / Float(headDim).squareRoot()
+        backend.attention(q: tensor(qValues, [1, heads, headDim]), kCache: kCache, vCache: vCache, layout: layout, scale: scale, into: out)
+        let reference = Self.reference(q: qValues, keys: [keys], values: [values], step: [(0, position)], heads: heads,
+                                       kvHeads: kvHeads, headDim: headDim, scale: scale)
         let error = zip(out.floats(), reference).map { abs(Double($0) - $1) }.max() ?? .infinity
-        #expect(error < 1e-5, "heads \(heads) kv \(kvHeads) dim \(headDim): max error \(error) on values in [-1, 1]")
+        #expect(error < 1e-5, "heads \(heads) kv \(kvHeads) dim \(headDim): max error \(error)")
     }
 
     @Test("writeKV puts each token's row at its slot and nowhere else")

@@ -1,9 +1,10 @@
 /// Causal attention over a paged KV cache, grouped-query.
 ///
-/// One task per (token, kv head): the query heads that share the kv head are processed together, so
-/// each cached key and value row is read once per group. Scores are exact dot products scaled,
-/// max-subtracted and exponentiated in f32 (two passes over the scores, which are kept in per-thread
-/// scratch), then the values are accumulated 32 lanes at a time.
+/// One task per (token, range of kv heads): the query heads of those kv heads are processed
+/// together, position by position, so that the cache is read as whole contiguous row pieces (a
+/// head-by-head walk would stride through it a row apart and starve the prefetchers). Scores are
+/// exact dot products, scaled, max-subtracted and exponentiated in f32 (kept in per-thread scratch),
+/// then the values are accumulated four positions at a time.
 extension CPUKernels {
     /// `out[n, h, :] = Σ_p softmax_p(scale · q[n, h]·k[p]) · v[p]` over the positions
     /// `0...layout.positionOfToken[n]` of token n's sequence, reading kv head `h / (heads / kvHeads)`.
@@ -42,47 +43,56 @@ extension CPUKernels {
         }
 
         let group = heads / kvHeads
-        let tasks = tokens * kvHeads
         let work = tokens * heads * longest * headDim
         let lanes = work < 1 << 15 ? 1 : Parallel.width
-        // Per lane: row offsets of the positions, then `group` rows of scores.
-        let perLane = longest * (1 + group)
-        let scratch = UnsafeMutableRawPointer.allocate(byteCount: max(1, lanes * perLane) * 8, alignment: 64)
+        // Split a token's kv heads only as far as needed for two tasks per thread.
+        let chunksPerToken = min(kvHeads, max(1, (2 * lanes + tokens - 1) / tokens))
+        let kvPerTask = (kvHeads + chunksPerToken - 1) / chunksPerToken
+        let chunks = (kvHeads + kvPerTask - 1) / kvPerTask
+        let headsPerTask = kvPerTask * group
+        // Per lane: row offsets of the positions, scores, value accumulators, inverse sums.
+        let scoresOffset = longest * 8
+        let accumulatorOffset = scoresOffset + headsPerTask * longest * 4
+        let inverseOffset = accumulatorOffset + headsPerTask * headDim * 4
+        let perLane = (inverseOffset + headsPerTask * 4 + 63) & ~63
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: max(64, lanes * perLane), alignment: 64)
         defer { scratch.deallocate() }
+        let rowStride = kvHeads * headDim
 
         tableStart.withUnsafeBufferPointer { tableStart in
             flat.withUnsafeBufferPointer { flat in
                 layout.sequenceOfToken.withUnsafeBufferPointer { sequenceOfToken in
                     layout.positionOfToken.withUnsafeBufferPointer { positionOfToken in
                         let task = { (t: Int, lane: Int) in
-                            let n = t / kvHeads, g = t % kvHeads
+                            let n = t / chunks, g0 = (t % chunks) * kvPerTask
+                            let g1 = min(kvHeads, g0 + kvPerTask)
                             let s = Int(sequenceOfToken[n]), length = Int(positionOfToken[n]) + 1
-                            let laneBase = scratch + lane * perLane * 8
+                            let laneBase = scratch + lane * perLane
                             let offsets = laneBase.bindMemory(to: Int.self, capacity: longest)
-                            let scores = (laneBase + longest * 8).bindMemory(to: Float.self, capacity: group * longest)
-                            let rowStride = kvHeads * headDim
                             let table = flat.baseAddress! + tableStart[s]
                             var p = 0
                             while p < length {
                                 let base = Int(table[p / blockSize]) * blockSize
                                 let end = min(length, (p / blockSize + 1) * blockSize)
                                 while p < end {
-                                    offsets[p] = (base + p % blockSize) * rowStride + g * headDim
+                                    offsets[p] = (base + p % blockSize) * rowStride
                                     p += 1
                                 }
                             }
-                            for j in 0..<group {
-                                let h = g * group + j
-                                attendOneHead(
-                                    q: q + (n * heads + h) * headDim, kCache: kCache, vCache: vCache,
-                                    offsets: offsets, length: length, headDim: headDim, scale: scale,
-                                    scores: scores + j * longest, out: out + (n * heads + h) * headDim)
-                            }
+                            attendHeads(
+                                q: q + (n * heads + g0 * group) * headDim, kCache: kCache, vCache: vCache,
+                                offsets: offsets, length: length, firstKV: g0, kvCount: g1 - g0, group: group,
+                                headDim: headDim, scale: scale,
+                                scores: (laneBase + scoresOffset).bindMemory(to: Float.self, capacity: headsPerTask * longest),
+                                scoreStride: longest,
+                                accumulators: (laneBase + accumulatorOffset).bindMemory(to: Float.self, capacity: headsPerTask * headDim),
+                                inverseSums: (laneBase + inverseOffset).bindMemory(to: Float.self, capacity: headsPerTask),
+                                out: out + (n * heads + g0 * group) * headDim)
                         }
                         if lanes == 1 {
-                            for t in 0..<tasks { task(t, 0) }
+                            for t in 0..<tokens * chunks { task(t, 0) }
                         } else {
-                            Parallel.forEachWithLane(count: tasks, task)
+                            Parallel.forEachWithLane(count: tokens * chunks, task)
                         }
                     }
                 }
@@ -90,56 +100,112 @@ extension CPUKernels {
         }
     }
 
-    static func attendOneHead(
+    /// Attention of the query heads of kv heads `firstKV ..< firstKV + kvCount` of one token: `q` and
+    /// `out` point at the first of those query heads (consecutive, `headDim` apart); `offsets[p]` is
+    /// the start of position p's cache row.
+    static func attendHeads(
         q: UnsafePointer<Float>, kCache: UnsafePointer<Float>, vCache: UnsafePointer<Float>,
-        offsets: UnsafePointer<Int>, length: Int, headDim: Int, scale: Float,
-        scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+        offsets: UnsafePointer<Int>, length: Int, firstKV: Int, kvCount: Int, group: Int, headDim: Int, scale: Float,
+        scores: UnsafeMutablePointer<Float>, scoreStride: Int, accumulators: UnsafeMutablePointer<Float>,
+        inverseSums: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
     ) {
-        // Scores, four keys at a time.
+        let headCount = kvCount * group
+        // Scores, four positions at a time, all heads of the task per position.
         var p = 0
         while p &+ 4 <= length {
-            let d = dot4(q, kCache + offsets[p], kCache + offsets[p &+ 1], kCache + offsets[p &+ 2], kCache + offsets[p &+ 3], headDim)
-            UnsafeMutableRawPointer(scores + p).storeBytes(of: d * scale, as: SIMD4<Float>.self)
+            let k0 = kCache + offsets[p] + firstKV * headDim, k1 = kCache + offsets[p &+ 1] + firstKV * headDim
+            let k2 = kCache + offsets[p &+ 2] + firstKV * headDim, k3 = kCache + offsets[p &+ 3] + firstKV * headDim
+            for h in 0..<headCount {
+                let ko = (h / group) * headDim
+                let d = dot4(q + h * headDim, k0 + ko, k1 + ko, k2 + ko, k3 + ko, headDim)
+                UnsafeMutableRawPointer(scores + h * scoreStride + p).storeBytes(of: d * scale, as: SIMD4<Float>.self)
+            }
             p &+= 4
         }
         while p < length {
-            let k = kCache + offsets[p]
-            scores[p] = dot4(q, k, k, k, k, headDim)[0] * scale
+            let k = kCache + offsets[p] + firstKV * headDim
+            for h in 0..<headCount {
+                let kh = k + (h / group) * headDim
+                scores[h * scoreStride + p] = dot4(q + h * headDim, kh, kh, kh, kh, headDim)[0] * scale
+            }
             p &+= 1
         }
-        let m = VectorMath.maximum(scores, length)
-        let inverseSum = 1 / VectorMath.exponentialSum(scores, length, minus: m, into: scores)
-
-        // out = Σ_p scores[p] · v[p], 32 lanes of the head at a time, then 8, then single lanes.
-        var d = 0
-        while d &+ 32 <= headDim {
-            var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-            for p in 0..<length {
-                let v = vCache + offsets[p] + d
-                let w = SIMD8<Float>(repeating: scores[p])
-                a0.addProduct(w, loadVector(v, 0))
-                a1.addProduct(w, loadVector(v, 8))
-                a2.addProduct(w, loadVector(v, 16))
-                a3.addProduct(w, loadVector(v, 24))
-            }
-            storeVector(a0 * inverseSum, out, d)
-            storeVector(a1 * inverseSum, out, d &+ 8)
-            storeVector(a2 * inverseSum, out, d &+ 16)
-            storeVector(a3 * inverseSum, out, d &+ 24)
-            d &+= 32
+        for h in 0..<headCount {
+            let row = scores + h * scoreStride
+            let m = VectorMath.maximum(row, length)
+            inverseSums[h] = 1 / VectorMath.exponentialSum(row, length, minus: m, into: row)
         }
-        while d &+ 8 <= headDim {
-            var a = SIMD8<Float>()
-            for p in 0..<length {
-                a.addProduct(SIMD8<Float>(repeating: scores[p]), loadVector(vCache + offsets[p] + d, 0))
+
+        // Weighted values, four positions at a time, into accumulators that stay in L1.
+        accumulators.initialize(repeating: 0, count: headCount * headDim)
+        p = 0
+        while p &+ 4 <= length {
+            let v0 = vCache + offsets[p] + firstKV * headDim, v1 = vCache + offsets[p &+ 1] + firstKV * headDim
+            let v2 = vCache + offsets[p &+ 2] + firstKV * headDim, v3 = vCache + offsets[p &+ 3] + firstKV * headDim
+            for h in 0..<headCount {
+                let vo = (h / group) * headDim
+                let w = UnsafeRawPointer(scores + h * scoreStride + p).loadUnaligned(as: SIMD4<Float>.self)
+                accumulateFour(accumulators + h * headDim, v0 + vo, v1 + vo, v2 + vo, v3 + vo, w, headDim)
             }
-            storeVector(a * inverseSum, out, d)
+            p &+= 4
+        }
+        while p < length {
+            let v = vCache + offsets[p] + firstKV * headDim
+            for h in 0..<headCount {
+                let vh = v + (h / group) * headDim
+                accumulateOne(accumulators + h * headDim, vh, scores[h * scoreStride + p], headDim)
+            }
+            p &+= 1
+        }
+        for h in 0..<headCount {
+            let acc = accumulators + h * headDim, o = out + h * headDim, inverse = inverseSums[h]
+            var d = 0
+            while d &+ 8 <= headDim {
+                storeVector(loadVector(acc, d) * inverse, o, d)
+                d &+= 8
+            }
+            while d < headDim {
+                o[d] = acc[d] * inverse
+                d &+= 1
+            }
+        }
+    }
+
+    /// `acc += w·v` over n elements.
+    @inline(always)
+    static func accumulateOne(_ acc: UnsafeMutablePointer<Float>, _ v: UnsafePointer<Float>, _ w: Float, _ n: Int) {
+        let wv = SIMD8<Float>(repeating: w)
+        var d = 0
+        while d &+ 8 <= n {
+            storeVector(loadVector(acc, d).addingProduct(wv, loadVector(v, d)), acc, d)
             d &+= 8
         }
-        while d < headDim {
-            var a: Float = 0
-            for p in 0..<length { a += scores[p] * vCache[offsets[p] + d] }
-            out[d] = a * inverseSum
+        while d < n {
+            acc[d] += w * v[d]
+            d &+= 1
+        }
+    }
+
+    /// `acc += w[0]·v0 + w[1]·v1 + w[2]·v2 + w[3]·v3` over n elements.
+    @inline(always)
+    static func accumulateFour(
+        _ acc: UnsafeMutablePointer<Float>, _ v0: UnsafePointer<Float>, _ v1: UnsafePointer<Float>,
+        _ v2: UnsafePointer<Float>, _ v3: UnsafePointer<Float>, _ w: SIMD4<Float>, _ n: Int
+    ) {
+        let w0 = SIMD8<Float>(repeating: w[0]), w1 = SIMD8<Float>(repeating: w[1])
+        let w2 = SIMD8<Float>(repeating: w[2]), w3 = SIMD8<Float>(repeating: w[3])
+        var d = 0
+        while d &+ 8 <= n {
+            var a = loadVector(acc, d)
+            a.addProduct(w0, loadVector(v0, d))
+            a.addProduct(w1, loadVector(v1, d))
+            a.addProduct(w2, loadVector(v2, d))
+            a.addProduct(w3, loadVector(v3, d))
+            storeVector(a, acc, d)
+            d &+= 8
+        }
+        while d < n {
+            acc[d] += w[0] * v0[d] + w[1] * v1[d] + w[2] * v2[d] + w[3] * v3[d]
             d &+= 1
         }
     }

@@ -4,11 +4,16 @@
 /// accumulators along K and reduce them horizontally once per block. Two regimes:
 ///
 /// - one row of x (decode at batch 1) is a matrix-vector product bound by memory bandwidth: stream W
-///   once, four rows at a time, converting bf16/f16 in registers (half the bytes of f32);
-/// - several rows use 4×3 register tiles (4 rows of x × 3 rows of W, twelve 8-lane accumulators, the
-///   16 AVX2 registers), with K blocked to ≤ 1024 so that a tile's rows stay in L1 while the rows of
-///   x stream from L2. bf16/f16 weights are first converted block by block into per-thread scratch,
-///   so each weight is converted once per block rather than once per row of x.
+///   once, four rows at a time (eight accumulators);
+/// - several rows use register tiles of 4 rows of x × 3 rows of W (twelve 8-lane accumulators: with
+///   the operands, the 16 AVX2 registers), with K blocked to ≤ 1024 so that a tile's W rows stay in
+///   L1 while the rows of x stream from L2.
+///
+/// Weight dtypes: f32 is read in place. bf16 is widened in registers when memory is the limit (one
+/// to 11 rows of x): a 32-byte load of 16 weights, seen as eight 32-bit lanes, gives the even-indexed
+/// weights by a 16-bit left shift and the odd-indexed ones by masking, so x is permuted once per call
+/// to match (`evenOddPermutation`); tiles are then 4×2. From 12 rows on, and always for f16, each
+/// block of W is converted into per-thread f32 scratch once and shared by all rows of x.
 ///
 /// Work is split over blocks of output features; each thread claims blocks dynamically.
 extension CPUKernels {
@@ -18,6 +23,8 @@ extension CPUKernels {
     static let gemmMaxKBlock = 1024
     /// Rows of x per pass over a W block, so that they stay in L2 (128 × 4 KiB = 512 KiB).
     static let gemmRowBlock = 128
+    /// Below this many rows of x, bf16 weights are widened in registers rather than in scratch.
+    static let gemmBF16InRegisterRows = 12
 
     /// `y[n, o] = Σ_k x[n, k] · w[o, k] + bias[o]` for `n < rows`, `o < outFeatures`.
     ///
@@ -264,61 +271,86 @@ extension CPUKernels {
 
     static func gemm(_ p: LinearProblem) {
         let kBlocks = (p.k + gemmMaxKBlock - 1) / gemmMaxKBlock
-        let kBlock = ((p.k + kBlocks - 1) / kBlocks + 7) & ~7
+        // Multiples of 16 keep the bf16 path's even/odd blocks whole within a K block.
+        let kBlock = ((p.k + kBlocks - 1) / kBlocks + 15) & ~15
         let rowsPerTask = gemmRowsPerTask
         let tasks = (p.o + rowsPerTask - 1) / rowsPerTask
         let serial = p.n * p.o * p.k < 1 << 17
         let lanes = serial ? 1 : Parallel.width
-        let scratchPerLane = p.isF32 ? 0 : rowsPerTask * kBlock
+        // bf16 widened in registers costs integer operations on the FMA ports, 20–25% at large N;
+        // converting a block into scratch costs a pass over it, amortised over the rows of x.
+        let inRegisters = p.isBF16 && p.n < gemmBF16InRegisterRows
+        let scratchPerLane = p.isF32 || inRegisters ? 0 : rowsPerTask * kBlock
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, lanes * scratchPerLane))
         defer { scratch.deallocate() }
+        // In-register bf16 reads x with each block of 16 as (8 even, 8 odd), like the matrix-vector product.
+        var q = p
+        let permuted = UnsafeMutablePointer<Float>.allocate(capacity: inRegisters ? p.n * p.k : 1)
+        defer { permuted.deallocate() }
+        if inRegisters {
+            Parallel.forEachChunk(total: p.n, grain: max(1, 1 << 16 / p.k)) { rows in
+                for r in rows { evenOddPermutation(p.x + r * p.ldx, p.k, into: permuted + r * p.k) }
+            }
+            q.x = UnsafePointer(permuted)
+            q.ldx = p.k
+        }
         if serial {
             for t in 0..<tasks {
-                gemmTask(p, t * rowsPerTask ..< min(p.o, (t + 1) * rowsPerTask), kBlock: kBlock, scratch: scratch)
+                gemmTask(q, t * rowsPerTask ..< min(p.o, (t + 1) * rowsPerTask), kBlock: kBlock, bf16InRegisters: inRegisters,
+                         scratch: scratch)
             }
         } else {
             Parallel.forEachWithLane(count: tasks) { t, lane in
-                gemmTask(p, t * rowsPerTask ..< min(p.o, (t + 1) * rowsPerTask), kBlock: kBlock,
+                gemmTask(q, t * rowsPerTask ..< min(p.o, (t + 1) * rowsPerTask), kBlock: kBlock, bf16InRegisters: inRegisters,
                          scratch: scratch + lane * scratchPerLane)
             }
         }
     }
 
-    /// Output features `outputs` for all rows of x. `scratch` holds `outputs.count × kBlock` floats
-    /// when the weights need converting.
-    static func gemmTask(_ p: LinearProblem, _ outputs: Range<Int>, kBlock: Int, scratch: UnsafeMutablePointer<Float>) {
+    /// Output features `outputs` for all rows of x. f32 weights are read in place; bf16 weights are
+    /// widened in registers when `bf16InRegisters` (x permuted); otherwise bf16/f16 weights are
+    /// converted into `scratch` (`outputs.count × kBlock` floats) one K block at a time.
+    static func gemmTask(
+        _ p: LinearProblem, _ outputs: Range<Int>, kBlock: Int, bf16InRegisters: Bool, scratch: UnsafeMutablePointer<Float>
+    ) {
         let o0 = outputs.lowerBound, count = outputs.count
         var k0 = 0
         while k0 < p.k {
             let kl = min(kBlock, p.k - k0)
-            let w: UnsafePointer<Float>
-            let ldw: Int
+            var w = UnsafePointer(scratch)
+            var ldw = kBlock
             if p.isF32 {
                 w = floats(p.weight(row: o0, column: k0))
                 ldw = p.ldw
-            } else {
+            } else if !bf16InRegisters {
                 for r in 0..<count {
                     convertToFloat(p.weight(row: o0 + r, column: k0), p.dtype, count: kl, into: scratch + r * kBlock)
                 }
-                w = UnsafePointer(scratch)
-                ldw = kBlock
             }
             let accumulate = k0 > 0
             var n0 = 0
             while n0 < p.n {
                 let n1 = min(p.n, n0 + gemmRowBlock)
+                // bf16 tiles are 4×2: widening needs registers that a third W row would take.
+                let step = bf16InRegisters ? 2 : 3
                 var j = 0
                 while j < count {
-                    let cols = min(3, count - j)
+                    let cols = min(step, count - j)
                     let bias = accumulate ? nil : p.bias.map { $0 + o0 + j }
                     var i = n0
                     while i < n1 {
-                        tile(rows: min(4, n1 - i), cols: cols,
-                             x: p.x + i * p.ldx + k0, ldx: p.ldx, w: w + j * ldw, ldw: ldw, k: kl,
-                             y: p.y + i * p.ldy + o0 + j, ldy: p.ldy, bias: bias, accumulate: accumulate)
+                        if bf16InRegisters {
+                            tileBF16(rows: min(4, n1 - i), cols: cols,
+                                     x: p.x + i * p.ldx + k0, ldx: p.ldx, w: p.weight(row: o0 + j, column: k0), ldw: p.ldw * 2,
+                                     k: kl, y: p.y + i * p.ldy + o0 + j, ldy: p.ldy, bias: bias, accumulate: accumulate)
+                        } else {
+                            tile(rows: min(4, n1 - i), cols: cols,
+                                 x: p.x + i * p.ldx + k0, ldx: p.ldx, w: w + j * ldw, ldw: ldw, k: kl,
+                                 y: p.y + i * p.ldy + o0 + j, ldy: p.ldy, bias: bias, accumulate: accumulate)
+                        }
                         i += 4
                     }
-                    j += 3
+                    j += step
                 }
                 n0 = n1
             }
@@ -417,6 +449,96 @@ extension CPUKernels {
                 out[0] = s0[r] + (bias?[0] ?? 0)
                 if cols > 1 { out[1] = s1[r] + (bias?[1] ?? 0) }
                 if cols > 2 { out[2] = s2[r] + (bias?[2] ?? 0) }
+            }
+        }
+    }
+
+    /// `tile` for bf16 weights: `w` is the raw first W row, rows `ldw` bytes apart; x is even/odd
+    /// permuted per 16 (see `evenOddPermutation`).
+    @inline(never)
+    static func tileBF16(
+        rows: Int, cols: Int, x: UnsafePointer<Float>, ldx: Int, w: UnsafeRawPointer, ldw: Int, k: Int,
+        y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?, accumulate: Bool
+    ) {
+        switch (rows, cols) {
+        case (4, 2): tileBF16(4, 2, x, ldx, w, ldw, k, y, ldy, bias, accumulate)
+        case (4, 1): tileBF16(4, 1, x, ldx, w, ldw, k, y, ldy, bias, accumulate)
+        case (3, 2): tileBF16(3, 2, x, ldx, w, ldw, k, y, ldy, bias, accumulate)
+        case (3, 1): tileBF16(3, 1, x, ldx, w, ldw, k, y, ldy, bias, accumulate)
+        case (2, 2): tileBF16(2, 2, x, ldx, w, ldw, k, y, ldy, bias, accumulate)
+        case (2, 1): tileBF16(2, 1, x, ldx, w, ldw, k, y, ldy, bias, accumulate)
+        case (1, 2): tileBF16(1, 2, x, ldx, w, ldw, k, y, ldy, bias, accumulate)
+        default: tileBF16(1, 1, x, ldx, w, ldw, k, y, ldy, bias, accumulate)
+        }
+    }
+
+    /// The bf16 micro-kernel, `rows` (≤ 4) rows of x against `cols` (≤ 2) bf16 rows of W: per 16
+    /// columns, one 32-byte load per W row splits into its even and odd weights
+    /// (`evenHalves`/`oddHalves`), each multiplied with the matching half of x's block.
+    @inline(always)
+    static func tileBF16(
+        _ rows: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ w: UnsafeRawPointer, _ ldw: Int,
+        _ k: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ bias: UnsafePointer<Float>?, _ accumulate: Bool
+    ) {
+        let x0 = x
+        let x1 = x + (rows > 1 ? ldx : 0)
+        let x2 = x + (rows > 2 ? 2 * ldx : 0)
+        let x3 = x + (rows > 3 ? 3 * ldx : 0)
+        let w0 = w
+        let w1 = w + (cols > 1 ? ldw : 0)
+        var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
+        var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+        var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
+        var c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+        var i = 0
+        while i &+ 16 <= k {
+            let u0 = w0.loadUnaligned(fromByteOffset: i &* 2, as: SIMD8<UInt32>.self)
+            let u1 = cols > 1 ? w1.loadUnaligned(fromByteOffset: i &* 2, as: SIMD8<UInt32>.self) : u0
+            let e0 = evenHalves(u0), o0 = oddHalves(u0), e1 = evenHalves(u1), o1 = oddHalves(u1)
+            var a = load(x0, i), b = load(x0, i &+ 8)
+            c00.addProduct(a, e0)
+            c00.addProduct(b, o0)
+            if cols > 1 { c01.addProduct(a, e1); c01.addProduct(b, o1) }
+            if rows > 1 {
+                a = load(x1, i)
+                b = load(x1, i &+ 8)
+                c10.addProduct(a, e0)
+                c10.addProduct(b, o0)
+                if cols > 1 { c11.addProduct(a, e1); c11.addProduct(b, o1) }
+            }
+            if rows > 2 {
+                a = load(x2, i)
+                b = load(x2, i &+ 8)
+                c20.addProduct(a, e0)
+                c20.addProduct(b, o0)
+                if cols > 1 { c21.addProduct(a, e1); c21.addProduct(b, o1) }
+            }
+            if rows > 3 {
+                a = load(x3, i)
+                b = load(x3, i &+ 8)
+                c30.addProduct(a, e0)
+                c30.addProduct(b, o0)
+                if cols > 1 { c31.addProduct(a, e1); c31.addProduct(b, o1) }
+            }
+            i &+= 16
+        }
+        var s0 = horizontalSums(c00, c10, c20, c30)
+        var s1 = horizontalSums(c01, c11, c21, c31)
+        // The tail (k mod 16) is in natural order in x and W.
+        while i < k {
+            let xv = SIMD4(x0[i], x1[i], x2[i], x3[i])
+            s0.addProduct(xv, SIMD4(repeating: bf16(w0, i)))
+            if cols > 1 { s1.addProduct(xv, SIMD4(repeating: bf16(w1, i))) }
+            i &+= 1
+        }
+        for r in 0..<rows {
+            let out = y + r * ldy
+            if accumulate {
+                out[0] += s0[r]
+                if cols > 1 { out[1] += s1[r] }
+            } else {
+                out[0] = s0[r] + (bias?[0] ?? 0)
+                if cols > 1 { out[1] = s1[r] + (bias?[1] ?? 0) }
             }
         }
     }

@@ -41,6 +41,9 @@ public enum MatmulBenchmark {
         var lines = [String]()
         lines.append("threads \(threads); clock \(format(ghz, 2)) GHz measured (4-cycle FMA latency assumed), \(nominalMHz().map { "\(format($0 / 1000, 2)) GHz" } ?? "unknown") nominal in /proc/cpuinfo")
         lines.append("f32 FMA peak (AVX2) = \(threads) × \(format(ghz, 2)) GHz × 2 FMA × 8 lanes × 2 = \(format(peak, 1)) GFLOP/s")
+        lines.append("memory read bandwidth (\(threads) threads, 1 GiB, beyond the L3): \(format(measureReadBandwidth() / 1e9, 1)) GB/s — the bound for one-row (decode) products")
+        let (taskTime, callTime) = forEachOverhead()
+        lines.append("Parallel.forEach of \(threads) tasks of \(formatTime(taskTime)) each, back to back: \(formatTime(callTime)) per call (ideal \(formatTime(taskTime)))")
         lines.append(pad("shape", 20) + pad("dtype", 6) + pad("time", 12) + pad("GFLOP/s", 10) + pad("% peak", 8) + "weight GB/s")
         for dtype in dtypes {
             for shape in shapes {
@@ -59,8 +62,72 @@ public enum MatmulBenchmark {
                     lines.append("  \(dtype) N=\(n): \(formatTime(seconds)) per step → ≤ \(format(Double(n) / seconds, 1)) tokens/s from the linear layers alone")
                 }
             }
+            lines.append("opt-125m whole decode step (all ops: norms, linears, KV write, attention over 256 cached positions, ReLU, residuals, lm_head):")
+            for dtype in dtypes {
+                for n in [1, 16] {
+                    let seconds = timeDecodeStep(rows: n, context: 256, dtype: dtype)
+                    lines.append("  \(dtype) N=\(n): \(formatTime(seconds)) per step → \(format(Double(n) / seconds, 1)) tokens/s")
+                }
+            }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Bytes per second that all threads together read from a 1 GiB buffer (summing it).
+    public static func measureReadBandwidth() -> Double {
+        let count = 1 << 28  // floats
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        Parallel.forEachChunk(total: count, grain: 1 << 20) { range in
+            (buffer + range.lowerBound).initialize(repeating: 1, count: range.count)
+        }
+        let chunks = 64
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: chunks * 16)
+        defer { partial.deallocate() }
+        var best = Double.infinity
+        for _ in 0..<3 {
+            best = min(best, measure {
+                Parallel.forEach(count: chunks) { c in
+                    let start = buffer + c * (count / chunks)
+                    var a = SIMD8<Float>(), b = SIMD8<Float>(), d = SIMD8<Float>(), e = SIMD8<Float>()
+                    var i = 0
+                    while i < count / chunks {
+                        a += UnsafeRawPointer(start + i).loadUnaligned(as: SIMD8<Float>.self)
+                        b += UnsafeRawPointer(start + i + 8).loadUnaligned(as: SIMD8<Float>.self)
+                        d += UnsafeRawPointer(start + i + 16).loadUnaligned(as: SIMD8<Float>.self)
+                        e += UnsafeRawPointer(start + i + 24).loadUnaligned(as: SIMD8<Float>.self)
+                        i += 32
+                    }
+                    partial[c * 16] = (a + b + d + e).sum()
+                }
+            })
+        }
+        blackHole(partial[0])
+        return Double(count * 4) / best
+    }
+
+    /// Cost of fork-join for small tasks, as decode issues them: `Parallel.forEach(count: width)`
+    /// with bodies of about 5 µs, called back to back. Returns (seconds per body alone, seconds per
+    /// call); the difference is the overhead.
+    public static func forEachOverhead() -> (task: Double, call: Double) {
+        let sink = UnsafeMutablePointer<Int>.allocate(capacity: 64 * Parallel.width)
+        defer { sink.deallocate() }
+        @inline(never) func spin(_ n: Int, _ seed: Int) -> Int {
+            var x = seed
+            for _ in 0..<n { x = x &* 31 &+ 7 }
+            return x
+        }
+        var iterations = 1000
+        while measure({ sink[0] = spin(iterations, 1) }) < 5e-6 && iterations < 1 << 24 { iterations *= 2 }
+        var task = Double.infinity, call = Double.infinity
+        let calls = 2000
+        for _ in 0..<3 {
+            task = min(task, measure { for c in 0..<calls { sink[0] = spin(iterations, c) } } / Double(calls))
+            call = min(call, measure {
+                for c in 0..<calls { Parallel.forEach(count: Parallel.width) { i in sink[64 * i] = spin(iterations, c + i) } }
+            } / Double(calls))
+        }
+        return (task, call)
     }
 
     /// Seconds per call, the median of repeated timings of about `seconds` in total.
@@ -121,6 +188,66 @@ public enum MatmulBenchmark {
         return samples[samples.count / 2]
     }
 
+    /// Seconds for one decode step of an opt-125m-shaped model: `rows` sequences, each adding one
+    /// token at position `context` (so attending over `context + 1` cached positions).
+    static func timeDecodeStep(rows n: Int, context: Int, dtype: DType) -> Double {
+        let hidden = 768, ffn = 3072, vocab = 50272, layers = 12, heads = 12, headDim = 64, blockSize = 16
+        struct Layer {
+            var q, k, v, o, fc1, fc2: Tensor
+            var bq, bk, bv, bo, b1, b2, norm1w, norm1b, norm2w, norm2b: Tensor
+            var kCache, vCache: Tensor
+        }
+        let blocksPerSequence = (context + 1 + blockSize - 1) / blockSize
+        let slots = n * blocksPerSequence * blockSize
+        let model = (0..<layers).map { _ in
+            Layer(q: filledTensor([hidden, hidden], dtype), k: filledTensor([hidden, hidden], dtype),
+                  v: filledTensor([hidden, hidden], dtype), o: filledTensor([hidden, hidden], dtype),
+                  fc1: filledTensor([ffn, hidden], dtype), fc2: filledTensor([hidden, ffn], dtype),
+                  bq: filledTensor([hidden], dtype), bk: filledTensor([hidden], dtype), bv: filledTensor([hidden], dtype),
+                  bo: filledTensor([hidden], dtype), b1: filledTensor([ffn], dtype), b2: filledTensor([hidden], dtype),
+                  norm1w: filledTensor([hidden], dtype), norm1b: filledTensor([hidden], dtype),
+                  norm2w: filledTensor([hidden], dtype), norm2b: filledTensor([hidden], dtype),
+                  kCache: filledTensor([slots, heads, headDim], .f32), vCache: filledTensor([slots, heads, headDim], .f32))
+        }
+        let head = filledTensor([vocab, hidden], dtype)
+        let finalNormW = filledTensor([hidden], dtype), finalNormB = filledTensor([hidden], dtype)
+        let h = filledTensor([n, hidden], .f32)
+        let a = try! Tensor.zeros([n, hidden]), t = try! Tensor.zeros([n, hidden])
+        let q = try! Tensor.zeros([n, heads, headDim]), k = try! Tensor.zeros([n, heads, headDim])
+        let v = try! Tensor.zeros([n, heads, headDim]), attended = try! Tensor.zeros([n, heads, headDim])
+        let f = try! Tensor.zeros([n, ffn]), logits = try! Tensor.zeros([n, vocab])
+        let tables = (0..<n).map { s in (0..<blocksPerSequence).map { Int32(s * blocksPerSequence + $0) } }
+        let layout = AttentionLayout(blockSize: blockSize, blockTables: tables,
+                                     sequenceOfToken: (0..<n).map { Int32($0) },
+                                     positionOfToken: [Int32](repeating: Int32(context), count: n))
+        let backend = CPUBackend()
+        let flat = { (x: Tensor) in x.reshaped([n, hidden]) }
+        func step() {
+            for layer in model {
+                backend.layerNorm(h, weight: layer.norm1w, bias: layer.norm1b, eps: 1e-5, into: a)
+                backend.linear(a, weight: layer.q, bias: layer.bq, into: flat(q))
+                backend.linear(a, weight: layer.k, bias: layer.bk, into: flat(k))
+                backend.linear(a, weight: layer.v, bias: layer.bv, into: flat(v))
+                backend.writeKV(k: k, v: v, kCache: layer.kCache, vCache: layer.vCache, layout: layout)
+                backend.attention(q: q, kCache: layer.kCache, vCache: layer.vCache, layout: layout, scale: 0.125, into: attended)
+                backend.linear(flat(attended), weight: layer.o, bias: layer.bo, into: t)
+                backend.add(h, t, into: h)
+                backend.layerNorm(h, weight: layer.norm2w, bias: layer.norm2b, eps: 1e-5, into: a)
+                backend.linear(a, weight: layer.fc1, bias: layer.b1, into: f)
+                backend.activation(.relu, f, into: f)
+                backend.linear(f, weight: layer.fc2, bias: layer.b2, into: t)
+                backend.add(h, t, into: h)
+            }
+            backend.layerNorm(h, weight: finalNormW, bias: finalNormB, eps: 1e-5, into: a)
+            backend.linear(a, weight: head, bias: nil, into: logits)
+        }
+        step()
+        var samples = [Double]()
+        for _ in 0..<7 { samples.append(measure(step)) }
+        samples.sort()
+        return samples[samples.count / 2]
+    }
+
     /// Clock frequency from a dependent chain of 8-lane FMAs (4 cycles each).
     public static func measureGHz() -> Double {
         var best = Double.infinity
@@ -160,17 +287,28 @@ public enum MatmulBenchmark {
         return nil
     }
 
+    /// A tensor of pseudo-random values in ±0.05 (a block of 4093 values, repeated: the values do
+    /// not matter for timing, only that they are ordinary numbers, and filling 124 M of them one by
+    /// one would take longer than the measurements).
     static func filledTensor(_ shape: [Int], _ dtype: DType) -> Tensor {
         let t = try! Tensor.zeros(shape, dtype: dtype)  // benchmark-sized allocation
-        let count = t.count
-        let f = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        defer { f.deallocate() }
+        let period = 4093
         var state: UInt32 = 12345
-        for i in 0..<count {
+        let block = (0..<period).map { _ -> Float in
             state = state &* 1_664_525 &+ 1_013_904_223
-            f[i] = Float(Int32(bitPattern: state) >> 8) / Float(1 << 23) * 0.05
+            return Float(Int32(bitPattern: state) >> 8) / Float(1 << 23) * 0.05
         }
-        DTypeConversion.convert(from: UnsafeRawPointer(f), .f32, to: t.rawPointer, dtype, count: count)
+        let converted = UnsafeMutableRawPointer.allocate(byteCount: period * dtype.byteSize, alignment: 64)
+        defer { converted.deallocate() }
+        block.withUnsafeBufferPointer {
+            DTypeConversion.convert(from: UnsafeRawPointer($0.baseAddress!), .f32, to: converted, dtype, count: period)
+        }
+        var offset = 0
+        while offset < t.count {
+            let n = min(period, t.count - offset)
+            (t.rawPointer + offset * dtype.byteSize).copyMemory(from: converted, byteCount: n * dtype.byteSize)
+            offset += n
+        }
         return t
     }
 

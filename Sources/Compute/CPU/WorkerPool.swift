@@ -10,7 +10,8 @@ import Synchronization
 /// Decode runs on the order of a hundred parallel calls per token, each a few tens to hundreds of
 /// microseconds long, so waking a sleeping thread for each (a futex round trip, tens of µs on a VM)
 /// would cost a good part of the work. Workers therefore spin for a short while after each job
-/// (`COLOCATE_SPIN_US`, default 100 µs) before they sleep on a condition variable.
+/// (`COLOCATE_SPIN_US`, default 50 µs: longer than the gaps between the ops of a step, short
+/// enough not to take a core from other processes between steps) before they sleep on a condition variable.
 ///
 /// One job at a time. A job is published by bumping the sequence number in `ticket`; a worker joins
 /// it by incrementing the joined count in the same word with a compare-exchange, which fails once the
@@ -60,7 +61,7 @@ final class WorkerPool: @unchecked Sendable {
 
     private static func configuredSpin() -> Int {
         if let text = getenv("COLOCATE_SPIN_US"), let n = Int(String(cString: text)), n >= 0 { return n }
-        return 100
+        return 50
     }
 
     /// Runs the job on the caller and the workers, or serially when another caller owns the pool
