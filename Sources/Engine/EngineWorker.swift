@@ -20,6 +20,9 @@ public struct EngineWorkerConfig: Codable, Sendable {
     public var allReduceSlotFloats: Int
     /// Worker extensions to load, by registered name.
     public var extensions: [String]
+    /// CPU threads for this rank's kernels: the ranks of an engine share the host's cores instead of
+    /// each spinning a thread per core (`COLOCATE_CPU_THREADS` in the environment wins).
+    public var cpuThreads: Int
 }
 
 /// One engine rank's live state: its shard of the model, its cache and generator, and what worker
@@ -49,6 +52,7 @@ public final class EngineWorkerState: @unchecked Sendable {
         let rank = context.rank, worldSize = context.worldSize
         self.rank = rank
         self.worldSize = worldSize
+        if getenv("COLOCATE_CPU_THREADS") == nil { setenv("COLOCATE_CPU_THREADS", String(config.cpuThreads), 1) }
         var budget = try MemoryBudget(device: device, utilization: config.memoryUtilization)
         let backend = CPUBackend(device: device)
         let rankName = "engine rank \(rank)"

@@ -88,7 +88,8 @@ public final class LLM: Sendable {
         let workerConfig = EngineWorkerConfig(
             modelDirectory: directory, dtype: dtype, memoryUtilization: memoryUtilization, blockSize: blockSize,
             maxBatchedTokens: maxBatchedTokens, maxSequences: maxSequences, allReduceSegment: segmentHandle,
-            allReduceSlotFloats: slotFloats, extensions: extensions)
+            allReduceSlotFloats: slotFloats, extensions: extensions,
+            cpuThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / tp))
         ranks = try await cluster.spawnGroup(actorType: EngineWorker.typeName, config: workerConfig, placements: placements, name: name)
         modelDirectory = directory
         tensorParallelSize = tp
