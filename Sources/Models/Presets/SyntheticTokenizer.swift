@@ -27,7 +27,7 @@ public enum SyntheticTokenizer {
             vocab[name] = Int32(id)
             added.append((Int32(id), name, special: true))
         }
-        let byteUnicode = byteToUnicode()
+        let byteUnicode = ByteLevel.byteToScalar.map { Character($0) }
         var order: [String] = []
         for b in 0..<256 where vocab.count < vocabSize {
             let s = String(byteUnicode[b])
@@ -90,20 +90,6 @@ public enum SyntheticTokenizer {
     private struct PairKey: Hashable, Comparable {
         let a: String, b: String
         static func < (l: PairKey, r: PairKey) -> Bool { (l.a, l.b) < (r.a, r.b) }
-    }
-
-    /// GPT-2's reversible map from bytes to printable Unicode characters.
-    static func byteToUnicode() -> [Character] {
-        var keep = Array(33...126) + Array(161...172) + Array(174...255)
-        var map = [Character](repeating: " ", count: 256)
-        for b in keep { map[b] = Character(Unicode.Scalar(UInt8(b))) }
-        var n = 0
-        for b in 0..<256 where !keep.contains(b) {
-            map[b] = Character(Unicode.Scalar(UInt32(256 + n))!)
-            n += 1
-            keep.append(b)
-        }
-        return map
     }
 
     static let corpus = """
