@@ -35,9 +35,14 @@ public final class Generator: @unchecked Sendable {
         var all: [Int32] { prompt + output }
     }
 
-    /// Completions for each prompt (`params.n` of them, in sample order).
+    /// Completions for each prompt (`params.n` of them, in sample order). Runs as one
+    /// `backend.perform`: on a GPU, the whole loop stays on the device's thread.
     public func generate(prompts: [[Int32]], params: SamplingParams) throws -> [[Completion]] {
         try params.validate()
+        return try model.backend.perform { try run(prompts: prompts, params: params) }
+    }
+
+    private func run(prompts: [[Int32]], params: SamplingParams) throws -> [[Completion]] {
         let config = model.config
         let eos = Set(params.ignoreEOS ? [] : config.eosTokenIds.map { Int32($0) })
         let stops = eos.union(params.stopTokenIds)
@@ -114,7 +119,9 @@ public final class Generator: @unchecked Sendable {
             }
             let layout = AttentionLayout(blockSize: cache.blockSize, blockTables: running.map(\.blocks),
                                          sequenceOfToken: seqOfToken, positionOfToken: posOfToken)
-            let logits = try model.forward(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows)
+            // Sampling runs on the host: the logits of the step's last tokens come back (CPU: no copy).
+            let logits = try model.backend.download(
+                model.forward(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows))
             let vocab = config.vocabSize
             let base = logits.pointer(Float.self)
 
