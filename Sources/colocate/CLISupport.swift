@@ -39,7 +39,7 @@ enum Backends {
         case "cpu":
             try CPUFeatures.check()
             return CPUBackend()
-        case "cuda", _ where device.hasPrefix("cuda:"):
+        case _ where device == "cuda" || device.hasPrefix("cuda:"):
             let ordinalText = device == "cuda" ? "0" : String(device.dropFirst("cuda:".count))
             guard let ordinal = Int(ordinalText), ordinal >= 0 else {
                 throw CLIError("unknown device '\(device)' (use cpu, cuda or cuda:N)")
