@@ -14,5 +14,5 @@ struct Colocate: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run them in release: swift run -c release colocate bench …).",
-        subcommands: [BenchMatmul.self])
+        subcommands: [BenchMatmul.self, BenchSyncIPC.self])
 }
