@@ -57,7 +57,8 @@ struct BenchSyncIPC: ParsableCommand {
         guard tp >= 1 && tp <= visible else { throw CLIError("--tp \(tp) needs \(tp) GPUs; this process sees \(visible)") }
         let config = try ModelPreset.named(preset).config()
         try ParameterTable.validate(config: config, tensorParallelSize: tp)
-        let layout = WeightLayout(table: ParameterTable(config: config), dtype: trainerType)
+        let table = ParameterTable(config: config)
+        let layout = WeightLayout(table: table, dtype: trainerType)
         signal(SIGPIPE, SIG_IGN)  // a rank that died shows as a write error, not as our death
 
         let trainers = try (0..<tp).map { try CUDAWeightBuffer(layout: layout, device: cuda.device($0)) }
@@ -88,9 +89,7 @@ struct BenchSyncIPC: ParsableCommand {
             return (Double(done &- start) / 1e9, replies)
         }
 
-        let bytesPerRank = layout.entries.reduce(0) { total, e in
-            total + ParameterTable(config: config)[e.name]!.shard.shardShape(of: e.shape, worldSize: tp).reduce(1, *)
-        } * engineType.byteSize
+        let bytesPerRank = table.specs.reduce(0) { $0 + $1.shard.shardShape(of: $1.shape, worldSize: tp).reduce(1, *) } * engineType.byteSize
         print("sync-ipc: \(preset), trainer \(trainerType) → engine \(engineType), TP \(tp), \(layout.entries.count) parameters, "
             + "\(megabytes(layout.totalBytes)) trainer buffer, \(megabytes(bytesPerRank)) per engine rank, \(gpuName)")
         let verifyAll = layout.totalBytes <= 1 << 30

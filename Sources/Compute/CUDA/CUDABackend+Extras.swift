@@ -2,7 +2,7 @@ import CCUDA
 
 /// Ops of the CUDA backend beyond the shared op set: token choice, dtype-converting copies (weight
 /// sync), and the tensor-parallel all-reduce.
-extension CUDABackend {
+extension CUDABackend: DeviceTokenSelection {
     /// `out[n] = argmax(x[n, :])` (lowest index on ties). x: [N, V] f32; out: [N] i32.
     public func argmax(_ x: Tensor, into out: Tensor) {
         let cols = x.shape.last ?? 0
