@@ -26,9 +26,18 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
         var layout: WeightLayout
         var table: ParameterTable
         var sourceBase: UInt64
-        var destinations: [ShardCopyPlan.Destination]
+        /// Every engine weight in the dictionary's own order: no name is hashed, and names held by the
+        /// same dictionary compare by identity.
+        var weights: [WeightSignature]
         var rank: Int
         var worldSize: Int
+    }
+    private struct WeightSignature: Equatable {
+        var name: String
+        var address: UInt64
+        var dtype: DType
+        var shape: [Int]
+        var onDevice: Bool
     }
     private var cached: (key: PlanKey, plan: ShardCopyPlan)?
 
@@ -132,31 +141,32 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
         return differing
     }
 
-    /// The plan of an update: reused when layout, table, source mapping and destinations are those of
-    /// the last update (layouts compare by identity first, so an unchanged export costs little), else
-    /// validated and planned afresh.
+    /// The plan of an update: reused when layout, table, source mapping and engine weights are those
+    /// of the last update (layouts compare by identity first, so an unchanged export costs little),
+    /// else validated and planned afresh.
     private func prepare(_ exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor],
                          rank: Int, worldSize: Int) throws -> (ShardCopyPlan, reused: Bool) {
         let source = try open(exported.handle)
         guard exported.layout.totalBytes <= exported.handle.byteCount else {
             throw WeightSyncError("the layout needs \(exported.layout.totalBytes) bytes; the handle gives \(exported.handle.byteCount)")
         }
-        var destinations: [ShardCopyPlan.Destination] = []
-        destinations.reserveCapacity(exported.layout.entries.count)
-        for entry in exported.layout.entries {
-            guard let w = weights[entry.name], let storage = w.deviceStorage else {
-                // Unknown names and host tensors: the full validation below says which and why.
-                destinations.removeAll()
-                break
-            }
-            destinations.append(.init(address: storage.deviceAddress + UInt64(w.byteOffset), dtype: w.dtype,
-                                      allocation: ObjectIdentifier(storage)))
+        var signature: [WeightSignature] = []
+        signature.reserveCapacity(weights.count)
+        for (name, w) in weights {
+            let storage = w.deviceStorage
+            signature.append(WeightSignature(name: name, address: (storage?.deviceAddress ?? 0) + UInt64(w.byteOffset), dtype: w.dtype,
+                                             shape: w.shape, onDevice: storage != nil))
         }
         let key = PlanKey(layout: exported.layout, table: table, sourceBase: source.deviceAddress + UInt64(exported.handle.offset),
-                          destinations: destinations, rank: rank, worldSize: worldSize)
+                          weights: signature, rank: rank, worldSize: worldSize)
         if let cached, cached.key == key { return (cached.plan, true) }
+
         try validate(exported, table: table, weights: weights, worldSize: worldSize)
         guard rank >= 0 && rank < worldSize else { throw WeightSyncError("rank \(rank) is outside a tensor-parallel group of \(worldSize)") }
+        let destinations = exported.layout.entries.map { entry -> ShardCopyPlan.Destination in
+            let w = weights[entry.name]!, storage = w.deviceStorage!  // validated
+            return .init(address: storage.deviceAddress + UInt64(w.byteOffset), dtype: w.dtype, allocation: ObjectIdentifier(storage))
+        }
         let plan = ShardCopyPlan(layout: exported.layout, sourceBase: key.sourceBase, table: table,
                                  destinations: destinations, rank: rank, worldSize: worldSize)
         cached = (key, plan)

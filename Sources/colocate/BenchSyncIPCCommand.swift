@@ -15,9 +15,10 @@ import WeightSync
 /// synchronised; the same clock as the trainer's), as `shared/bench/anchor_ipc.py` times the seed's.
 ///
 /// Reported: the first sync (handle opened, validated, planned), then the median of warm syncs for
-/// three variants — the per-sync notice into weights laid out like the trainer's (merged copies), the
-/// full `ExportedWeights` JSON every time, and the notice into one allocation per parameter (one copy
-/// per parameter) — and a plain D2D copy of the same bytes through the same IPC mapping.
+/// three variants — the per-sync notice (`WeightSyncNotice.bytes`, hex on one line) into weights laid
+/// out like the trainer's (merged copies), the full `ExportedWeights` JSON every time, and the notice
+/// into one allocation per parameter (one copy per parameter) — and a plain D2D copy of the same
+/// bytes through the same IPC mapping. The ranks handle requests on their GPU's executor thread.
 struct BenchSyncIPC: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sync-ipc",
@@ -78,10 +79,12 @@ struct BenchSyncIPC: ParsableCommand {
             }
             let start = monotonicNanoseconds()
             for (r, t) in trainers.enumerated() {
-                let request = message == .full
-                    ? SyncIPCRequest(exported: try t.export(), target: target, fill: fill, verifyAll: verifyAll)
-                    : SyncIPCRequest(notice: try t.exportNotice(), target: target, fill: fill, verifyAll: verifyAll)
-                try ranks[r].send(request)
+                switch message {
+                case .full:
+                    try ranks[r].send(SyncIPCRequest(exported: try t.export(), target: target, fill: fill, verifyAll: verifyAll))
+                case .notice:
+                    try ranks[r].send(line: CompactNoticeLine.encode(try t.exportNotice(), fill: fill, target: target))
+                }
             }
             var replies: [SyncIPCReply] = []
             for i in ranks.indices { replies.append(try ranks[i].reply()) }
@@ -165,7 +168,11 @@ struct EngineRankProcess {
     }
 
     func send(_ request: SyncIPCRequest) throws {
-        try writeLine(encoder.encode(request), to: input.fileHandleForWriting.fileDescriptor)
+        try send(line: encoder.encode(request))
+    }
+
+    func send(line: Data) throws {
+        try writeLine(line, to: input.fileHandleForWriting.fileDescriptor)
     }
 
     /// The next reply; throws the rank's error, or when it exited.

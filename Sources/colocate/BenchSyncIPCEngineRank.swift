@@ -32,16 +32,27 @@ struct SyncIPCEngineRank {
         try writeLine(encoder.encode(SyncIPCReply(bytes: engine.flat.byteCount)), to: 1)
         let decoder = JSONDecoder()
         let reader = LineReader(fileDescriptor: 0)
-        while let line = try reader.next() {
-            let received = monotonicNanoseconds()
-            var reply: SyncIPCReply
-            do {
-                let request = try decoder.decode(SyncIPCRequest.self, from: Data(line))
-                reply = try engine.handle(request, received: received)
-            } catch {
-                reply = SyncIPCReply(ok: false, error: "engine rank \(rank): \(error)")
+        // The whole loop runs on the GPU's executor thread, as an engine worker's RPC loop would: the
+        // sync's device work then runs inline, with no hop between threads.
+        let backend = engine.backend
+        try backend.perform {
+            while let line = try reader.next() {
+                let received = monotonicNanoseconds()
+                var reply: SyncIPCReply
+                do {
+                    let request: SyncIPCRequest
+                    if line.first == CompactNoticeLine.tag {
+                        let (notice, fill, target) = try CompactNoticeLine.decode(line)
+                        request = SyncIPCRequest(notice: notice, target: target, fill: fill)
+                    } else {
+                        request = try decoder.decode(SyncIPCRequest.self, from: Data(line))
+                    }
+                    reply = try engine.handle(request, received: received)
+                } catch {
+                    reply = SyncIPCReply(ok: false, error: "engine rank \(rank): \(error)")
+                }
+                try writeLine(encoder.encode(reply), to: 1)
             }
-            try writeLine(encoder.encode(reply), to: 1)
         }
     }
 

@@ -97,3 +97,41 @@ func writeLine(_ bytes: Data, to fd: Int32) throws {
         }
     }
 }
+
+/// The compact request line of a notice sync: `N` and the hex of [fill, target (0 flat, 1 separate)]
+/// followed by `WeightSyncNotice.bytes`. JSON costs ~100 µs to decode on the GPU hosts' cores, a
+/// third of the whole sync of a small model; this costs ~1 µs.
+enum CompactNoticeLine {
+    static let tag = UInt8(ascii: "N")
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    static func encode(_ notice: WeightSyncNotice, fill: UInt8, target: SyncIPCRequest.Target) -> Data {
+        let payload = [fill, target == .separate ? 1 : 0] + notice.bytes
+        var out = Data(capacity: 1 + 2 * payload.count)
+        out.append(tag)
+        for b in payload {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 15)])
+        }
+        return out
+    }
+
+    static func decode(_ line: [UInt8]) throws -> (notice: WeightSyncNotice, fill: UInt8, target: SyncIPCRequest.Target) {
+        func nibble(_ c: UInt8) throws -> UInt8 {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+            default: throw CLIError("bad hex digit in a notice line")
+            }
+        }
+        guard line.first == tag, line.count % 2 == 1, line.count >= 5 else { throw CLIError("malformed notice line") }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(line.count / 2)
+        var i = 1
+        while i < line.count {
+            bytes.append(try nibble(line[i]) << 4 | nibble(line[i + 1]))
+            i += 2
+        }
+        return (try WeightSyncNotice(bytes: Array(bytes[2...])), bytes[0], bytes[1] == 1 ? .separate : .flat)
+    }
+}

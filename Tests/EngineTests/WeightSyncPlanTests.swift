@@ -139,6 +139,17 @@ import WeightSync
         #expect(resolved.layout == a && resolved.version == 8 && resolved.handle == handle)
         let json = try JSONEncoder().encode(next)
         #expect(try JSONDecoder().decode(WeightSyncNotice.self, from: json) == next)
+
+        var cuda = next
+        cuda.handle = MemoryHandle(deviceUUID: "GPU-2a36941f-b41a-b60b-0006-61ebcd2ec0aa", kind: .cudaIPC, byteCount: 1 << 40,
+                                   offset: 4096, opaque: (0..<64).map { UInt8($0 * 3 & 255) }, ownerPID: 4321)
+        for notice in [next, cuda] {
+            #expect(try WeightSyncNotice(bytes: notice.bytes) == notice)
+            for cut in [0, 3, 4, notice.bytes.count - 1] {
+                #expect(throws: WeightSyncError.self) { try WeightSyncNotice(bytes: Array(notice.bytes.prefix(cut))) }
+            }
+            #expect(throws: WeightSyncError.self) { try WeightSyncNotice(bytes: notice.bytes + [0]) }
+        }
     }
 
     /// The CPU kinds through the device-independent API: a shared-memory trainer buffer and the importer
