@@ -49,6 +49,10 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
         public var destinationBytes: Int
         /// Whether validation and planning were reused from the previous update of the same layout.
         public var reusedPlan: Bool
+        /// Host time from the call until the copies were queued (mapping, checks, plan), and then until
+        /// the stream had finished them.
+        public var prepareSeconds: Double
+        public var copySeconds: Double
     }
     public private(set) var lastReport: Report?
 
@@ -104,7 +108,10 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
     @discardableResult
     public func update(from exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor],
                        rank: Int, worldSize: Int) throws -> Int {
+        let clock = ContinuousClock()
+        let start = clock.now
         let (plan, reused) = try prepare(exported, table: table, weights: weights, rank: rank, worldSize: worldSize)
+        let prepared = clock.now
         try backend.perform {
             for c in plan.copies {
                 backend.copy2D(source: c.source, sourcePitch: c.sourcePitch, destination: c.destination,
@@ -113,8 +120,9 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
             }
             try backend.synchronize()
         }
-        lastReport = Report(copies: plan.copies.count, parameters: plan.parameters,
-                            destinationBytes: plan.destinationBytes, reusedPlan: reused)
+        let done = clock.now
+        lastReport = Report(copies: plan.copies.count, parameters: plan.parameters, destinationBytes: plan.destinationBytes,
+                            reusedPlan: reused, prepareSeconds: seconds(prepared - start), copySeconds: seconds(done - prepared))
         return plan.destinationBytes
     }
 
@@ -172,4 +180,8 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
         cached = (key, plan)
         return (plan, false)
     }
+}
+
+private func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
 }

@@ -123,10 +123,12 @@ struct BenchSyncIPC: ParsableCommand {
             let median = sorted[sorted.count / 2]
             let bandwidth = Double(bytesPerRank) / median
             let r = replies[0]
+            let p90 = sorted[min(sorted.count - 1, sorted.count * 9 / 10)]
+            let share = String(format: "%.0f", 100 * bandwidth / copyBandwidth)
+            let rank0 = "rank 0: \(r.copies) copies for \(r.parameters) parameters, decode \(microseconds(r.decodeNanoseconds)), "
+                + "update \(microseconds(r.updateNanoseconds)) = prepare \(microseconds(r.prepareSeconds)) + copies \(microseconds(r.copyingSeconds))"
             print("  warm, \(name.padding(toLength: 46, withPad: " ", startingAt: 0)) median \(milliseconds(median))  "
-                + "min \(milliseconds(sorted.first!))  p90 \(milliseconds(sorted[min(sorted.count - 1, sorted.count * 9 / 10)]))  "
-                + "\(gigabytes(bandwidth))/s = \(String(format: "%.0f", 100 * bandwidth / copyBandwidth))% of D2D  "
-                + "[rank 0: \(r.copies) copies for \(r.parameters) parameters, decode \(microseconds(r.decodeNanoseconds)), update \(microseconds(r.updateNanoseconds))]")
+                + "min \(milliseconds(sorted.first!))  p90 \(milliseconds(p90))  \(gigabytes(bandwidth))/s = \(share)% of D2D  [\(rank0)]")
         }
         print("  D2D copy of \(megabytes(copy.copyBytes)) through the IPC mapping (cuMemcpyDtoDAsync, median of 7)  "
             + "\(milliseconds(copy.copySeconds))  \(gigabytes(copyBandwidth))/s")
@@ -139,6 +141,7 @@ struct BenchSyncIPC: ParsableCommand {
 
     func milliseconds(_ s: Double) -> String { String(format: "%.3f ms", s * 1e3) }
     func microseconds(_ ns: UInt64) -> String { String(format: "%.0f µs", Double(ns) / 1e3) }
+    func microseconds(_ s: Double) -> String { String(format: "%.0f µs", s * 1e6) }
     func megabytes(_ b: Int) -> String { String(format: "%.1f MB", Double(b) / 1e6) }
     func gigabytes(_ b: Double) -> String { String(format: "%.0f GB", b / 1e9) }
 }

@@ -84,6 +84,7 @@ struct SyncIPCEngineRank {
         // Everything below is outside the timed sync.
         let report = importer.lastReport!
         var reply = SyncIPCReply(doneAt: done, decodeNanoseconds: decoded - received, updateNanoseconds: done - decoded,
+                                 prepareSeconds: report.prepareSeconds, copyingSeconds: report.copySeconds,
                                  copies: report.copies, parameters: report.parameters, bytes: bytes, reusedPlan: report.reusedPlan)
         if request.exported != nil && lastExport?.layout != exported.layout { layouts.remember(exported) }
         lastExport = exported

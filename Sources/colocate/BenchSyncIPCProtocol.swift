@@ -33,6 +33,9 @@ struct SyncIPCReply: Codable {
     /// Nanoseconds the rank spent decoding the message, and in `update` (validate/plan, copies, sync).
     var decodeNanoseconds: UInt64 = 0
     var updateNanoseconds: UInt64 = 0
+    /// Of the update: host time to map, check and plan, and to queue and finish the copies.
+    var prepareSeconds = 0.0
+    var copyingSeconds = 0.0
     var copies = 0
     var parameters = 0
     var bytes = 0
