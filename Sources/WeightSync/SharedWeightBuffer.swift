@@ -2,8 +2,9 @@ import Compute
 import Models
 
 /// A trainer's weights as one flat exportable buffer: every parameter is a view into it, so exporting
-/// is handing out one handle — no per-tensor handles, no copy on the trainer side.
-public final class SharedWeightBuffer: @unchecked Sendable {
+/// is handing out one handle — no per-tensor handles, no copy on the trainer side. This is the kind
+/// for virtual CPU devices (shared memory); ``CUDAWeightBuffer`` is the GPU kind.
+public final class SharedWeightBuffer: ExportableWeightBuffer, @unchecked Sendable {
     public let layout: WeightLayout
     public let memory: HostMemory
     public let identity: SharedMemoryIdentity
@@ -17,6 +18,8 @@ public final class SharedWeightBuffer: @unchecked Sendable {
         memory = try HostMemory.allocateShared(byteCount: layout.totalBytes, device: device, name: "colocate-weights")
         identity = try SharedMemoryIdentity.of(fileDescriptor: memory.sharedFileDescriptor!)
     }
+
+    public var device: Device { memory.device }
 
     /// The parameter `name` as a tensor viewing the buffer.
     public func tensor(_ name: String) -> Tensor? {

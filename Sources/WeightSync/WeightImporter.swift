@@ -7,7 +7,9 @@ import Models
 ///
 /// Updates are all-or-nothing: names, shapes, dtypes, bounds and the device are checked before the
 /// first byte is written, so a mismatched update leaves the engine serving its old weights.
-public final class WeightImporter: @unchecked Sendable {
+///
+/// This is the kind for virtual CPU devices (shared memory); ``CUDAWeightImporter`` is the GPU kind.
+public final class WeightImporter: WeightImporting, @unchecked Sendable {
     public let device: Device
     private var mappings: [SharedMemoryIdentity: HostMemory] = [:]
 
@@ -46,31 +48,9 @@ public final class WeightImporter: @unchecked Sendable {
     /// Checks `exported` against this rank's weights and parameter table. Throws naming the first
     /// tensor at fault; writes nothing.
     public func validate(_ exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor], worldSize: Int) throws {
-        let layout = exported.layout
-        var seen = Set<String>()
-        for entry in layout.entries {
-            guard let spec = table[entry.name] else {
-                throw WeightSyncError("update has tensor \(entry.name), which the engine's model does not have")
-            }
-            guard entry.shape == spec.shape else {
-                throw WeightSyncError("tensor \(entry.name) has shape \(entry.shape) in the update, the engine expects \(spec.shape)")
-            }
-            guard entry.dtype.isFloatingPoint else {
-                throw WeightSyncError("tensor \(entry.name) has dtype \(entry.dtype); weights must be f32, bf16 or f16")
-            }
-            guard entry.offset >= 0, entry.offset + entry.byteCount <= exported.handle.byteCount else {
-                throw WeightSyncError("tensor \(entry.name) lies outside the exported buffer")
-            }
-            seen.insert(entry.name)
-        }
-        for spec in table.specs where !seen.contains(spec.name) {
-            throw WeightSyncError("update is missing tensor \(spec.name)")
-        }
-        for spec in table.specs {
-            let expected = spec.shard.shardShape(of: spec.shape, worldSize: worldSize)
-            guard let w = weights[spec.name], w.shape == expected else {
-                throw WeightSyncError("engine tensor \(spec.name) is not the expected shard \(expected)")
-            }
+        try WeightUpdateCheck.validate(exported, table: table, weights: weights, worldSize: worldSize)
+        for (name, w) in weights where table[name] != nil && w.memory == nil {
+            throw WeightSyncError("engine tensor \(name) is on \(w.device); this importer writes host memory (use CUDAWeightImporter)")
         }
     }
 

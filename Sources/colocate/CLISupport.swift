@@ -40,17 +40,27 @@ enum CLIOutput {
     }
 }
 
-/// Chooses the compute backend for `--device`.
+/// Chooses the compute backend for `--device`: `cpu`, `cuda` (GPU 0) or `cuda:N`.
 enum Backends {
-    static func make(device: String) throws -> any ComputeBackend {
+    /// `memoryUtilization` is the share of the GPU's memory the CUDA backend may allocate.
+    static func make(device: String, memoryUtilization: Double = 0.9) throws -> any ComputeBackend {
         switch device {
         case "cpu":
             try CPUFeatures.check()
             return CPUBackend()
-        case "cuda":
-            throw CLIError("CUDA is not available in this build yet")
+        case _ where device == "cuda" || device.hasPrefix("cuda:"):
+            let ordinalText = device == "cuda" ? "0" : String(device.dropFirst("cuda:".count))
+            guard let ordinal = Int(ordinalText), ordinal >= 0 else {
+                throw CLIError("unknown device '\(device)' (use cpu, cuda or cuda:N)")
+            }
+            if let reason = CUDA.unavailableReason {
+                let prefix = "CUDA is not available"
+                throw CLIError(reason.hasPrefix(prefix) ? reason : "\(prefix): \(reason)")
+            }
+            let gpu = try CUDA.load().device(ordinal)
+            return try CUDABackend(device: gpu, memoryUtilization: memoryUtilization)
         default:
-            throw CLIError("unknown device '\(device)' (use cpu or cuda)")
+            throw CLIError("unknown device '\(device)' (use cpu, cuda or cuda:N)")
         }
     }
 }

@@ -5,7 +5,9 @@ import Foundation
 /// `colocate cuda-check`: checks the CUDA layer on this machine's GPUs. Every op against a naive CPU
 /// reference (random data, several shapes; max abs errors), GEMM throughput, device copy bandwidth, a
 /// CUDA IPC round trip with a child process, NCCL all-reduce across the GPUs, and the error paths
-/// (budget, handle of another GPU, handle of a dead process). Exits non-zero when a check fails.
+/// (budget, handle of another GPU, handle of a dead process). With `--models DIR`, instead: the model
+/// runtime on the GPU against the Hugging Face fixtures (`CUDAModelCheck`). Exits non-zero when a
+/// check fails.
 struct CUDACheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cuda-check",
@@ -20,6 +22,9 @@ struct CUDACheckCommand: AsyncParsableCommand {
 
     @Flag(help: "Only the parity checks: no throughput, bandwidth, IPC or NCCL.")
     var parityOnly = false
+
+    @Option(help: "Fixtures directory (opt-tiny, llama-tiny, qwen2-tiny with golden.safetensors): check only the models on the GPU against transformers and the CPU.")
+    var models: String?
 
     @Flag(help: .hidden)
     var ipcChild = false
@@ -44,6 +49,14 @@ struct CUDACheckCommand: AsyncParsableCommand {
         let backend = try CUDABackend(device: gpu, memoryUtilization: 0.5)
         print("backend ready (kernels compiled or read from the cache, cuBLASLt) in \(microseconds(clock.now - start)) µs")
         print("kernels: \(try gpu.kernelImageKinds().values.sorted().reduce(into: [String: Int]()) { $0[$1, default: 0] += 1 })")
+
+        if let models {
+            var check = CUDAModelCheck(backend: backend, directory: models)
+            report = try check.run()
+            print("\n\(report.summary)")
+            if report.failures > 0 { throw ExitCode(1) }
+            return
+        }
 
         var parity = CUDAParityCheck(backend: backend, report: report)
         try parity.runAll()

@@ -64,6 +64,29 @@ typedef CUresult (*PFN_cuMemcpyHtoDAsync)(CUdeviceptr dst, const void *src, size
 typedef CUresult (*PFN_cuMemcpyDtoHAsync)(void *dst, CUdeviceptr src, size_t bytes, CUstream stream);       // _v2
 typedef CUresult (*PFN_cuMemcpyDtoDAsync)(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream); // _v2
 typedef CUresult (*PFN_cuMemsetD8Async)(CUdeviceptr dst, unsigned char value, size_t count, CUstream stream);
+
+/// CUmemorytype: where a side of a cuMemcpy2D lives.
+static const int CU_MEMORYTYPE_DEVICE = 2;
+/// CUDA_MEMCPY2D (the _v2 layout): a strided copy of `Height` rows of `WidthInBytes` bytes.
+typedef struct CUDA_MEMCPY2D_st {
+    size_t srcXInBytes;
+    size_t srcY;
+    int srcMemoryType;        // CUmemorytype
+    const void *srcHost;
+    CUdeviceptr srcDevice;
+    void *srcArray;           // CUarray
+    size_t srcPitch;
+    size_t dstXInBytes;
+    size_t dstY;
+    int dstMemoryType;        // CUmemorytype
+    void *dstHost;
+    CUdeviceptr dstDevice;
+    void *dstArray;           // CUarray
+    size_t dstPitch;
+    size_t WidthInBytes;
+    size_t Height;
+} CUDA_MEMCPY2D;
+typedef CUresult (*PFN_cuMemcpy2DAsync)(const CUDA_MEMCPY2D *copy, CUstream stream);        // _v2
 typedef CUresult (*PFN_cuStreamCreate)(CUstream *stream, unsigned int flags);
 typedef CUresult (*PFN_cuStreamDestroy)(CUstream stream);                                // _v2
 typedef CUresult (*PFN_cuStreamSynchronize)(CUstream stream);
@@ -196,5 +219,8 @@ _Static_assert(sizeof(cublasLtMatmulHeuristicResult_t) == 96, "cublasLtMatmulHeu
 _Static_assert(offsetof(cublasLtMatmulHeuristicResult_t, workspaceSize) == 64, "workspaceSize at 64");
 _Static_assert(offsetof(cublasLtMatmulHeuristicResult_t, state) == 72, "state at 72");
 _Static_assert(sizeof(ncclUniqueId) == 128, "ncclUniqueId is 128 bytes");
+_Static_assert(sizeof(CUDA_MEMCPY2D) == 128, "CUDA_MEMCPY2D is 128 bytes");
+_Static_assert(offsetof(CUDA_MEMCPY2D, dstXInBytes) == 56, "dstXInBytes at 56");
+_Static_assert(offsetof(CUDA_MEMCPY2D, WidthInBytes) == 112, "WidthInBytes at 112");
 
 #endif

@@ -1,6 +1,8 @@
+import CCUDA
+
 /// Ops of the CUDA backend beyond the shared op set: token choice, dtype-converting copies (weight
 /// sync), and the tensor-parallel all-reduce.
-extension CUDABackend {
+extension CUDABackend: DeviceTokenSelection {
     /// `out[n] = argmax(x[n, :])` (lowest index on ties). x: [N, V] f32; out: [N] i32.
     public func argmax(_ x: Tensor, into out: Tensor) {
         let cols = x.shape.last ?? 0
@@ -52,10 +54,39 @@ extension CUDABackend {
     /// in it); pitches are in elements of each side's dtype. Weight sync takes a tensor-parallel slice of
     /// a trainer's flat buffer into an engine weight with it. The caller keeps both memories alive
     /// until the copy is done (``synchronize()``).
+    ///
+    /// One operation on the stream: the copy engine's `cuMemcpyDtoDAsync` when both sides are one
+    /// contiguous run of the same dtype, `cuMemcpy2DAsync` for strided rows of the same dtype, and the
+    /// `copy2d` kernel when the dtype converts.
     public func copy2D(source: UInt64, sourcePitch: Int, destination: UInt64, destinationPitch: Int,
                        rows: Int, cols: Int, sourceType: DType, destinationType: DType) {
         precondition(rows >= 0 && cols >= 0 && sourcePitch >= cols && destinationPitch >= cols, "copy2D of \(rows)×\(cols)")
         if rows == 0 || cols == 0 { return }
+        let size = sourceType.byteSize
+        if sourceType == destinationType {
+            if rows == 1 || (sourcePitch == cols && destinationPitch == cols) {
+                perform("copy2D") {
+                    try CUDAError.check(driver.cuMemcpyDtoDAsync(destination, source, rows * cols * size, stream.handle), "cuMemcpyDtoDAsync_v2")
+                }
+                return
+            }
+            if sourcePitch * size <= Int(Int32.max) && destinationPitch * size <= Int(Int32.max) {
+                var copy = CUDA_MEMCPY2D()
+                copy.srcMemoryType = CU_MEMORYTYPE_DEVICE
+                copy.srcDevice = source
+                copy.srcPitch = sourcePitch * size
+                copy.dstMemoryType = CU_MEMORYTYPE_DEVICE
+                copy.dstDevice = destination
+                copy.dstPitch = destinationPitch * size
+                copy.WidthInBytes = cols * size
+                copy.Height = rows
+                perform("copy2D") {
+                    try CUDAError.check(driver.cuMemcpy2DAsync(&copy, stream.handle), "cuMemcpy2DAsync_v2")
+                }
+                return
+            }
+            // Pitches beyond the driver's limit: the kernel below copies them.
+        }
         perform("copy2D") {
             try launch("copy2d_\(Self.kernelSuffix(sourceType))_\(Self.kernelSuffix(destinationType))",
                        grid: (min((cols + 255) / 256, 1024), min(rows, 65535), 1), block: (256, 1, 1),

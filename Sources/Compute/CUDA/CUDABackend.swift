@@ -172,13 +172,33 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
 
     // MARK: Host ⇄ device
 
-    /// A device copy of a host tensor (converted to `dtype` on the host first, when given).
-    public func upload(_ host: Tensor, as dtype: DType? = nil) throws -> Tensor {
+    /// A device copy of a contiguous host tensor.
+    public func upload(_ host: Tensor) throws -> Tensor { try upload(host, as: nil) }
+
+    /// A device copy of a host tensor, converted to `dtype` on the host first when given.
+    public func upload(_ host: Tensor, as dtype: DType?) throws -> Tensor {
         let source = dtype.map { $0 == host.dtype ? host : (try? host.converted(to: $0)) ?? host } ?? host
         precondition(source.memory != nil && source.isContiguous, "upload of \(host): a contiguous host tensor is needed")
         let out = try allocator.allocate(byteCount: source.byteCount).tensor(dtype: source.dtype, shape: source.shape)
         try write(source, into: out)
         return out
+    }
+
+    /// Copies a host tensor into a device tensor of the same element count, after the queued ops,
+    /// converting the dtype on the host first when the two differ.
+    public func upload(_ host: Tensor, into destination: Tensor) throws {
+        let source = host.dtype == destination.dtype ? host : try host.converted(to: destination.dtype)
+        try write(source, into: destination)
+    }
+
+    /// Runs `body` on the device's thread, where every op runs inline (no hop per op); throws what
+    /// `body` throws or, after it, the first failure of an op.
+    public func perform<T>(_ body: () throws -> T) throws -> T {
+        try cudaDevice.sync {
+            let result = try body()
+            if let failure = failure.withLock({ $0 }) { throw failure }
+            return result
+        }
     }
 
     /// Copies a host tensor into a device tensor of the same dtype and element count, after the queued ops.

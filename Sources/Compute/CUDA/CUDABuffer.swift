@@ -55,6 +55,17 @@ public final class CUDABuffer: DeviceStorage, @unchecked Sendable {
         return Tensor(deviceStorage: self, byteOffset: byteOffset, dtype: dtype, shape: shape)
     }
 
+    /// Sets `count` bytes at `offset` (all of the rest by default) to `value`, waiting for it.
+    public func fill(byte value: UInt8, offset: Int = 0, byteCount count: Int? = nil) throws(CUDAError) {
+        let count = count ?? (byteCount - offset)
+        precondition(offset >= 0 && count >= 0 && offset + count <= byteCount)
+        let (driver, address) = (cudaDevice.driver, deviceAddress + UInt64(offset))
+        try cudaDevice.withContext { () throws(CUDAError) in
+            try CUDAError.check(driver.cuMemsetD8Async(address, value, count, nil), "cuMemsetD8Async")
+            try CUDAError.check(driver.cuCtxSynchronize(), "cuCtxSynchronize")
+        }
+    }
+
     /// Copies `count` host bytes into this buffer at `offset`, waiting for it.
     public func copy(fromHost source: UnsafeRawPointer, byteCount count: Int, offset: Int = 0) throws(CUDAError) {
         precondition(offset >= 0 && offset + count <= byteCount)

@@ -38,6 +38,7 @@ final class CUDADriver: @unchecked Sendable {
     let cuMemcpyDtoHAsync: PFN_cuMemcpyDtoHAsync
     let cuMemcpyDtoDAsync: PFN_cuMemcpyDtoDAsync
     let cuMemsetD8Async: PFN_cuMemsetD8Async
+    let cuMemcpy2DAsync: PFN_cuMemcpy2DAsync
     let cuStreamCreate: PFN_cuStreamCreate
     let cuStreamDestroy: PFN_cuStreamDestroy
     let cuStreamSynchronize: PFN_cuStreamSynchronize
@@ -87,6 +88,7 @@ final class CUDADriver: @unchecked Sendable {
         cuMemcpyDtoHAsync = try l.function("cuMemcpyDtoHAsync_v2")
         cuMemcpyDtoDAsync = try l.function("cuMemcpyDtoDAsync_v2")
         cuMemsetD8Async = try l.function("cuMemsetD8Async")
+        cuMemcpy2DAsync = try l.function("cuMemcpy2DAsync_v2")
         cuStreamCreate = try l.function("cuStreamCreate")
         cuStreamDestroy = try l.function("cuStreamDestroy_v2")
         cuStreamSynchronize = try l.function("cuStreamSynchronize")

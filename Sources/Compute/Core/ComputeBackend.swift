@@ -90,4 +90,23 @@ public protocol ComputeBackend: Sendable {
     /// Row-wise softmax and log-softmax over the last dimension. x, y: [N, V].
     func softmax(_ x: Tensor, into y: Tensor)
     func logSoftmax(_ x: Tensor, into y: Tensor)
+
+    // MARK: Moving data and running steps
+
+    /// A tensor on this backend's device holding a copy of the contiguous host tensor `host` (same
+    /// dtype and shape). CPU: `host` itself.
+    func upload(_ host: Tensor) throws -> Tensor
+
+    /// Copies the contiguous host tensor `host` into `destination` on this backend's device (same
+    /// element count; the dtype converts when they differ), after the work queued before.
+    func upload(_ host: Tensor, into destination: Tensor) throws
+
+    /// A host tensor holding the values of `tensor`, once the work queued before has finished; throws
+    /// the first failure of an op since the backend was made. CPU: `tensor` itself.
+    func download(_ tensor: Tensor) throws -> Tensor
+
+    /// Runs `body` — a whole step of ops — where this backend's ops run without a thread hop: on the
+    /// device's executor thread (CUDA, whose contexts are per thread), inline on the CPU. Throws what
+    /// `body` throws, or the first failure of an op queued by it.
+    func perform<T>(_ body: () throws -> T) throws -> T
 }

@@ -35,9 +35,14 @@ public final class Generator: @unchecked Sendable {
         var all: [Int32] { prompt + output }
     }
 
-    /// Completions for each prompt (`params.n` of them, in sample order).
+    /// Completions for each prompt (`params.n` of them, in sample order). Runs as one
+    /// `backend.perform`: on a GPU, the whole loop stays on the device's thread.
     public func generate(prompts: [[Int32]], params: SamplingParams) throws -> [[Completion]] {
         try params.validate()
+        return try model.backend.perform { try run(prompts: prompts, params: params) }
+    }
+
+    private func run(prompts: [[Int32]], params: SamplingParams) throws -> [[Completion]] {
         let config = model.config
         let eos = Set(params.ignoreEOS ? [] : config.eosTokenIds.map { Int32($0) })
         let stops = eos.union(params.stopTokenIds)
@@ -114,14 +119,27 @@ public final class Generator: @unchecked Sendable {
             }
             let layout = AttentionLayout(blockSize: cache.blockSize, blockTables: running.map(\.blocks),
                                          sequenceOfToken: seqOfToken, positionOfToken: posOfToken)
-            let logits = try model.forward(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows)
+            let stepLogits = try model.forward(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows)
             let vocab = config.vocabSize
-            let base = logits.pointer(Float.self)
+            // Greedy on a device that picks tokens itself: a token and a log-probability per sequence come
+            // back. Otherwise sampling runs on the host: the step's logits come back (CPU: no copy).
+            let greedy: [(token: Int32, logprob: Float)]?
+            let hostLogits: Tensor?
+            if params.temperature < Sampler.greedyTemperature, model.backend.device.kind != .cpu,
+               let selector = model.backend as? any DeviceTokenSelection {
+                greedy = try Self.greedyChoices(stepLogits, selector)
+                hostLogits = nil
+            } else {
+                greedy = nil
+                hostLogits = try model.backend.download(stepLogits)
+            }
+            let base = hostLogits?.pointer(Float.self)
 
             var stillRunning: [Sequence] = []
             for (s, var seq) in running.enumerated() {
                 seq.cached = seq.all.count
-                let (token, logprob) = Sampler.sample(base + s * vocab, vocab: vocab, params: params, rng: &seq.rng)
+                let (token, logprob) = greedy?[s]
+                    ?? Sampler.sample(base! + s * vocab, vocab: vocab, params: params, rng: &seq.rng)
                 seq.output.append(token)
                 seq.logprobs.append(logprob)
                 if stops.contains(token) {
@@ -137,6 +155,7 @@ public final class Generator: @unchecked Sendable {
                 }
             }
             running = stillRunning
+            withExtendedLifetime(hostLogits) {}
         }
 
         var result = prompts.map { _ in [Completion?](repeating: nil, count: params.n) }
@@ -144,5 +163,22 @@ public final class Generator: @unchecked Sendable {
             result[seq.request][seq.sample] = Completion(tokenIds: seq.output, logprobs: seq.logprobs, finishReason: seq.finish!)
         }
         return result.map { $0.map { $0! } }
+    }
+
+    /// Argmax and its log-softmax value for each row of `logits` ([m, V] on the device), computed there:
+    /// two downloads of m numbers instead of m × V logits. Ties go to the lowest index, as on the host.
+    static func greedyChoices(_ logits: Tensor, _ selector: any DeviceTokenSelection) throws -> [(token: Int32, logprob: Float)] {
+        let m = logits.shape[0], v = logits.shape[1]
+        let ids = try selector.zeros([m], dtype: .i32)
+        selector.argmax(logits, into: ids)
+        let logprobs = try selector.zeros([m, v], dtype: .f32)
+        selector.logSoftmax(logits, into: logprobs)
+        let tokens = try selector.download(ids).integers()
+        // Row r's pick is element r·V + token of the log-probabilities seen as an [m·V, 1] table.
+        let picked = try selector.zeros([m, 1], dtype: .f32)
+        selector.embedding(ids: tokens.enumerated().map { Int32($0.offset * v + $0.element) },
+                           table: logprobs.reshaped([m * v, 1]), into: picked, accumulate: false)
+        let values = try selector.download(picked).floats()
+        return zip(tokens, values).map { (Int32($0), $1) }
     }
 }

@@ -20,6 +20,9 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 
 /// Picks the next token from one row of logits.
 public enum Sampler {
+    /// Temperatures below this pick the most likely token (greedy).
+    public static let greedyTemperature: Float = 1e-5
+
     /// Returns the chosen token and its raw log-probability. `logits` has `vocab` entries.
     public static func sample(_ logits: UnsafePointer<Float>, vocab: Int, params: SamplingParams,
                               rng: inout SplitMix64) -> (token: Int32, logprob: Float) {
@@ -34,7 +37,7 @@ public enum Sampler {
         let logZ = Float(log(sumExp)) + maxValue
         func logprob(_ t: Int) -> Float { logits[t] - logZ }
 
-        if params.temperature < 1e-5 { return (Int32(maxIndex), logprob(maxIndex)) }
+        if params.temperature < greedyTemperature { return (Int32(maxIndex), logprob(maxIndex)) }
 
         // Probabilities at the temperature, unnormalised.
         let invT = 1 / params.temperature

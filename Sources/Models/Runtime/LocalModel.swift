@@ -3,6 +3,9 @@ import Foundation
 
 /// A whole model in this process (tensor-parallel size 1): what `colocate generate` and `colocate logits`
 /// run, and the reference the engine is compared against.
+///
+/// Device-agnostic: weights and cache live on `backend`'s device, each request runs as one
+/// `backend.perform` (on a GPU's executor thread), and results come back to the host.
 public final class LocalModel: @unchecked Sendable {
     public let directory: String
     public let model: TransformerModel
@@ -13,8 +16,10 @@ public final class LocalModel: @unchecked Sendable {
             throw ModelError("\(directory) is not a model directory (no config.json)")
         }
         self.directory = directory
-        let (config, weights) = try ModelLoader.load(directory: directory, dtype: dtype) { _, shape, dtype in
-            try backend.zeros(shape, dtype: dtype)
+        let (config, weights) = try backend.perform {
+            try ModelLoader.load(directory: directory, dtype: dtype, backend: backend) { _, shape, dtype in
+                try backend.zeros(shape, dtype: dtype)
+            }
         }
         model = try TransformerModel(config: config, weights: weights, backend: backend)
         let tokenizerPath = directory + "/tokenizer.json"
@@ -28,8 +33,10 @@ public final class LocalModel: @unchecked Sendable {
         try params.validate()
         let perSequence = (prompts.map(\.count).max() ?? 0) + params.maxTokens
         let blocksPerSequence = (min(perSequence, config.maxPositions) + blockSize - 1) / blockSize
-        let cache = try model.makeCache(blockSize: blockSize, numBlocks: max(1, blocksPerSequence * prompts.count * params.n))
-        return try Generator(model: model, cache: cache).generate(prompts: prompts, params: params)
+        return try model.backend.perform {
+            let cache = try model.makeCache(blockSize: blockSize, numBlocks: max(1, blocksPerSequence * prompts.count * params.n))
+            return try Generator(model: model, cache: cache).generate(prompts: prompts, params: params)
+        }
     }
 
     /// Logits of every position of each row of `inputIds` ([B][T]), as `[B, T, V]` f32.
@@ -42,7 +49,6 @@ public final class LocalModel: @unchecked Sendable {
             throw ModelError("input has \(t) tokens; the model has \(config.maxPositions) positions")
         }
         let blockSize = 16, blocksPerRow = (t + blockSize - 1) / blockSize
-        let cache = try model.makeCache(blockSize: blockSize, numBlocks: blocksPerRow * b)
         var tables: [[Int32]] = [], seq: [Int32] = [], pos: [Int32] = []
         for r in 0..<b {
             tables.append((0..<blocksPerRow).map { Int32(r * blocksPerRow + $0) })
@@ -50,7 +56,11 @@ public final class LocalModel: @unchecked Sendable {
             pos += (0..<t).map { Int32($0) }
         }
         let layout = AttentionLayout(blockSize: blockSize, blockTables: tables, sequenceOfToken: seq, positionOfToken: pos)
-        let logits = try model.forward(tokens: inputIds.flatMap { $0 }, layout: layout, cache: cache, logitRows: Array(0..<(b * t)))
+        let logits = try model.backend.perform {
+            let cache = try model.makeCache(blockSize: blockSize, numBlocks: blocksPerRow * b)
+            let rows = try model.forward(tokens: inputIds.flatMap { $0 }, layout: layout, cache: cache, logitRows: Array(0..<(b * t)))
+            return try model.backend.download(rows)
+        }
         return logits.reshaped([b, t, v])
     }
 }

@@ -5,8 +5,13 @@ public enum ModelLoader {
     /// Loads `config.json` and the weights of `directory`, keeping rank `rank`'s shard of each parameter
     /// in `dtype`. `allocate(name, shape, dtype)` makes the destination tensors (on a device, inside a budget); by default
     /// they are plain host tensors. Every parameter is checked for presence and full shape first.
+    ///
+    /// A destination in host memory is filled in place. One on an accelerator (CUDA) is filled through
+    /// `backend`: each shard is staged in host memory, uploaded, and the staging dropped before the
+    /// next, so host memory holds one shard at a time (plus the memory-mapped checkpoint).
     public static func load(
         directory: String, dtype: DType = .f32, rank: Int = 0, worldSize: Int = 1,
+        backend: (any ComputeBackend)? = nil,
         allocate: (_ name: String, _ shape: [Int], _ dtype: DType) throws -> Tensor = { try Tensor.zeros($1, dtype: $2) }
     ) throws -> (config: ModelConfig, weights: [String: Tensor]) {
         let config = try ModelConfig.load(directory: directory)
@@ -30,9 +35,20 @@ public enum ModelLoader {
         var weights: [String: Tensor] = [:]
         for (spec, stored) in sources {
             let full = try checkpoint.tensor(stored)
-            let shard = try allocate(spec.name, spec.shard.shardShape(of: spec.shape, worldSize: worldSize), dtype)
+            let shape = spec.shard.shardShape(of: spec.shape, worldSize: worldSize)
+            let shard = try allocate(spec.name, shape, dtype)
+            guard shard.shape == shape, shard.dtype == dtype, shard.isContiguous else {
+                throw ModelError("the destination of \(spec.name) is \(shard), expected a contiguous \(dtype) tensor of shape \(shape)")
+            }
+            let staged = shard.memory != nil ? shard : try Tensor.zeros(shape, dtype: dtype)
             spec.shard.copyShard(from: UnsafeRawPointer(full.rawPointer), full.dtype, shape: spec.shape,
-                                 to: shard.rawPointer, dtype, rank: rank, worldSize: worldSize)
+                                 to: staged.rawPointer, dtype, rank: rank, worldSize: worldSize)
+            if shard.memory == nil {
+                guard let backend else {
+                    throw ModelError("\(spec.name) is allocated on \(shard.device), and loading there needs its backend")
+                }
+                try backend.upload(staged, into: shard)
+            }
             weights[spec.name] = shard
         }
         return (config, weights)

@@ -1,0 +1,187 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Compute
+import Models
+
+/// The engine-rank side of weight sync on a GPU: opens a trainer's CUDA IPC handle once (cached by
+/// owner process and handle bytes), checks it names this rank's own GPU, validates the whole update
+/// before writing, then copies each parameter's shard with one 2-D strided copy — a copy-engine
+/// `cuMemcpyDtoDAsync` / `cuMemcpy2DAsync` when the dtypes match, the `copy2d` kernel converting
+/// f32 → bf16/f16 when they differ — all on the backend's stream, synchronising once at the end.
+/// Neighbouring copies that are contiguous on both sides merge (``ShardCopyPlan``).
+///
+/// Not thread-safe: one rank syncs its weights from one thread (its executor does the work).
+public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
+    public let backend: CUDABackend
+    public var device: Device { backend.device }
+
+    private struct MappingKey: Hashable {
+        var ownerPID: Int32
+        var opaque: [UInt8]
+    }
+    private var mappings: [MappingKey: CUDABuffer] = [:]
+
+    private struct PlanKey: Equatable {
+        var layout: WeightLayout
+        var table: ParameterTable
+        var sourceBase: UInt64
+        /// Every engine weight in the dictionary's own order: no name is hashed, and names held by the
+        /// same dictionary compare by identity.
+        var weights: [WeightSignature]
+        var rank: Int
+        var worldSize: Int
+    }
+    private struct WeightSignature: Equatable {
+        var name: String
+        var address: UInt64
+        var dtype: DType
+        var shape: [Int]
+        var onDevice: Bool
+    }
+    private var cached: (key: PlanKey, plan: ShardCopyPlan)?
+
+    /// How the last ``update(from:table:weights:rank:worldSize:)`` went.
+    public struct Report: Sendable {
+        /// Copies queued (after merging) for `parameters` parameters.
+        public var copies: Int
+        public var parameters: Int
+        public var destinationBytes: Int
+        /// Whether validation and planning were reused from the previous update of the same layout.
+        public var reusedPlan: Bool
+        /// Host time from the call until the copies were queued (mapping, checks, plan), and then until
+        /// the stream had finished them.
+        public var prepareSeconds: Double
+        public var copySeconds: Double
+    }
+    public private(set) var lastReport: Report?
+
+    public init(backend: CUDABackend) {
+        self.backend = backend
+    }
+
+    public var openMappings: Int { mappings.count }
+
+    public func closeAll() {
+        mappings.removeAll()
+        cached = nil
+    }
+
+    /// Maps (or reuses the mapping of) the allocation a handle names, after checking it is a CUDA
+    /// handle of this rank's own GPU whose owner is alive. The buffer starts at the allocation's first
+    /// byte and covers the handle's range.
+    public func open(_ handle: MemoryHandle) throws -> CUDABuffer {
+        guard handle.kind == .cudaIPC else {
+            throw WeightSyncError("a \(handle.kind.rawValue) handle cannot be opened on a CUDA device")
+        }
+        guard handle.deviceUUID.lowercased() == device.uuid.lowercased() else {
+            throw WeightSyncError("handle is for device \(handle.deviceUUID), but this rank is on \(device.uuid): each rank must open the export of its own device's trainer")
+        }
+        let key = MappingKey(ownerPID: handle.ownerPID, opaque: handle.opaque)
+        let needed = handle.offset + handle.byteCount
+        guard handle.ownerIsAlive else {
+            mappings[key] = nil
+            throw WeightSyncError("the trainer owning the weights (pid \(handle.ownerPID)) is gone")
+        }
+        if let open = mappings[key], open.byteCount >= needed { return open }
+        var whole = handle
+        whole.offset = 0
+        whole.byteCount = needed
+        let opened = try backend.cudaDevice.open(whole)
+        mappings[key] = opened
+        return opened
+    }
+
+    public func validate(_ exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor], worldSize: Int) throws {
+        try WeightUpdateCheck.validate(exported, table: table, weights: weights, worldSize: worldSize)
+        for spec in table.specs {
+            let w = weights[spec.name]!
+            guard let storage = w.deviceStorage, storage.device.uuid == device.uuid else {
+                throw WeightSyncError("engine tensor \(spec.name) is on \(w.device), not on this rank's GPU \(device.uuid)")
+            }
+        }
+    }
+
+    /// Validates the update (names, shapes, dtypes, bounds, device) and only then queues the copies;
+    /// waits for them once. Returns the bytes written. An update of the same layout into the same
+    /// weights as the last one reuses its validation and plan.
+    @discardableResult
+    public func update(from exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor],
+                       rank: Int, worldSize: Int) throws -> Int {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let (plan, reused) = try prepare(exported, table: table, weights: weights, rank: rank, worldSize: worldSize)
+        let prepared = clock.now
+        try backend.perform {
+            for c in plan.copies {
+                backend.copy2D(source: c.source, sourcePitch: c.sourcePitch, destination: c.destination,
+                               destinationPitch: c.destinationPitch, rows: c.rows, cols: c.columns,
+                               sourceType: c.sourceType, destinationType: c.destinationType)
+            }
+            try backend.synchronize()
+        }
+        let done = clock.now
+        lastReport = Report(copies: plan.copies.count, parameters: plan.parameters, destinationBytes: plan.destinationBytes,
+                            reusedPlan: reused, prepareSeconds: seconds(prepared - start), copySeconds: seconds(done - prepared))
+        return plan.destinationBytes
+    }
+
+    public func mismatches(against exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor],
+                           rank: Int, worldSize: Int) throws -> [String] {
+        try validate(exported, table: table, weights: weights, worldSize: worldSize)
+        let source = try open(exported.handle)
+        let base = source.deviceAddress + UInt64(exported.handle.offset)
+        var differing: [String] = []
+        try backend.perform {
+            for entry in exported.layout.entries {
+                let spec = table[entry.name]!
+                let mine = weights[entry.name]!
+                let expected = try backend.zeros(mine.shape, dtype: mine.dtype)
+                let b = spec.shard.block(of: entry.shape, rank: rank, worldSize: worldSize)
+                backend.copy2D(source: base + UInt64(entry.offset + b.offset * entry.dtype.byteSize), sourcePitch: b.pitch,
+                               destination: expected.deviceStorage!.deviceAddress + UInt64(expected.byteOffset),
+                               destinationPitch: b.columns, rows: b.rows, cols: b.columns,
+                               sourceType: entry.dtype, destinationType: mine.dtype)
+                let (a, e) = (try backend.download(mine), try backend.download(expected))
+                if memcmp(a.rawPointer, e.rawPointer, a.byteCount) != 0 { differing.append(entry.name) }
+            }
+        }
+        return differing
+    }
+
+    /// The plan of an update: reused when layout, table, source mapping and engine weights are those
+    /// of the last update (layouts compare by identity first, so an unchanged export costs little),
+    /// else validated and planned afresh.
+    private func prepare(_ exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor],
+                         rank: Int, worldSize: Int) throws -> (ShardCopyPlan, reused: Bool) {
+        let source = try open(exported.handle)
+        guard exported.layout.totalBytes <= exported.handle.byteCount else {
+            throw WeightSyncError("the layout needs \(exported.layout.totalBytes) bytes; the handle gives \(exported.handle.byteCount)")
+        }
+        var signature: [WeightSignature] = []
+        signature.reserveCapacity(weights.count)
+        for (name, w) in weights {
+            let storage = w.deviceStorage
+            signature.append(WeightSignature(name: name, address: (storage?.deviceAddress ?? 0) + UInt64(w.byteOffset), dtype: w.dtype,
+                                             shape: w.shape, onDevice: storage != nil))
+        }
+        let key = PlanKey(layout: exported.layout, table: table, sourceBase: source.deviceAddress + UInt64(exported.handle.offset),
+                          weights: signature, rank: rank, worldSize: worldSize)
+        if let cached, cached.key == key { return (cached.plan, true) }
+
+        try validate(exported, table: table, weights: weights, worldSize: worldSize)
+        guard rank >= 0 && rank < worldSize else { throw WeightSyncError("rank \(rank) is outside a tensor-parallel group of \(worldSize)") }
+        let destinations = exported.layout.entries.map { entry -> ShardCopyPlan.Destination in
+            let w = weights[entry.name]!, storage = w.deviceStorage!  // validated
+            return .init(address: storage.deviceAddress + UInt64(w.byteOffset), dtype: w.dtype, allocation: ObjectIdentifier(storage))
+        }
+        let plan = ShardCopyPlan(layout: exported.layout, sourceBase: key.sourceBase, table: table,
+                                 destinations: destinations, rank: rank, worldSize: worldSize)
+        cached = (key, plan)
+        return (plan, false)
+    }
+}
+
+private func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+}

@@ -1,0 +1,194 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Compute
+import Foundation
+import Models
+import WeightSync
+
+/// `colocate bench sync-ipc --device cuda`: the data plane of weight sync on GPUs. This process is the
+/// trainer: it lays out a preset's parameters in one allocation per GPU (`CUDAWeightBuffer`) and fills
+/// them; one child process per tensor-parallel rank (`--child`, GPU = rank) is an engine rank with
+/// its own copy of its shard (`CUDAWeightImporter`). A sync is timed from the moment the trainer starts
+/// its export until every rank holds the new weights (the rank's CLOCK_MONOTONIC after its stream
+/// synchronised; the same clock as the trainer's), as `shared/bench/anchor_ipc.py` times the seed's.
+///
+/// Reported: the first sync (handle opened, validated, planned), then the median of warm syncs for
+/// three variants — the per-sync notice (`WeightSyncNotice.bytes`, hex on one line) into weights laid
+/// out like the trainer's (merged copies), the full `ExportedWeights` JSON every time, and the notice
+/// into one allocation per parameter (one copy per parameter) — and a plain D2D copy of the same
+/// bytes through the same IPC mapping. The ranks handle requests on their GPU's executor thread.
+struct BenchSyncIPC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync-ipc",
+        abstract: "Measure trainer → engine weight sync through CUDA IPC (one flat buffer, one handle).")
+
+    @Option(help: "Device: cuda.")
+    var device = "cuda"
+    @Option(help: "Model shapes: opt-125m, opt-10gb, or another preset.")
+    var preset = "opt-125m"
+    @Option(help: "Trainer weight dtype: f32, bf16 or f16.")
+    var dtype = "f16"
+    @Option(help: "Engine weight dtype (default: the trainer's; a different one converts in the copy).")
+    var engineDtype: String?
+    @Option(help: "Warm syncs per variant.")
+    var iters = 20
+    @Option(help: "Tensor-parallel size: engine ranks, one per GPU (each GPU also holds a trainer).")
+    var tp = 1
+    @Flag(help: .hidden)
+    var child = false
+    @Option(help: .hidden)
+    var rank = 0
+
+    func run() throws {
+        let trainerType = try CLIParse.dtype(dtype)
+        let engineType = try engineDtype.map(CLIParse.dtype) ?? trainerType
+        if child {
+            try SyncIPCEngineRank.run(preset: preset, engineType: engineType, rank: rank, worldSize: tp)
+            return
+        }
+        guard device == "cuda" else { throw CLIError("sync-ipc measures CUDA IPC: use --device cuda") }
+        guard iters >= 1 && iters <= 10_000 else { throw CLIError("--iters must be in 1...10000") }
+        if let reason = CUDA.unavailableReason {
+            throw CLIError(reason.hasPrefix("CUDA is not available") ? reason : "CUDA is not available: \(reason)")
+        }
+        let cuda = try CUDA.load()
+        let visible = try cuda.deviceCount()
+        guard tp >= 1 && tp <= visible else { throw CLIError("--tp \(tp) needs \(tp) GPUs; this process sees \(visible)") }
+        let config = try ModelPreset.named(preset).config()
+        try ParameterTable.validate(config: config, tensorParallelSize: tp)
+        let table = ParameterTable(config: config)
+        let layout = WeightLayout(table: table, dtype: trainerType)
+        signal(SIGPIPE, SIG_IGN)  // a rank that died shows as a write error, not as our death
+
+        let trainers = try (0..<tp).map { try CUDAWeightBuffer(layout: layout, device: cuda.device($0)) }
+        let gpuName = try cuda.properties(0).name
+        let ranks = try (0..<tp).map { try EngineRankProcess(rank: $0, arguments: [
+            "bench", "sync-ipc", "--child", "--rank", "\($0)", "--tp", "\(tp)", "--preset", preset,
+            "--dtype", dtype, "--engine-dtype", engineType.description]) }
+        defer { for r in ranks { r.finish() } }
+        for i in ranks.indices { _ = try ranks[i].reply() }  // ready: weights allocated, kernels loaded
+
+        var fill: UInt8 = 0x30
+        func sync(_ message: Message, _ target: SyncIPCRequest.Target, verifyAll: Bool = false) throws -> (seconds: Double, replies: [SyncIPCReply]) {
+            fill = fill == 0x3B ? 0x30 : fill + 1  // finite in every dtype; differs from the last sync
+            for t in trainers {
+                try t.buffer.fill(byte: fill)
+                t.version += 1
+            }
+            let start = monotonicNanoseconds()
+            for (r, t) in trainers.enumerated() {
+                switch message {
+                case .full:
+                    try ranks[r].send(SyncIPCRequest(exported: try t.export(), target: target, fill: fill, verifyAll: verifyAll))
+                case .notice:
+                    try ranks[r].send(line: CompactNoticeLine.encode(try t.exportNotice(), fill: fill, target: target))
+                }
+            }
+            var replies: [SyncIPCReply] = []
+            for i in ranks.indices { replies.append(try ranks[i].reply()) }
+            let done = replies.map(\.doneAt).max()!
+            return (Double(done &- start) / 1e9, replies)
+        }
+
+        let bytesPerRank = table.specs.reduce(0) { $0 + $1.shard.shardShape(of: $1.shape, worldSize: tp).reduce(1, *) } * engineType.byteSize
+        print("sync-ipc: \(preset), trainer \(trainerType) → engine \(engineType), TP \(tp), \(layout.entries.count) parameters, "
+            + "\(megabytes(layout.totalBytes)) trainer buffer, \(megabytes(bytesPerRank)) per engine rank, \(gpuName)")
+        let verifyAll = layout.totalBytes <= 1 << 30
+        let first = try sync(.full, .flat, verifyAll: verifyAll)
+        print("  first sync (full export: opens the handle, validates, plans)  \(milliseconds(first.seconds))"
+            + (verifyAll ? "  (every weight checked byte for byte)" : ""))
+
+        var results: [(String, [Double], [SyncIPCReply])] = []
+        for (name, message, target) in [("notice, weights laid out like the trainer's", Message.notice, SyncIPCRequest.Target.flat),
+                                        ("full ExportedWeights JSON every sync", .full, .flat),
+                                        ("notice, one allocation per parameter", .notice, .separate)] {
+            if target == .separate { _ = try sync(message, target) }  // plans the new destinations
+            var times: [Double] = []
+            var last: [SyncIPCReply] = []
+            for _ in 0..<iters {
+                let s = try sync(message, target)
+                times.append(s.seconds)
+                last = s.replies
+            }
+            results.append((name, times, last))
+        }
+        for i in ranks.indices { try ranks[i].send(SyncIPCRequest(measureCopyBandwidth: true)) }
+        let copy = try ranks.indices.map { try ranks[$0].reply() }[0]
+        let copyBandwidth = Double(copy.copyBytes) / copy.copySeconds
+
+        for (name, times, replies) in results {
+            let sorted = times.sorted()
+            let median = sorted[sorted.count / 2]
+            let bandwidth = Double(bytesPerRank) / median
+            let r = replies[0]
+            let p90 = sorted[min(sorted.count - 1, sorted.count * 9 / 10)]
+            let share = String(format: "%.0f", 100 * bandwidth / copyBandwidth)
+            let rank0 = "rank 0: \(r.copies) copies for \(r.parameters) parameters, decode \(microseconds(r.decodeNanoseconds)), "
+                + "update \(microseconds(r.updateNanoseconds)) = prepare \(microseconds(r.prepareSeconds)) + copies \(microseconds(r.copyingSeconds))"
+            print("  warm, \(name.padding(toLength: 46, withPad: " ", startingAt: 0)) median \(milliseconds(median))  "
+                + "min \(milliseconds(sorted.first!))  p90 \(milliseconds(p90))  \(gigabytes(bandwidth))/s = \(share)% of D2D  [\(rank0)]")
+        }
+        print("  D2D copy of \(megabytes(copy.copyBytes)) through the IPC mapping (cuMemcpyDtoDAsync, median of 7)  "
+            + "\(milliseconds(copy.copySeconds))  \(gigabytes(copyBandwidth))/s")
+        let headline = results[0].1.sorted()[results[0].1.count / 2]
+        print("sync-ipc \(preset) \(trainerType)→\(engineType) tp\(tp): first \(milliseconds(first.seconds)), warm median \(milliseconds(headline)), "
+            + "\(String(format: "%.0f", 100 * (Double(bytesPerRank) / headline) / copyBandwidth))% of D2D")
+    }
+
+    enum Message { case full, notice }
+
+    func milliseconds(_ s: Double) -> String { String(format: "%.3f ms", s * 1e3) }
+    func microseconds(_ ns: UInt64) -> String { String(format: "%.0f µs", Double(ns) / 1e3) }
+    func microseconds(_ s: Double) -> String { String(format: "%.0f µs", s * 1e6) }
+    func megabytes(_ b: Int) -> String { String(format: "%.1f MB", Double(b) / 1e6) }
+    func gigabytes(_ b: Double) -> String { String(format: "%.0f GB", b / 1e9) }
+}
+
+/// A child `colocate bench sync-ipc --child` and the pipes to it (stderr is inherited).
+struct EngineRankProcess {
+    let rank: Int
+    let process = Process()
+    let input = Pipe()
+    let output = Pipe()
+    let reader: LineReader
+    let encoder = JSONEncoder()
+    let decoder = JSONDecoder()
+
+    init(rank: Int, arguments: [String]) throws {
+        self.rank = rank
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = arguments
+        process.standardInput = input
+        process.standardOutput = output
+        reader = LineReader(fileDescriptor: output.fileHandleForReading.fileDescriptor)
+        do {
+            try process.run()
+        } catch {
+            throw CLIError("cannot start engine rank \(rank): \(error)")
+        }
+    }
+
+    func send(_ request: SyncIPCRequest) throws {
+        try send(line: encoder.encode(request))
+    }
+
+    func send(line: Data) throws {
+        try writeLine(line, to: input.fileHandleForWriting.fileDescriptor)
+    }
+
+    /// The next reply; throws the rank's error, or when it exited.
+    func reply() throws -> SyncIPCReply {
+        guard let line = try reader.next() else { throw CLIError("engine rank \(rank) exited") }
+        let reply = try decoder.decode(SyncIPCReply.self, from: Data(line))
+        if !reply.ok { throw CLIError(reply.error ?? "engine rank \(rank) failed") }
+        return reply
+    }
+
+    /// Closes the rank's input (it exits at end of input) and waits for it.
+    func finish() {
+        try? input.fileHandleForWriting.close()
+        process.waitUntilExit()
+    }
+}
