@@ -57,14 +57,18 @@ public struct ColocateExtension: WorkerExtension {
         handlers.on(UpdateWeightsFromHandles.self) { call, _ in
             let start = ContinuousClock.now
             let exported = try export(for: call.exports)
-            let bytes = try w.importer.update(from: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+            let bytes = try w.backend.perform {
+                try w.importer.update(from: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+            }
             let elapsed = ContinuousClock.now - start
             return .init(bytes: bytes, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
                          version: exported.version)
         }
         handlers.on(CompareWeights.self) { call, _ in
             let exported = try export(for: call.exports)
-            let differing = try w.importer.mismatches(against: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+            let differing = try w.backend.perform {
+                try w.importer.mismatches(against: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+            }
             return .init(equal: differing.isEmpty, mismatches: differing)
         }
     }

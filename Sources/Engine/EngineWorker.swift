@@ -20,6 +20,8 @@ public struct EngineWorkerConfig: Codable, Sendable {
     public var allReduceSlotFloats: Int
     /// Worker extensions to load, by registered name.
     public var extensions: [String]
+    /// NCCL unique id made by the driver (tensor parallelism on GPUs).
+    public var ncclUniqueID: [UInt8]?
     /// CPU threads for this rank's kernels: the ranks of an engine share the host's cores instead of
     /// each spinning a thread per core (`COLOCATE_CPU_THREADS` in the environment wins).
     public var cpuThreads: Int
@@ -35,17 +37,19 @@ public final class EngineWorkerState: @unchecked Sendable {
     public let model: TransformerModel
     public let table: ParameterTable
     public let generator: Generator
-    public let importer: WeightImporter
+    public let importer: any WeightImporting
     public let budget: MemoryBudget
+    /// The op set this rank runs on (CPU, or CUDA on its GPU).
+    public let backend: any ComputeBackend
+    /// On GPUs: the one allocation holding every shard (a sync is then a few large copies).
+    private let deviceWeights: CUDAEngineWeights?
+    private let communicator: NCCLCommunicator?
 
     public var weights: [String: Tensor] { model.weights }
 
     init(config: EngineWorkerConfig, context: WorkerContext) throws {
         guard let device = context.device else {
             throw EngineError("engine rank \(context.rank) was placed without a device")
-        }
-        guard device.kind == .cpu else {
-            throw EngineError("engine ranks on \(device.kind) devices are not supported by this build yet")
         }
         self.config = config
         self.device = device
@@ -54,8 +58,20 @@ public final class EngineWorkerState: @unchecked Sendable {
         self.worldSize = worldSize
         if getenv("COLOCATE_CPU_THREADS") == nil { setenv("COLOCATE_CPU_THREADS", String(config.cpuThreads), 1) }
         var budget = try MemoryBudget(device: device, utilization: config.memoryUtilization)
-        let backend = CPUBackend(device: device)
         let rankName = "engine rank \(rank)"
+        let cuda: CUDABackend?
+        let backend: any ComputeBackend
+        switch device.kind {
+        case .cpu:
+            cuda = nil
+            backend = CPUBackend(device: device)
+        case .cuda:
+            // The process sees only its bundle's GPU; find it by UUID, never by ordinal.
+            let gpu = try CUDA.load().device(uuid: device.uuid)
+            cuda = try CUDABackend(device: gpu, memoryUtilization: config.memoryUtilization)
+            backend = cuda!
+        }
+        self.backend = backend
 
         // Weights: check the budget before reading anything.
         let modelConfig = try ModelConfig.load(directory: config.modelDirectory)
@@ -65,20 +81,29 @@ public final class EngineWorkerState: @unchecked Sendable {
             $0 + $1.shard.shardShape(of: $1.shape, worldSize: worldSize).reduce(1, *) * config.dtype.byteSize
         }
         try budget.charge(weightBytes, for: "\(rankName): the \(config.dtype) weights")
+        let deviceWeights = try cuda.map { try CUDAEngineWeights(table: table, dtype: config.dtype, worldSize: worldSize, backend: $0) }
+        self.deviceWeights = deviceWeights
         let (_, weights) = try ModelLoader.load(directory: config.modelDirectory, dtype: config.dtype,
-                                                rank: rank, worldSize: worldSize) { _, shape, dtype in
-            try backend.zeros(shape, dtype: dtype)
+                                                rank: rank, worldSize: worldSize, backend: backend) { name, shape, dtype in
+            try deviceWeights?.weights[name] ?? backend.zeros(shape, dtype: dtype)
         }
 
-        // All-reduce between ranks through the driver's shared segment.
+        // All-reduce between ranks: NCCL on GPUs, the driver's shared segment on CPU devices.
         var allReduce: AllReduce?
-        if worldSize > 1 {
+        var communicator: NCCLCommunicator?
+        if worldSize > 1, let cuda {
+            guard let id = config.ncclUniqueID else { throw EngineError("\(rankName): tensor parallelism on GPUs needs an NCCL id") }
+            let comm = try NCCLCommunicator(device: cuda.cudaDevice, uniqueID: id, rank: rank, rankCount: worldSize)
+            communicator = comm
+            allReduce = { cuda.allReduce($0, communicator: comm) }
+        } else if worldSize > 1 {
             guard let handle = config.allReduceSegment else { throw EngineError("\(rankName): tensor parallelism needs an all-reduce segment") }
             let fd = try SharedMemoryIdentity(bytes: handle.opaque).open()
             let segment = try HostMemory.map(fileDescriptor: fd, byteCount: handle.byteCount, device: .host, keepDescriptor: true)
             let comm = SharedMemoryAllReduce(segment: segment, rank: rank, worldSize: worldSize, slotFloats: config.allReduceSlotFloats)
             allReduce = { try comm($0) }
         }
+        self.communicator = communicator
         model = try TransformerModel(config: modelConfig, weights: weights, backend: backend,
                                      rank: rank, worldSize: worldSize, allReduce: allReduce)
 
@@ -96,7 +121,7 @@ public final class EngineWorkerState: @unchecked Sendable {
         try budget.charge(blocks * perBlock, for: "\(rankName): KV cache")
         let cache = try model.makeCache(blockSize: config.blockSize, numBlocks: blocks)
         generator = Generator(model: model, cache: cache, maxBatchTokens: config.maxBatchedTokens)
-        importer = WeightImporter(device: device)
+        importer = WeightImporters.make(for: backend)
         self.table = table
         self.budget = budget
     }

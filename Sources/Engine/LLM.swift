@@ -74,9 +74,12 @@ public final class LLM: Sendable {
         let tokenizerPath = directory + "/tokenizer.json"
         tokenizer = FileManager.default.fileExists(atPath: tokenizerPath) ? try Tokenizer(path: tokenizerPath) : nil
 
+        // GPUs all-reduce through NCCL; the driver makes the id every rank joins with.
+        let onGPUs = placements.contains { p in p.map { $0.group.bundleDevices[$0.bundleIndex]?.kind == .cuda } ?? false }
+        let ncclID: [UInt8]? = tp > 1 && onGPUs ? try NCCLCommunicator.uniqueID() : nil
         var segmentHandle: MemoryHandle?
         let slotFloats = max(maxBatchedTokens, 1) * config.hiddenSize
-        if tp > 1 {
+        if tp > 1 && !onGPUs {
             let segment = try SharedMemoryAllReduce.createSegment(worldSize: tp, slotFloats: slotFloats)
             let identity = try SharedMemoryIdentity.of(fileDescriptor: segment.sharedFileDescriptor!)
             segmentHandle = MemoryHandle(deviceUUID: Device.host.uuid, kind: .cpuSharedMemory, byteCount: segment.byteCount,
@@ -88,7 +91,7 @@ public final class LLM: Sendable {
         let workerConfig = EngineWorkerConfig(
             modelDirectory: directory, dtype: dtype, memoryUtilization: memoryUtilization, blockSize: blockSize,
             maxBatchedTokens: maxBatchedTokens, maxSequences: maxSequences, allReduceSegment: segmentHandle,
-            allReduceSlotFloats: slotFloats, extensions: extensions,
+            allReduceSlotFloats: slotFloats, extensions: extensions, ncclUniqueID: ncclID,
             cpuThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / tp))
         ranks = try await cluster.spawnGroup(actorType: EngineWorker.typeName, config: workerConfig, placements: placements, name: name)
         modelDirectory = directory

@@ -83,7 +83,7 @@ public final class TrainerActor: ClusterActor {
         }
         handlers.on(ExportWeights.self) { _, _ in
             let w = try box.loaded()
-            return .init(deviceUUID: w.buffer.memory.device.uuid, exported: w.export())
+            return .init(deviceUUID: w.buffer.device.uuid, exported: try w.export())
         }
     }
 }

@@ -3,53 +3,64 @@ import Models
 import WeightSync
 
 /// The weights a trainer owns: a Hugging Face model loaded into one flat exportable buffer on the
-/// trainer's device, in the trainer's dtype (f32 master weights by default).
+/// trainer's device (shared memory of a virtual CPU device, or one `cuMemAlloc` on a GPU), in the
+/// trainer's dtype (f32 master weights by default).
 public final class TrainerWeights: @unchecked Sendable {
     public let config: ModelConfig
     public let table: ParameterTable
-    public let buffer: SharedWeightBuffer
+    public let buffer: any ExportableWeightBuffer
+    /// The GPU backend holding the buffer; nil on CPU devices.
+    private let cuda: CUDABackend?
 
     /// Loads `directory` onto `device`; every parameter lands in its slot of the flat buffer.
     public init(directory: String, device: Device, dtype: DType = .f32) throws {
         let config = try ModelConfig.load(directory: directory)
         let table = ParameterTable(config: config)
         let layout = WeightLayout(table: table, dtype: dtype)
-        let buffer = try SharedWeightBuffer(layout: layout, device: device)
+        switch device.kind {
+        case .cpu:
+            buffer = try SharedWeightBuffer(layout: layout, device: device)
+            cuda = nil
+        case .cuda:
+            let gpu = try CUDA.load().device(uuid: device.uuid)
+            let backend = try CUDABackend(device: gpu, memoryUtilization: 1.0)
+            buffer = try CUDAWeightBuffer(layout: layout, device: gpu)
+            cuda = backend
+        }
         let views = buffer.tensors
-        _ = try ModelLoader.load(directory: directory, dtype: dtype) { name, _, _ in views[name]! }
+        _ = try ModelLoader.load(directory: directory, dtype: dtype, backend: cuda) { name, _, _ in views[name]! }
         self.config = config
         self.table = table
-        self.buffer = buffer
     }
 
     public var byteCount: Int { buffer.layout.totalBytes }
 
     /// Sets every weight to zero (the seed's first step).
-    public func zero() {
-        memset(buffer.memory.baseAddress, 0, buffer.layout.totalBytes)
-        buffer.version += 1
-    }
-
-    /// Adds N(0, scale²) noise to every weight, seeded (a stand-in optimiser step for tests and benchmarks).
-    public func perturb(seed: UInt64, scale: Float) {
-        var rng = SplitMix64(seed: seed)
-        for (_, t) in buffer.tensors.sorted(by: { $0.key < $1.key }) {
-            let noise = try! Tensor.zeros(t.shape, dtype: .f32)
-            RandomWeights.fillNormal(noise.pointer(Float.self), count: t.count, std: scale, rng: &rng)
-            let current = t.floats()
-            let p = noise.pointer(Float.self)
-            for i in 0..<t.count { p[i] += current[i] }
-            t.copy(from: noise)
+    public func zero() throws {
+        if let gpu = buffer as? CUDAWeightBuffer {
+            try gpu.buffer.fill(byte: 0)
+        } else if let host = buffer as? SharedWeightBuffer {
+            memset(host.memory.baseAddress, 0, host.layout.totalBytes)
         }
         buffer.version += 1
     }
 
-    /// Sum of absolute values of every weight (a cheap fingerprint for reports).
-    public func absoluteSum() -> Double {
-        buffer.tensors.values.reduce(0) { acc, t in acc + t.floats().reduce(0) { $0 + Double(abs($1)) } }
+    /// Adds N(0, scale²) noise to every weight, seeded (a stand-in for an optimiser step in tests and
+    /// benchmarks). On a GPU the noise is made on the host and uploaded.
+    public func perturb(seed: UInt64, scale: Float) throws {
+        var rng = SplitMix64(seed: seed)
+        for (_, t) in buffer.tensors.sorted(by: { $0.key < $1.key }) {
+            let noise = try Tensor.zeros(t.shape, dtype: .f32)
+            RandomWeights.fillNormal(noise.pointer(Float.self), count: t.count, std: scale, rng: &rng)
+            let current = try cuda?.download(t).floats() ?? t.floats()
+            let p = noise.pointer(Float.self)
+            for i in 0..<t.count { p[i] += current[i] }
+            if let cuda { try cuda.upload(noise, into: t) } else { t.copy(from: noise) }
+        }
+        buffer.version += 1
     }
 
-    public func export() -> ExportedWeights { buffer.export() }
+    public func export() throws -> ExportedWeights { try buffer.export() }
 }
 
 #if canImport(Glibc)

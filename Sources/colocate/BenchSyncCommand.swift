@@ -15,8 +15,8 @@ struct BenchSync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sync", abstract: "Weight sync time, trainer export → every engine rank updated (median of warm runs).")
 
-    @Option(help: "Devices: cpu:N or cpu:N:SIZE.")
-    var devices: String = "cpu:2"
+    @Option(help: "Devices: cpu:N or cpu:N:SIZE (default cpu:2), or cuda (default with --device cuda).")
+    var devices: String?
     @Option(name: .customLong("tp"), help: "Tensor-parallel size of each engine.")
     var tensorParallelSize: Int = 2
     @Option(help: "Model preset (created once in the cache) when no --model is given.")
@@ -27,14 +27,14 @@ struct BenchSync: AsyncParsableCommand {
     var engineDtype: String = "f32"
     @Option(help: "Timed iterations (after one warm-up).")
     var iterations: Int = 5
-    @Option(help: "Device kind: cpu (cuda: see `colocate bench sync-ipc`).")
+    @Option(help: "Device kind: cpu or cuda.")
     var device: String = "cpu"
 
     func run() async throws {
-        guard device == "cpu" else { throw CLIError("bench sync runs the full system on CPU devices; for GPUs use `colocate bench sync-ipc --device cuda`") }
+        guard device == "cpu" || device == "cuda" else { throw CLIError("unknown device '\(device)' (use cpu or cuda)") }
         guard iterations >= 1 else { throw CLIError("--iterations must be ≥ 1") }
         let dir = try model ?? ModelCache.ensure(preset: preset) { print($0) }
-        let cluster = try Cluster.local(devices: DeviceSpec(parsing: devices))
+        let cluster = try Cluster.local(devices: DeviceSpec(parsing: devices ?? (device == "cuda" ? "cuda" : "cpu:2")))
         defer { Task { await cluster.shutdown() } }
         let layout = try ColocatedLayout(devices: cluster.devices, tensorParallelSize: tensorParallelSize,
                                          trainerFraction: 0.4, workerFraction: 0.4)
@@ -53,6 +53,7 @@ struct BenchSync: AsyncParsableCommand {
         }
         var times: [Double] = []
         var bytes = 0
+        var first = 0.0
         for it in 0...iterations {
             for t in trainers { _ = try await t.call(PerturbWeights(seed: UInt64(it), scale: 0.01)) }
             let start = ContinuousClock.now
@@ -69,6 +70,7 @@ struct BenchSync: AsyncParsableCommand {
                 return try await group.reduce(0, +)
             }
             let d = ContinuousClock.now - start
+            if it == 0 { first = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
             if it > 0 { times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18) }
             bytes = written
         }
@@ -78,11 +80,11 @@ struct BenchSync: AsyncParsableCommand {
             }
         }
         let median = times.sorted()[times.count / 2]
-        let memcpy = try Self.memcpyBandwidth()
-        print("bench sync (cpu): \(dir.split(separator: "/").last ?? ""), \(cluster.devices.count) devices, TP \(tensorParallelSize), engine \(engineDtype)")
-        print(String(format: "median %.2f ms over %d warm runs; %@ written across %d ranks = %.2f GB/s; host memcpy %.2f GB/s (%.0f%%)",
+        let memcpy = device == "cpu" ? try Self.memcpyBandwidth() : .nan
+        print("bench sync (\(device)): \(dir.split(separator: "/").last ?? ""), \(cluster.devices.count) devices, TP \(tensorParallelSize), engine \(engineDtype)")
+        print(String(format: "median %.2f ms over %d warm runs; %@ written across %d ranks = %.2f GB/s; host memcpy %.2f GB/s (%.0f%%); first sync %.2f ms",
                      median * 1e3, times.count, ByteCount.format(bytes), engines.count * tensorParallelSize,
-                     Double(bytes) / median / 1e9, memcpy / 1e9, Double(bytes) / median / memcpy * 100))
+                     Double(bytes) / median / 1e9, memcpy / 1e9, Double(bytes) / median / memcpy * 100, first * 1e3))
         await cluster.shutdown()
     }
 

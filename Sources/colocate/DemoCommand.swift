@@ -7,8 +7,8 @@ struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run vLLM's rlhf_colocate scenario: colocated trainers and TP engines, weights synced in place.")
 
-    @Option(help: "Devices: cpu:N or cpu:N:SIZE (virtual CPU devices), or cuda.")
-    var devices: String = "cpu:4"
+    @Option(help: "Devices: cpu:N or cpu:N:SIZE (virtual CPU devices; default cpu:4), or cuda (every visible GPU; the default with --device cuda).")
+    var devices: String?
     @Option(name: .customLong("tp"), help: "Tensor-parallel size of each engine.")
     var tensorParallelSize: Int = 2
     @Option(help: "Share of its device each trainer takes.")
@@ -34,8 +34,12 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         guard device == "cpu" || device == "cuda" else { throw CLIError("unknown device '\(device)' (use cpu or cuda)") }
-        if device == "cuda" { throw CLIError("--device cuda: the CUDA engine path is not wired into the demo in this build") }
-        let spec = try DeviceSpec(parsing: devices)
+        let spec = try DeviceSpec(parsing: devices ?? (device == "cuda" ? "cuda" : "cpu:4"))
+        switch (device, spec) {
+        case ("cuda", .cpu): throw CLIError("--device cuda runs on GPUs; --devices \(devices ?? "") names CPU devices")
+        case ("cpu", .cuda): throw CLIError("--devices cuda needs --device cuda")
+        default: break
+        }
         let log: (String) -> Void = json ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { print($0) }
         let directory = try model ?? ModelCache.ensure(preset: preset, log: log)
         let scenario = DemoScenario(options: .init(
