@@ -24,6 +24,16 @@ public struct UpdateWeightsFromHandles: RemoteCall {
     public init(exports: [String: ExportedWeights]) { self.exports = exports }
 }
 
+/// Loads new weights from trainers' sync notices (handle, version and layout fingerprint — a few
+/// hundred bytes) keyed by device UUID. The rank must have received each layout once in a full
+/// `UpdateWeightsFromHandles`; after that a sync carries no layout at all.
+public struct UpdateWeightsFromNotices: RemoteCall {
+    public typealias Reply = UpdateWeightsFromHandles.Reply
+    public static let name = "colocate.updateWeightsFromNotices"
+    public var notices: [String: WeightSyncNotice]
+    public init(notices: [String: WeightSyncNotice]) { self.notices = notices }
+}
+
 /// Compares the rank's weights with its shard of the trainer's export (vLLM example:
 /// `check_weights_changed`, made exact).
 public struct CompareWeights: RemoteCall {
@@ -41,6 +51,8 @@ public struct CompareWeights: RemoteCall {
 public struct ColocateExtension: WorkerExtension {
     public static let name = "colocate"
     let worker: EngineWorkerState
+    /// Layouts received in full exports, to resolve notices. Calls run one at a time (the mailbox).
+    private let layouts = LayoutBox()
 
     public init(worker: EngineWorkerState) { self.worker = worker }
 
@@ -51,18 +63,32 @@ public struct ColocateExtension: WorkerExtension {
         return mine
     }
 
-    public func handlers(into handlers: inout Handlers) {
+    func update(from exported: ExportedWeights, since start: ContinuousClock.Instant) throws -> UpdateWeightsFromHandles.Reply {
         let w = worker
+        let bytes = try w.backend.perform {
+            try w.importer.update(from: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+        }
+        let elapsed = ContinuousClock.now - start
+        return .init(bytes: bytes, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+                     version: exported.version)
+    }
+
+    public func handlers(into handlers: inout Handlers) {
+        let w = worker, layouts = self.layouts
         handlers.on(ReportDeviceUUID.self) { _, _ in w.device.uuid }
         handlers.on(UpdateWeightsFromHandles.self) { call, _ in
             let start = ContinuousClock.now
             let exported = try export(for: call.exports)
-            let bytes = try w.backend.perform {
-                try w.importer.update(from: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+            let reply = try update(from: exported, since: start)
+            layouts.cache.remember(exported)
+            return reply
+        }
+        handlers.on(UpdateWeightsFromNotices.self) { call, _ in
+            let start = ContinuousClock.now
+            guard let notice = call.notices[w.device.uuid] else {
+                throw WeightSyncError("no notice for this rank's device \(w.device.uuid) (notices are for: \(call.notices.keys.sorted().joined(separator: ", ")))")
             }
-            let elapsed = ContinuousClock.now - start
-            return .init(bytes: bytes, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
-                         version: exported.version)
+            return try update(from: try layouts.cache.resolve(notice), since: start)
         }
         handlers.on(CompareWeights.self) { call, _ in
             let exported = try export(for: call.exports)
@@ -72,4 +98,8 @@ public struct ColocateExtension: WorkerExtension {
             return .init(equal: differing.isEmpty, mismatches: differing)
         }
     }
+}
+
+final class LayoutBox: @unchecked Sendable {
+    var cache = WeightLayoutCache()
 }

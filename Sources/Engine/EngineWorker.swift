@@ -107,16 +107,20 @@ public final class EngineWorkerState: @unchecked Sendable {
         model = try TransformerModel(config: modelConfig, weights: weights, backend: backend,
                                      rank: rank, worldSize: worldSize, allReduce: allReduce)
 
-        // Workspace for one step's activations, then the KV cache from what is left.
+        // Workspace for one step's activations (and the largest shard, for weight comparisons), then
+        // the KV cache from what is left — at most what `maxSequences` sequences of the longest length use.
         let h = modelConfig.hiddenSize, f = modelConfig.intermediateSize / worldSize
         let q = modelConfig.numHeads * modelConfig.headDim / worldSize
+        let largestShard = table.specs.map { $0.shard.shardShape(of: $0.shape, worldSize: worldSize).reduce(1, *) }.max() ?? 0
         let workspace = config.maxBatchedTokens * 4 * (6 * h + 2 * f + 4 * q) + config.maxSequences * modelConfig.vocabSize * 4 * 2
+            + largestShard * config.dtype.byteSize
         try budget.charge(workspace, for: "\(rankName): activation workspace for \(config.maxBatchedTokens) tokens")
         let perBlock = model.cacheBytesPerBlock(blockSize: config.blockSize)
-        let blocks = budget.remaining / perBlock
-        let minimumBlocks = (min(modelConfig.maxPositions, 2048) + config.blockSize - 1) / config.blockSize
-        guard blocks >= minimumBlocks else {
-            throw EngineError("\(rankName): the KV cache needs \(MemoryBudget.format(minimumBlocks * perBlock)) for one sequence of \(min(modelConfig.maxPositions, 2048)) tokens but \(MemoryBudget.format(budget.remaining)) of the budget remain after weights and workspace (\(budget)); raise the memory utilization")
+        let maxLength = min(modelConfig.maxPositions, 2048)
+        let blocksPerSequence = (maxLength + config.blockSize - 1) / config.blockSize
+        let blocks = min(budget.remaining / perBlock, blocksPerSequence * config.maxSequences)
+        guard blocks >= blocksPerSequence else {
+            throw EngineError("\(rankName): the KV cache needs \(MemoryBudget.format(blocksPerSequence * perBlock)) for one sequence of \(maxLength) tokens but \(MemoryBudget.format(budget.remaining)) of the budget remain after weights and workspace (\(budget)); raise the memory utilization")
         }
         try budget.charge(blocks * perBlock, for: "\(rankName): KV cache")
         let cache = try model.makeCache(blockSize: config.blockSize, numBlocks: blocks)

@@ -50,6 +50,17 @@ public struct ExportWeights: RemoteCall {
     public init() {}
 }
 
+/// The trainer's sync notice (handle, version, layout fingerprint) for engines that already know its
+/// layout: what a sync sends after the first.
+public struct ExportWeightsNotice: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var deviceUUID: String
+        public var notice: WeightSyncNotice
+    }
+    public static let name = "trainer.exportWeightsNotice"
+    public init() {}
+}
+
 /// A training actor: owns a model's weights on its device share and exports them to colocated engines.
 public final class TrainerActor: ClusterActor {
     public typealias Config = Empty
@@ -84,6 +95,10 @@ public final class TrainerActor: ClusterActor {
         handlers.on(ExportWeights.self) { _, _ in
             let w = try box.loaded()
             return .init(deviceUUID: w.buffer.device.uuid, exported: try w.export())
+        }
+        handlers.on(ExportWeightsNotice.self) { _, _ in
+            let w = try box.loaded()
+            return .init(deviceUUID: w.buffer.device.uuid, notice: try w.buffer.exportNotice())
         }
     }
 }

@@ -57,17 +57,22 @@ struct BenchSync: AsyncParsableCommand {
         for it in 0...iterations {
             for t in trainers { _ = try await t.call(PerturbWeights(seed: UInt64(it), scale: 0.01)) }
             let start = ContinuousClock.now
-            var exports: [String: ExportedWeights] = [:]
-            try await withThrowingTaskGroup(of: ExportWeights.Reply.self) { group in
-                for t in trainers { group.addTask { try await t.call(ExportWeights()) } }
-                for try await r in group { exports[r.deviceUUID] = r.exported }
-            }
-            let update = UpdateWeightsFromHandles(exports: exports)
-            let written = try await withThrowingTaskGroup(of: Int.self) { group in
-                for e in engines {
-                    group.addTask { try await e.collectiveRPC(update).reduce(0) { $0 + $1.bytes } }
+            // The first sync sends full exports (layouts); later ones only notices.
+            let written: Int
+            if it == 0 {
+                var exports: [String: ExportedWeights] = [:]
+                try await withThrowingTaskGroup(of: ExportWeights.Reply.self) { group in
+                    for t in trainers { group.addTask { try await t.call(ExportWeights()) } }
+                    for try await r in group { exports[r.deviceUUID] = r.exported }
                 }
-                return try await group.reduce(0, +)
+                written = try await Self.update(engines, UpdateWeightsFromHandles(exports: exports))
+            } else {
+                var notices: [String: WeightSyncNotice] = [:]
+                try await withThrowingTaskGroup(of: ExportWeightsNotice.Reply.self) { group in
+                    for t in trainers { group.addTask { try await t.call(ExportWeightsNotice()) } }
+                    for try await r in group { notices[r.deviceUUID] = r.notice }
+                }
+                written = try await Self.update(engines, UpdateWeightsFromNotices(notices: notices))
             }
             let d = ContinuousClock.now - start
             if it == 0 { first = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
@@ -86,6 +91,14 @@ struct BenchSync: AsyncParsableCommand {
                      median * 1e3, times.count, ByteCount.format(bytes), engines.count * tensorParallelSize,
                      Double(bytes) / median / 1e9, memcpy / 1e9, Double(bytes) / median / memcpy * 100, first * 1e3))
         await cluster.shutdown()
+    }
+
+    /// Sends `call` to every rank of every engine at once; total bytes written.
+    static func update<C: RemoteCall>(_ engines: [LLM], _ call: C) async throws -> Int where C.Reply == UpdateWeightsFromHandles.Reply {
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for e in engines { group.addTask { try await e.collectiveRPC(call).reduce(0) { $0 + $1.bytes } } }
+            return try await group.reduce(0, +)
+        }
     }
 
     private func exportsOf(_ trainers: [ActorRef]) async throws -> [String: ExportedWeights] {

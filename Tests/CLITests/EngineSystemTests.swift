@@ -179,6 +179,28 @@ import WeightSync
         await c.shutdown()
     }
 
+    @Test func noticesSyncOnceTheLayoutIsKnown() async throws {
+        let dir = try Self.model("opt-tiny")
+        let c = try cluster(devices: 1)
+        let pg = try await group(c)
+        let (trainer, llm) = try await trainerAndEngine(c, pg, trainerModel: dir, engineModel: dir, bundles: [0])
+        _ = try await trainer.call(PerturbWeights(seed: 3, scale: 0.1))
+        let first = try await trainer.call(ExportWeightsNotice())
+        // The engine has not seen the layout yet: a notice alone is refused, nothing written.
+        await #expect(throws: RemoteError.self) {
+            try await llm.collectiveRPC(UpdateWeightsFromNotices(notices: [first.deviceUUID: first.notice]))
+        }
+        let full = try await trainer.call(ExportWeights())
+        _ = try await llm.collectiveRPC(UpdateWeightsFromHandles(exports: [full.deviceUUID: full.exported]))
+        _ = try await trainer.call(PerturbWeights(seed: 4, scale: 0.1))
+        let notice = try await trainer.call(ExportWeightsNotice())
+        let replies = try await llm.collectiveRPC(UpdateWeightsFromNotices(notices: [notice.deviceUUID: notice.notice]))
+        #expect(replies[0].version == full.exported.version + 1)
+        let now = try await trainer.call(ExportWeights())
+        #expect(try await llm.collectiveRPC(CompareWeights(exports: [now.deviceUUID: now.exported])).allSatisfy(\.equal))
+        await c.shutdown()
+    }
+
     @Test func budgetTooSmallFailsAtStartNamingWhatDidNotFit() async throws {
         let dir = try Self.model("opt-tiny")
         let c = try cluster(devices: 1)

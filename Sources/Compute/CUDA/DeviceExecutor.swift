@@ -61,9 +61,11 @@ public final class DeviceExecutor: @unchecked Sendable {
         return try withoutActuallyEscaping(body) { body in
             let box = ResultBox<T>()
             let done = DispatchSemaphore(value: 0)
-            let sendableBody = UnsafeTransfer(body)
+            // The job drops the body before signalling: the queue may still hold the job itself when the
+            // caller resumes, and `withoutActuallyEscaping` traps if the body is referenced then.
+            let holder = BodyHolder(body)
             enqueue {
-                box.result = Result { try sendableBody.value() }
+                box.result = Result { try holder.take()() }
                 done.signal()
             }
             done.wait()  // the closure cannot outlive this call: we wait for it
@@ -75,11 +77,11 @@ public final class DeviceExecutor: @unchecked Sendable {
     public func run<T>(_ body: () throws -> T) async throws -> T {
         if isCurrent { return try body() }
         return try await withoutActuallyEscaping(body) { body in
-            let sendableBody = UnsafeTransfer(body)
+            let holder = BodyHolder(body)
             let box: ResultBox<T> = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ResultBox<T>, any Error>) in
                 enqueue {
                     let box = ResultBox<T>()
-                    box.result = Result { try sendableBody.value() }
+                    box.result = Result { try holder.take()() }
                     continuation.resume(returning: box)
                 }
             }
@@ -119,4 +121,14 @@ final class ResultBox<T>: @unchecked Sendable {
 struct UnsafeTransfer<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+/// Holds a non-escaping body for the job that runs it, and lets go of it before the caller resumes.
+private final class BodyHolder<T>: @unchecked Sendable {
+    private var body: (() throws -> T)?
+    init(_ body: @escaping () throws -> T) { self.body = body }
+    func take() -> () throws -> T {
+        defer { body = nil }
+        return body!
+    }
 }
