@@ -44,6 +44,8 @@ public final class EngineWorkerState: @unchecked Sendable {
     /// On GPUs: the one allocation holding every shard (a sync is then a few large copies).
     private let deviceWeights: CUDAEngineWeights?
     private let communicator: NCCLCommunicator?
+    /// The CPU all-reduce of a tensor-parallel engine, to abort peers when this rank's step fails.
+    let sharedAllReduce: SharedMemoryAllReduce?
 
     public var weights: [String: Tensor] { model.weights }
 
@@ -91,6 +93,7 @@ public final class EngineWorkerState: @unchecked Sendable {
         // All-reduce between ranks: NCCL on GPUs, the driver's shared segment on CPU devices.
         var allReduce: AllReduce?
         var communicator: NCCLCommunicator?
+        var sharedComm: SharedMemoryAllReduce?
         if worldSize > 1, let cuda {
             guard let id = config.ncclUniqueID else { throw EngineError("\(rankName): tensor parallelism on GPUs needs an NCCL id") }
             let comm = try NCCLCommunicator(device: cuda.cudaDevice, uniqueID: id, rank: rank, rankCount: worldSize)
@@ -102,7 +105,9 @@ public final class EngineWorkerState: @unchecked Sendable {
             let segment = try HostMemory.map(fileDescriptor: fd, byteCount: handle.byteCount, device: .host, keepDescriptor: true)
             let comm = SharedMemoryAllReduce(segment: segment, rank: rank, worldSize: worldSize, slotFloats: config.allReduceSlotFloats)
             allReduce = { try comm($0) }
+            sharedComm = comm
         }
+        sharedAllReduce = sharedComm
         self.communicator = communicator
         model = try TransformerModel(config: modelConfig, weights: weights, backend: backend,
                                      rank: rank, worldSize: worldSize, allReduce: allReduce)
@@ -151,7 +156,16 @@ public final class EngineWorker: ClusterActor {
     public func handlers(into handlers: inout Handlers) {
         let state = self.state
         handlers.on(GenerateTokens.self) { call, _ in
-            return try state.generator.generate(prompts: call.prompts, params: call.params)
+            do {
+                return try state.generator.generate(prompts: call.prompts, params: call.params)
+            } catch let error as ModelError {
+                // Bad requests fail identically on every rank before any all-reduce: nobody waits.
+                throw error
+            } catch {
+                // A failure of this rank alone: peers may be waiting in an all-reduce for it.
+                state.sharedAllReduce?.abort()
+                throw error
+            }
         }
         handlers.on(DescribeRank.self) { _, _ in
             DescribeRank.Reply(rank: state.rank, worldSize: state.worldSize, device: state.device, pid: getpid(),

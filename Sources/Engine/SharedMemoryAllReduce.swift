@@ -9,10 +9,12 @@ import Glibc
 /// adds all slots **in rank order** — so every rank ends with the bitwise same result — and waits again
 /// before the slots are reused. Barriers spin briefly, then sleep on a shared futex.
 ///
-/// A rank whose peer died would wait forever; instead the wait wakes periodically, checks every
-/// peer's pid and throws naming the dead rank.
+/// A rank whose peer died or failed would wait forever; instead the wait wakes periodically, checks
+/// every peer's pid and the segment's abort flag (set by a rank whose step threw), and throws naming
+/// the rank at fault. An aborted segment stays aborted: the engine has to be restarted.
 public final class SharedMemoryAllReduce: @unchecked Sendable {
-    /// Segment layout: header (64 B: arrivals u32, generation u32, pids[world] i32), then per-rank slots.
+    /// Segment layout: header (arrivals u32, generation u32, pids[32] i32, abort u32 = 1 + failed rank),
+    /// then per-rank slots.
     static let headerBytes = 256
     public static let maxRanks = 32
 
@@ -46,6 +48,16 @@ public final class SharedMemoryAllReduce: @unchecked Sendable {
     private var arrivals: UnsafeMutablePointer<UInt32> { memory.baseAddress.assumingMemoryBound(to: UInt32.self) }
     private var generation: UnsafeMutablePointer<UInt32> { arrivals + 1 }
     private var pids: UnsafeMutablePointer<Int32> { (memory.baseAddress + 8).assumingMemoryBound(to: Int32.self) }
+    private var abortFlag: UnsafeMutablePointer<UInt32> { (memory.baseAddress + 8 + 4 * Self.maxRanks).assumingMemoryBound(to: UInt32.self) }
+
+    /// Marks the group failed (this rank's step threw) and wakes every waiting peer, which then throws
+    /// instead of waiting for this rank forever.
+    public func abort() {
+        cshim_atomic_store_u32(abortFlag, UInt32(rank + 1))
+        _ = cshim_atomic_fetch_add_u32(generation, 0)
+        _ = cshim_futex_wake_all(generation)
+    }
+
     private func slot(_ r: Int) -> UnsafeMutablePointer<Float> {
         (memory.baseAddress + Self.headerBytes).assumingMemoryBound(to: Float.self) + r * slotFloats
     }
@@ -54,6 +66,7 @@ public final class SharedMemoryAllReduce: @unchecked Sendable {
     public func callAsFunction(_ tensor: Tensor) throws {
         precondition(tensor.dtype == .f32 && tensor.isContiguous)
         let data = tensor.pointer(Float.self)
+        try checkPeers()
         var start = 0
         while start < tensor.count {
             let n = min(slotFloats, tensor.count - start)
@@ -101,6 +114,10 @@ public final class SharedMemoryAllReduce: @unchecked Sendable {
     }
 
     private func checkPeers() throws {
+        let aborted = cshim_atomic_load_u32(abortFlag)
+        if aborted != 0 {
+            throw ComputeError("tensor-parallel rank \(aborted - 1) failed during a step; this engine must be restarted")
+        }
         for r in 0..<worldSize where r != rank {
             let pid = pids[r]
             if pid > 0 && kill(pid, 0) != 0 && errno == ESRCH {

@@ -1,0 +1,62 @@
+import Compute
+import Engine
+import Foundation
+import Testing
+
+/// The CPU tensor-parallel all-reduce, with ranks on threads of one process sharing one segment.
+@Suite struct SharedMemoryAllReduceTests {
+    func ranks(_ world: Int, slotFloats: Int) throws -> [SharedMemoryAllReduce] {
+        let segment = try SharedMemoryAllReduce.createSegment(worldSize: world, slotFloats: slotFloats)
+        return (0..<world).map { SharedMemoryAllReduce(segment: segment, rank: $0, worldSize: world, slotFloats: slotFloats) }
+    }
+
+    @Test func sumsAcrossRanksInChunksAndEveryRankGetsTheSameBits() throws {
+        let world = 3, count = 1000
+        let comms = try ranks(world, slotFloats: 64)  // forces 16 chunks
+        let inputs: [[Float]] = (0..<world).map { r in
+            (0..<count).map { (i: Int) -> Float in Float(r + 1) * 0.1 + Float(i) * 0.001 }
+        }
+        let tensors = inputs.map { Tensor($0, shape: [count]) }
+        let errors = ErrorBox()
+        // One thread per rank (a pool with fewer threads than ranks would leave the barrier waiting).
+        let group = DispatchGroup()
+        for r in 0..<world {
+            group.enter()
+            Thread {
+                do { try comms[r](tensors[r]) } catch { errors.add(error) }
+                group.leave()
+            }.start()
+        }
+        #expect(group.wait(timeout: .now() + 30) == .success)
+        #expect(errors.all.isEmpty)
+        let expected: [Float] = (0..<count).map { (i: Int) -> Float in inputs[0][i] + inputs[1][i] + inputs[2][i] }
+        for t in tensors {
+            #expect(zip(t.floats(), expected).allSatisfy { abs($0 - $1) < 1e-5 })
+            #expect(t.floats() == tensors[0].floats(), "ranks must agree bit for bit")
+        }
+    }
+
+    @Test func aPeerThatAbortsReleasesTheWaitingRankWithAnError() throws {
+        let comms = try ranks(2, slotFloats: 16)
+        let waiting = Tensor([1, 2, 3], shape: [3])
+        let errors = ErrorBox()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            do { try comms[0](waiting) } catch { errors.add(error) }
+            done.signal()
+        }.start()
+        Thread.sleep(forTimeInterval: 0.1)
+        comms[1].abort()
+        #expect(done.wait(timeout: .now() + 10) == .success, "rank 0 must not wait forever")
+        #expect(errors.all.map { String(describing: $0) }.first?.contains("rank 1 failed") == true)
+        // The group stays failed: a later all-reduce refuses at once.
+        #expect(throws: ComputeError.self) { try comms[1](Tensor([1], shape: [1])) }
+    }
+}
+
+final class ErrorBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var errors: [any Error] = []
+    func add(_ e: any Error) { lock.lock(); errors.append(e); lock.unlock() }
+    var all: [any Error] { lock.lock(); defer { lock.unlock() }; return errors }
+}
