@@ -3,7 +3,7 @@ import Compute
 import Foundation
 import Models
 
-/// `colocate bench decode`: generation throughput of one model replica on the CPU, the way HF
+/// `colocate bench decode`: generation throughput of one model replica (CPU or one GPU), the way HF
 /// `generate` is measured by the anchor script (prompt 128, 128 new tokens, greedy, EOS ignored).
 struct BenchDecode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,9 +21,11 @@ struct BenchDecode: AsyncParsableCommand {
     var newTokens: Int = 128
     @Option(help: "Weight dtype: f32, bf16 or f16.")
     var dtype: String = "f32"
+    @Option(help: "Device: cpu, cuda or cuda:N.")
+    var device: String = "cpu"
 
     func run() async throws {
-        let backend = try Backends.make(device: "cpu")
+        let backend = try Backends.make(device: device)
         let weightType = try CLIParse.dtype(dtype)
         let transformer: TransformerModel
         let name: String
@@ -34,7 +36,7 @@ struct BenchDecode: AsyncParsableCommand {
             let p = try ModelPreset.named(preset)
             let config = try p.config()
             var weights: [String: Tensor] = [:]
-            for (n, t) in try RandomWeights.make(config: config, seed: 0, dtype: weightType) { weights[n] = t }
+            for (n, t) in try RandomWeights.make(config: config, seed: 0, dtype: weightType) { weights[n] = try backend.upload(t) }
             transformer = try TransformerModel(config: config, weights: weights, backend: backend)
             name = preset
         }
@@ -42,7 +44,7 @@ struct BenchDecode: AsyncParsableCommand {
             guard let v = Int(s), v > 0 else { throw CLIError("bad batch size '\(s)'") }
             return v
         }
-        print("bench decode: \(name), weights \(weightType), prompt \(promptTokens), new \(newTokens), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        print("bench decode: \(name) on \(backend.device), weights \(weightType), prompt \(promptTokens), new \(newTokens), \(ProcessInfo.processInfo.activeProcessorCount) cores")
         print("batch | new tokens/s (prefill+decode) | decode tokens/s | prefill ms")
         for b in sizes {
             var rng = SplitMix64(seed: UInt64(b))
