@@ -20,6 +20,9 @@ public struct EngineWorkerConfig: Codable, Sendable {
     public var allReduceSlotFloats: Int
     /// Worker extensions to load, by registered name.
     public var extensions: [String]
+    /// The smallest device capacity among the engine's ranks: every rank sizes its KV cache from it, so
+    /// all ranks hold the same number of blocks and take the same scheduling decisions.
+    public var capacityForSizing: Int?
     /// NCCL unique id made by the driver (tensor parallelism on GPUs).
     public var ncclUniqueID: [UInt8]?
     /// CPU threads for this rank's kernels: the ranks of an engine share the host's cores instead of
@@ -59,7 +62,9 @@ public final class EngineWorkerState: @unchecked Sendable {
         self.rank = rank
         self.worldSize = worldSize
         if getenv("COLOCATE_CPU_THREADS") == nil { setenv("COLOCATE_CPU_THREADS", String(config.cpuThreads), 1) }
-        var budget = try MemoryBudget(device: device, utilization: config.memoryUtilization)
+        var sizing = device
+        if let smallest = config.capacityForSizing { sizing.capacity = min(device.capacity, smallest) }
+        var budget = try MemoryBudget(device: sizing, utilization: config.memoryUtilization)
         let rankName = "engine rank \(rank)"
         let cuda: CUDABackend?
         let backend: any ComputeBackend
@@ -102,7 +107,13 @@ public final class EngineWorkerState: @unchecked Sendable {
         } else if worldSize > 1 {
             guard let handle = config.allReduceSegment else { throw EngineError("\(rankName): tensor parallelism needs an all-reduce segment") }
             let fd = try SharedMemoryIdentity(bytes: handle.opaque).open()
-            let segment = try HostMemory.map(fileDescriptor: fd, byteCount: handle.byteCount, device: .host, keepDescriptor: true)
+            let segment: HostMemory
+            do {
+                segment = try HostMemory.map(fileDescriptor: fd, byteCount: handle.byteCount, device: .host, keepDescriptor: true)
+            } catch {
+                close(fd)
+                throw error
+            }
             let comm = SharedMemoryAllReduce(segment: segment, rank: rank, worldSize: worldSize, slotFloats: config.allReduceSlotFloats)
             allReduce = { try comm($0) }
             sharedComm = comm
@@ -129,7 +140,7 @@ public final class EngineWorkerState: @unchecked Sendable {
         }
         try budget.charge(blocks * perBlock, for: "\(rankName): KV cache")
         let cache = try model.makeCache(blockSize: config.blockSize, numBlocks: blocks)
-        generator = Generator(model: model, cache: cache, maxBatchTokens: config.maxBatchedTokens)
+        generator = Generator(model: model, cache: cache, maxBatchTokens: config.maxBatchedTokens, maxSequences: config.maxSequences)
         importer = WeightImporters.make(for: backend)
         self.table = table
         self.budget = budget

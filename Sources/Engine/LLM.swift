@@ -31,6 +31,8 @@ public final class LLM: Sendable {
     public let ranks: ActorGroup
     public let tokenizer: Tokenizer?
     public let config: ModelConfig
+    /// Whether the ranks are on GPUs (collectives through NCCL).
+    private let onGPUs: Bool
     /// The all-reduce segment the ranks share; owned here so it lives as long as the engine.
     private let allReduceSegment: HostMemory?
 
@@ -77,6 +79,9 @@ public final class LLM: Sendable {
         // GPUs all-reduce through NCCL; the driver makes the id every rank joins with.
         let onGPUs = placements.contains { p in p.map { $0.group.bundleDevices[$0.bundleIndex]?.kind == .cuda } ?? false }
         let ncclID: [UInt8]? = tp > 1 && onGPUs ? try NCCLCommunicator.uniqueID() : nil
+        guard onGPUs || tp <= SharedMemoryAllReduce.maxRanks else {
+            throw EngineError("tensor-parallel size \(tp) exceeds the \(SharedMemoryAllReduce.maxRanks) ranks the CPU all-reduce supports")
+        }
         var segmentHandle: MemoryHandle?
         let slotFloats = max(maxBatchedTokens, 1) * config.hiddenSize
         if tp > 1 && !onGPUs {
@@ -91,11 +96,14 @@ public final class LLM: Sendable {
         let workerConfig = EngineWorkerConfig(
             modelDirectory: directory, dtype: dtype, memoryUtilization: memoryUtilization, blockSize: blockSize,
             maxBatchedTokens: maxBatchedTokens, maxSequences: maxSequences, allReduceSegment: segmentHandle,
-            allReduceSlotFloats: slotFloats, extensions: extensions, ncclUniqueID: ncclID,
+            allReduceSlotFloats: slotFloats, extensions: extensions,
+            capacityForSizing: placements.compactMap { p in p.flatMap { $0.group.bundleDevices[$0.bundleIndex]?.capacity } }.min(),
+            ncclUniqueID: ncclID,
             cpuThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / tp))
         ranks = try await cluster.spawnGroup(actorType: EngineWorker.typeName, config: workerConfig, placements: placements, name: name)
         modelDirectory = directory
         tensorParallelSize = tp
+        self.onGPUs = onGPUs
     }
 
     /// Runs `call` on every rank (vLLM's `collective_rpc`); one reply per rank, in rank order.
@@ -118,7 +126,7 @@ public final class LLM: Sendable {
         var params = params
         // Every rank must draw the same random numbers: the driver fixes the seed.
         if params.seed == nil { params.seed = UInt64.random(in: .min ... .max) }
-        let perRank = try await ranks.callAll(GenerateTokens(prompts: prompts, params: params))
+        let perRank = try await generateOnEveryRank(GenerateTokens(prompts: prompts, params: params))
         guard perRank.allSatisfy({ $0 == perRank[0] }) else {
             throw EngineError("tensor-parallel ranks of \(ranks.name) produced different tokens")
         }
@@ -127,6 +135,30 @@ public final class LLM: Sendable {
                 CompletionOutput(index: i, text: try tokenizer?.decode(c.tokenIds), tokenIds: c.tokenIds,
                                  logprobs: c.logprobs, finishReason: c.finishReason)
             })
+        }
+    }
+
+    /// Runs a step on every rank. Ranks meet in all-reduces, so when one dies (or fails alone on a GPU,
+    /// where NCCL would wait for it forever) the others cannot finish: the engine's ranks are stopped
+    /// and the error says so, instead of the call hanging.
+    private func generateOnEveryRank(_ call: GenerateTokens) async throws -> [[[Completion]]] {
+        let ranks = self.ranks.ranks
+        return try await withThrowingTaskGroup(of: (Int, [[Completion]]).self) { group in
+            for (i, rank) in ranks.enumerated() { group.addTask { (i, try await rank.call(call)) } }
+            var out = [[[Completion]]?](repeating: nil, count: ranks.count)
+            do {
+                for try await (i, reply) in group { out[i] = reply }
+            } catch {
+                // A bad request fails identically on every rank (a RemoteError each): nobody waits. A dead
+                // rank, or one rank's failure on GPUs, leaves its peers inside a collective.
+                if ranks.count > 1 && (error is ActorDiedError || onGPUs) {
+                    for rank in ranks { rank.kill() }
+                    group.cancelAll()
+                    throw EngineError("\(error); engine \(self.ranks.name) was stopped: its other ranks were waiting for the failed one in an all-reduce")
+                }
+                throw error
+            }
+            return out.map { $0! }
         }
     }
 

@@ -53,7 +53,8 @@ public final class SharedMemoryAllReduce: @unchecked Sendable {
     /// Marks the group failed (this rank's step threw) and wakes every waiting peer, which then throws
     /// instead of waiting for this rank forever.
     public func abort() {
-        cshim_atomic_store_u32(abortFlag, UInt32(rank + 1))
+        // The first rank to fail is the one named; peers failing because of it change nothing.
+        _ = cshim_atomic_cas_u32(abortFlag, 0, UInt32(rank + 1))
         _ = cshim_atomic_fetch_add_u32(generation, 0)
         _ = cshim_futex_wake_all(generation)
     }

@@ -77,8 +77,17 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
         guard handle.deviceUUID.lowercased() == device.uuid.lowercased() else {
             throw WeightSyncError("handle is for device \(handle.deviceUUID), but this rank is on \(device.uuid): each rank must open the export of its own device's trainer")
         }
+        guard handle.offset >= 0, handle.byteCount >= 0, handle.offset <= Int.max - handle.byteCount else {
+            throw WeightSyncError("malformed handle: \(handle.byteCount) bytes at offset \(handle.offset)")
+        }
         let key = MappingKey(ownerPID: handle.ownerPID, opaque: handle.opaque)
         let needed = handle.offset + handle.byteCount
+        // A trainer that reallocated exports a new handle; a dead one leaves its mapping behind: close
+        // those so the old allocations are freed (the cached copy plan pointed into them too).
+        for (known, _) in mappings where known != key && (known.ownerPID == key.ownerPID || kill(known.ownerPID, 0) != 0 && errno == ESRCH) {
+            mappings[known] = nil
+            cached = nil
+        }
         guard handle.ownerIsAlive else {
             mappings[key] = nil
             throw WeightSyncError("the trainer owning the weights (pid \(handle.ownerPID)) is gone")

@@ -26,7 +26,16 @@ public final class WeightImporter: WeightImporting, @unchecked Sendable {
         guard handle.kind == .cpuSharedMemory, device.kind == .cpu else {
             throw WeightSyncError("a \(handle.kind) handle cannot be opened on a \(device.kind) device")
         }
+        guard handle.offset >= 0, handle.byteCount >= 0, handle.offset <= Int.max - handle.byteCount else {
+            throw WeightSyncError("malformed handle: \(handle.byteCount) bytes at offset \(handle.offset)")
+        }
+        let needed = handle.offset + handle.byteCount
         let identity = try SharedMemoryIdentity(bytes: handle.opaque)
+        // A trainer that reloaded exports a new buffer; one that died leaves its buffer behind: let go
+        // of those mappings so the memory is freed.
+        for (known, _) in mappings where known != identity && (known.pid == identity.pid || !known.isOwnerAlive) {
+            mappings[known] = nil
+        }
         if let m = mappings[identity] {
             // The owner may have died since; a mapping keeps memory alive, but the sync must not go on
             // silently reading a dead trainer's weights.
@@ -34,10 +43,22 @@ public final class WeightImporter: WeightImporting, @unchecked Sendable {
                 mappings[identity] = nil
                 throw WeightSyncError("the trainer owning the weights (pid \(identity.pid)) is gone")
             }
-            return m
+            if m.byteCount >= needed { return m }
+            mappings[identity] = nil
         }
         let fd = try identity.open()
-        let memory = try HostMemory.map(fileDescriptor: fd, byteCount: handle.offset + handle.byteCount, device: device, keepDescriptor: true)
+        var st = stat()
+        guard fstat(fd, &st) == 0, Int(st.st_size) >= needed else {
+            close(fd)
+            throw WeightSyncError("the exported buffer of pid \(identity.pid) holds fewer bytes than the handle's \(needed)")
+        }
+        let memory: HostMemory
+        do {
+            memory = try HostMemory.map(fileDescriptor: fd, byteCount: needed, device: device, keepDescriptor: true)
+        } catch {
+            close(fd)
+            throw error
+        }
         mappings[identity] = memory
         return memory
     }

@@ -18,7 +18,8 @@ enum WeightUpdateCheck {
             guard entry.dtype.isFloatingPoint else {
                 throw WeightSyncError("tensor \(entry.name) has dtype \(entry.dtype); weights must be f32, bf16 or f16")
             }
-            guard entry.offset >= 0, entry.offset + entry.byteCount <= exported.handle.byteCount else {
+            guard entry.offset >= 0, entry.byteCount <= exported.handle.byteCount,
+                  entry.offset <= exported.handle.byteCount - entry.byteCount else {
                 throw WeightSyncError("tensor \(entry.name) lies outside the exported buffer")
             }
             guard seen.insert(entry.name).inserted else {

@@ -34,8 +34,18 @@ struct BenchSync: AsyncParsableCommand {
         guard device == "cpu" || device == "cuda" else { throw CLIError("unknown device '\(device)' (use cpu or cuda)") }
         guard iterations >= 1 else { throw CLIError("--iterations must be ≥ 1") }
         let dir = try model ?? ModelCache.ensure(preset: preset) { print($0) }
+        let engineType = try CLIParse.dtype(engineDtype)
         let cluster = try Cluster.local(devices: DeviceSpec(parsing: devices ?? (device == "cuda" ? "cuda" : "cpu:2")))
-        defer { Task { await cluster.shutdown() } }
+        do {
+            try await measure(cluster, dir, engineType)
+        } catch {
+            await cluster.shutdown()
+            throw error
+        }
+        await cluster.shutdown()
+    }
+
+    private func measure(_ cluster: Cluster, _ dir: String, _ engineType: DType) async throws {
         let layout = try ColocatedLayout(devices: cluster.devices, tensorParallelSize: tensorParallelSize,
                                          trainerFraction: 0.4, workerFraction: 0.4)
         let pg = try cluster.placementGroup(layout.bundles, name: "bench-sync")
@@ -49,7 +59,7 @@ struct BenchSync: AsyncParsableCommand {
         var engines: [LLM] = []
         for e in layout.engines.indices {
             engines.append(try await LLM(cluster: cluster, model: dir, placements: layout.enginePlacements(e, in: pg),
-                                         memoryUtilization: 0.4, dtype: try CLIParse.dtype(engineDtype), name: "engine-\(e)"))
+                                         memoryUtilization: 0.4, dtype: engineType, name: "engine-\(e)"))
         }
         var times: [Double] = []
         var bytes = 0
@@ -90,7 +100,6 @@ struct BenchSync: AsyncParsableCommand {
         print(String(format: "median %.2f ms over %d warm runs; %@ written across %d ranks = %.2f GB/s; host memcpy %.2f GB/s (%.0f%%); first sync %.2f ms",
                      median * 1e3, times.count, ByteCount.format(bytes), engines.count * tensorParallelSize,
                      Double(bytes) / median / 1e9, memcpy / 1e9, Double(bytes) / median / memcpy * 100, first * 1e3))
-        await cluster.shutdown()
     }
 
     /// Sends `call` to every rank of every engine at once; total bytes written.

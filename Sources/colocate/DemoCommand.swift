@@ -42,6 +42,9 @@ struct Demo: AsyncParsableCommand {
         }
         let log: (String) -> Void = json ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { print($0) }
         let directory = try model ?? ModelCache.ensure(preset: preset, log: log)
+        guard FileManager.default.fileExists(atPath: directory + "/tokenizer.json") else {
+            throw CLIError("\(directory) has no tokenizer.json, which the demo needs to encode its prompt (colocate init-model writes one)")
+        }
         let scenario = DemoScenario(options: .init(
             devices: spec, tensorParallelSize: tensorParallelSize, trainerFraction: trainerFraction,
             workerFraction: workerFraction, memoryUtilization: memoryUtilization, model: directory, prompt: prompt,

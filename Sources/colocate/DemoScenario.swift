@@ -232,11 +232,14 @@ enum ModelCache {
         if fm.fileExists(atPath: dir + "/model.safetensors") || fm.fileExists(atPath: dir + "/model.safetensors.index.json") { return dir }
         log("creating the \(preset) model (random weights, HF layout) in \(dir) — once")
         let tmp = dir + ".tmp-\(getpid())"
+        defer { try? fm.removeItem(atPath: tmp) }
         try? fm.removeItem(atPath: tmp)
         try ModelDirectory.write(preset: ModelPreset.named(preset), to: tmp, seed: 0)
-        try? fm.removeItem(atPath: dir)
         try fm.createDirectory(atPath: (dir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try fm.moveItem(atPath: tmp, toPath: dir)
+        // rename(2) is atomic; if another first run got there first, its model is as good as ours.
+        if rename(tmp, dir) != 0 && !fm.fileExists(atPath: dir + "/model.safetensors") {
+            throw CLIError("cannot install the model in \(dir): \(String(cString: strerror(errno)))")
+        }
         return dir
     }
 }

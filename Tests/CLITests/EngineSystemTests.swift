@@ -162,7 +162,13 @@ import WeightSync
         // A first sync maps the trainer's buffer in the engine.
         var export = try await trainer.call(ExportWeights())
         _ = try await llm.collectiveRPC(UpdateWeightsFromHandles(exports: [export.deviceUUID: export.exported]))
-        #expect(weightBufferReferences(pid: enginePID) > 0)
+        let referencesOfOneBuffer = weightBufferReferences(pid: enginePID)
+        #expect(referencesOfOneBuffer > 0)
+        // The trainer reloads (a new buffer): after the next sync the engine holds only the new one.
+        _ = try await trainer.call(LoadModel(directory: dir))
+        export = try await trainer.call(ExportWeights())
+        _ = try await llm.collectiveRPC(UpdateWeightsFromHandles(exports: [export.deviceUUID: export.exported]))
+        #expect(weightBufferReferences(pid: enginePID) == referencesOfOneBuffer)
         // The trainer dies; the next sync fails with a reason and the engine lets go of the memory.
         export = try await trainer.call(ExportWeights())
         trainer.kill()

@@ -56,22 +56,34 @@ import Testing
         #expect(logits["shape"] as? [Int] == [2, 24, 512])
     }
 
-    @Test(arguments: [
+    static let userErrors: [(args: [String], message: String)] = [
         (["generate", "--model", "/nonexistent", "--prompt-ids", "1"], "not a model directory"),
         (["generate", "--model", "FIXTURE/llama-tiny", "--prompt-ids", "1,99999"], "outside the vocabulary"),
         (["generate", "--model", "FIXTURE/llama-tiny", "--prompt-ids", "1,x"], "not a token id"),
         (["generate", "--model", "FIXTURE/llama-tiny", "--prompt", "hi"], "no tokenizer.json"),
         (["generate", "--model", "FIXTURE/llama-tiny", "--prompt-ids", Array(repeating: "1", count: 200).joined(separator: ",")], "positions"),
         (["generate", "--model", "FIXTURE", "--prompt-ids", "1"], "not a model directory"),
+        (["generate", "--model", "FIXTURE/llama-tiny", "--prompt-ids", "1", "--n", "4611686018427387904"], "more sequences than a KV cache"),
         (["init-model", "--arch", "gpt2", "--preset", "opt-tiny", "--out", "/tmp/x"], "unknown architecture"),
         (["init-model", "--arch", "llama", "--preset", "opt-tiny", "--out", "/tmp/x"], "is opt, not llama"),
-    ])
+    ]
+
+    @Test(arguments: userErrors)
     func userErrorsAreOneLineAndNonZero(args: [String], message: String) throws {
         let fixtures = try colocateFixtures()
         let r = try runColocate(args.map { $0.replacingOccurrences(of: "FIXTURE", with: fixtures) })
         #expect(r.status != 0)
         #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
         #expect(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count == 1, "stderr: \(r.stderr)")
+    }
+
+    @Test func hugeMaxTokensStopsAtTheModelsPositions() throws {
+        let r = try runColocate(["generate", "--model", try colocateFixtures() + "/llama-tiny", "--prompt-ids", "2,5",
+                                 "--max-tokens", "9223372036854775807", "--temperature", "0", "--ignore-eos", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let outputs = (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any])["outputs"] as! [[String: Any]]
+        #expect((outputs[0]["ids"] as? [Int])?.count == 128 - 2, "prompt + new tokens fill the 128 positions")
+        #expect(outputs[0]["finish_reason"] as? String == "length")
     }
 
     @Test func modelDirectoryWithoutWeightsIsAClearError() throws {

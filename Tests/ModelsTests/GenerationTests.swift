@@ -69,6 +69,9 @@ import Testing
         let roomy = try m.generate(prompts: prompts, params: params)
         let cache = try m.model.makeCache(blockSize: 4, numBlocks: 9)
         let tight = try Generator(model: m.model, cache: cache).generate(prompts: prompts, params: params)
+        let oneAtATime = try Generator(model: m.model, cache: try m.model.makeCache(blockSize: 4, numBlocks: 64), maxSequences: 1)
+            .generate(prompts: prompts, params: params)
+        #expect(oneAtATime.map { $0.map(\.tokenIds) } == roomy.map { $0.map(\.tokenIds) })
         // Same tokens; log-probs may differ in the last bits (rows are summed in other batch shapes).
         #expect(roomy.map { $0.map(\.tokenIds) } == tight.map { $0.map(\.tokenIds) })
         for (a, b) in zip(roomy.flatMap { $0 }, tight.flatMap { $0 }) {

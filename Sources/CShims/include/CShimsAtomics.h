@@ -7,6 +7,8 @@
 uint32_t cshim_atomic_load_u32(const uint32_t *p);
 void cshim_atomic_store_u32(uint32_t *p, uint32_t v);
 uint32_t cshim_atomic_fetch_add_u32(uint32_t *p, uint32_t v);
+/// Stores `desired` if *p == expected. Returns 1 if it did.
+int cshim_atomic_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired);
 /// Sleeps while *p == expected, at most timeout_ns (shared futex). Returns 0, or -1 with errno.
 int cshim_futex_wait(uint32_t *p, uint32_t expected, int64_t timeout_ns);
 /// Wakes every waiter on p. Returns the number woken or -1.

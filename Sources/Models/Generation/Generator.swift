@@ -14,11 +14,14 @@ public final class Generator: @unchecked Sendable {
     /// Upper bound of tokens in one step (prefill chunks are not split; a prompt longer than this
     /// still runs alone).
     public var maxBatchTokens: Int
+    /// Most sequences in one step (vLLM's `max_num_seqs`); the rest wait.
+    public var maxSequences: Int
 
-    public init(model: TransformerModel, cache: KVCache, maxBatchTokens: Int = 4096) {
+    public init(model: TransformerModel, cache: KVCache, maxBatchTokens: Int = 4096, maxSequences: Int = 256) {
         self.model = model
         self.cache = cache
         self.maxBatchTokens = maxBatchTokens
+        self.maxSequences = max(1, maxSequences)
     }
 
     private struct Sequence {
@@ -94,7 +97,7 @@ public final class Generator: @unchecked Sendable {
             }
             // Admit waiting sequences (recomputing everything they have so far) while blocks and budget last.
             var stepTokens = running.count
-            while var next = waiting.last {
+            while var next = waiting.last, running.count < maxSequences {
                 let length = next.all.count
                 if !running.isEmpty && stepTokens + length > maxBatchTokens { break }
                 guard allocator.reserve(&next.blocks, tokens: length) else { break }

@@ -31,10 +31,17 @@ public final class LocalModel: @unchecked Sendable {
     /// Generates with a cache sized for exactly this request.
     public func generate(prompts: [[Int32]], params: SamplingParams, blockSize: Int = 16) throws -> [[Completion]] {
         try params.validate()
-        let perSequence = (prompts.map(\.count).max() ?? 0) + params.maxTokens
-        let blocksPerSequence = (min(perSequence, config.maxPositions) + blockSize - 1) / blockSize
+        // No sequence outgrows the model's positions, so clamp before adding (huge --max-tokens is fine).
+        let longestPrompt = min(prompts.map(\.count).max() ?? 0, config.maxPositions)
+        let perSequence = min(longestPrompt + min(params.maxTokens, config.maxPositions), config.maxPositions)
+        let blocksPerSequence = (perSequence + blockSize - 1) / blockSize
+        let (sequences, overflow) = prompts.count.multipliedReportingOverflow(by: params.n)
+        let (blocks, overflow2) = blocksPerSequence.multipliedReportingOverflow(by: sequences)
+        guard !overflow, !overflow2, blocks <= 1 << 31 else {
+            throw ModelError("\(prompts.count) prompts × n \(params.n) is more sequences than a KV cache can hold")
+        }
         return try model.backend.perform {
-            let cache = try model.makeCache(blockSize: blockSize, numBlocks: max(1, blocksPerSequence * prompts.count * params.n))
+            let cache = try model.makeCache(blockSize: blockSize, numBlocks: max(1, blocks))
             return try Generator(model: model, cache: cache).generate(prompts: prompts, params: params)
         }
     }
