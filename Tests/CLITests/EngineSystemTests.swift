@@ -207,6 +207,31 @@ import WeightSync
         await c.shutdown()
     }
 
+    /// A rank killed in the middle of a tensor-parallel step: the call fails (naming the dead rank)
+    /// instead of leaving the driver and the surviving rank waiting for each other.
+    @Test(.timeLimit(.minutes(2)))
+    func aRankKilledMidGenerationFailsTheCallInsteadOfHanging() async throws {
+        let dir = try Self.model("llama-tiny")
+        let c = try cluster(devices: 2)
+        let pg = try await group(c)
+        let llm = try await LLM(cluster: c, model: dir, tensorParallelSize: 2, placement: (pg, [0, 1]), workerFraction: 0.4, name: "victim")
+        let prompts = [[Int32]](repeating: [3, 4, 5], count: 32)
+        let params = SamplingParams(maxTokens: 120, temperature: 0, ignoreEOS: true)
+        let victim = llm.ranks.ranks[1]
+        Task {
+            try await Task.sleep(for: .milliseconds(150))
+            victim.kill()
+        }
+        do {
+            // Long enough that the kill lands during generation; repeat in case one call finishes first.
+            for _ in 0..<50 { _ = try await llm.generate(promptTokenIds: prompts, params) }
+            Issue.record("generation went on after a rank was killed")
+        } catch {
+            #expect(String(describing: error).contains("victim-rank1") || String(describing: error).contains("died"), "\(error)")
+        }
+        await c.shutdown()
+    }
+
     @Test func budgetTooSmallFailsAtStartNamingWhatDidNotFit() async throws {
         let dir = try Self.model("opt-tiny")
         let c = try cluster(devices: 1)
