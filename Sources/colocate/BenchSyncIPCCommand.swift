@@ -34,6 +34,8 @@ struct BenchSyncIPC: ParsableCommand {
     var engineDtype: String?
     @Option(help: "Warm syncs per variant.")
     var iters = 20
+    @Option(help: "Idle time between the trainer's last GPU work and the sync, in ms (0: sync right after, as in RL).")
+    var settleMs = 0
     @Option(help: "Tensor-parallel size: engine ranks, one per GPU (each GPU also holds a trainer).")
     var tp = 1
     @Flag(help: .hidden)
@@ -77,6 +79,9 @@ struct BenchSyncIPC: ParsableCommand {
                 try t.buffer.fill(byte: fill)
                 t.version += 1
             }
+            // With a settle time the GPU has finished switching away from the trainer's context: the
+            // difference to 0 is the cost of time-slicing two processes on one GPU.
+            if settleMs > 0 { usleep(UInt32(settleMs) * 1000) }
             let start = monotonicNanoseconds()
             for (r, t) in trainers.enumerated() {
                 switch message {
