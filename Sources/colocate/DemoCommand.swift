@@ -7,14 +7,7 @@ struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run vLLM's rlhf_colocate scenario: colocated trainers and TP engines, weights synced in place.")
 
-    @Option(help: "Devices: cpu:N or cpu:N:SIZE (virtual CPU devices; default cpu:4), or cuda (every visible GPU; the default with --device cuda).")
-    var devices: String?
-    @Option(name: .customLong("tp"), help: "Tensor-parallel size of each engine.")
-    var tensorParallelSize: Int = 2
-    @Option(help: "Share of its device each trainer takes.")
-    var trainerFraction: Double = 0.4
-    @Option(help: "Share of its device each engine rank takes (VLLM_RAY_PER_WORKER_GPUS).")
-    var workerFraction: Double = 0.4
+    @OptionGroup var layout: LayoutOptions
     @Option(help: "Fraction of device memory an engine rank may use (gpu_memory_utilization).")
     var memoryUtilization: Double = 0.4
     @Option(help: "Model directory (default: the opt-125m preset, created once in ~/.cache/colocate).")
@@ -34,9 +27,9 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         guard device == "cpu" || device == "cuda" else { throw CLIError("unknown device '\(device)' (use cpu or cuda)") }
-        let spec = try DeviceSpec(parsing: devices ?? (device == "cuda" ? "cuda" : "cpu:4"))
+        let spec = try DeviceSpec(parsing: layout.devices ?? (device == "cuda" ? "cuda" : "cpu:4"))
         switch (device, spec) {
-        case ("cuda", .cpu): throw CLIError("--device cuda runs on GPUs; --devices \(devices ?? "") names CPU devices")
+        case ("cuda", .cpu): throw CLIError("--device cuda runs on GPUs; --devices \(layout.devices ?? "") names CPU devices")
         case ("cpu", .cuda): throw CLIError("--devices cuda needs --device cuda")
         default: break
         }
@@ -46,8 +39,8 @@ struct Demo: AsyncParsableCommand {
             throw CLIError("\(directory) has no tokenizer.json, which the demo needs to encode its prompt (colocate init-model writes one)")
         }
         let scenario = DemoScenario(options: .init(
-            devices: spec, tensorParallelSize: tensorParallelSize, trainerFraction: trainerFraction,
-            workerFraction: workerFraction, memoryUtilization: memoryUtilization, model: directory, prompt: prompt,
+            devices: spec, tensorParallelSize: layout.tensorParallelSize, trainerFraction: layout.trainerFraction,
+            workerFraction: layout.workerFraction, memoryUtilization: memoryUtilization, model: directory, prompt: prompt,
             maxTokens: maxTokens, engineDType: try CLIParse.dtype(engineDtype), workerExecutable: nil), log: log)
         let start = ContinuousClock.now
         let report = try await scenario.run()
