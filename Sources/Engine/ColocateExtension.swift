@@ -69,7 +69,7 @@ public struct ColocateExtension: WorkerExtension {
             try w.importer.update(from: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
         }
         let elapsed = ContinuousClock.now - start
-        return .init(bytes: bytes, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+        return .init(bytes: bytes, seconds: elapsed.inSeconds,
                      version: exported.version)
     }
 

@@ -82,7 +82,7 @@ public final class TrainerActor: ClusterActor {
             box.value = loaded
             let t = ContinuousClock.now - start
             return .init(parameters: loaded.table.totalCount, bytes: loaded.byteCount,
-                         seconds: Double(t.components.seconds) + Double(t.components.attoseconds) * 1e-18)
+                         seconds: t.inSeconds)
         }
         handlers.on(ZeroWeights.self) { _, _ in
             try box.loaded().zero()

@@ -192,5 +192,5 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
 }
 
 private func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    d.inSeconds
 }

@@ -62,8 +62,8 @@ struct BenchDecode: AsyncParsableCommand {
             let t1 = ContinuousClock.now
             _ = try generator.generate(prompts: prompts, params: full)
             let total = ContinuousClock.now - t1
-            let totalS = Double(total.components.attoseconds) * 1e-18 + Double(total.components.seconds)
-            let prefillS = Double(prefill.components.attoseconds) * 1e-18 + Double(prefill.components.seconds)
+            let totalS = total.inSeconds
+            let prefillS = prefill.inSeconds
             let newTotal = Double(b * newTokens)
             print(String(format: "%5d | %29.1f | %15.1f | %10.1f", b, newTotal / totalS,
                          Double(b * (newTokens - 1)) / max(totalS - prefillS, 1e-9), prefillS * 1e3))

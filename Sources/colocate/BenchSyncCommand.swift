@@ -85,8 +85,8 @@ struct BenchSync: AsyncParsableCommand {
                 written = try await Self.update(engines, UpdateWeightsFromNotices(notices: notices))
             }
             let d = ContinuousClock.now - start
-            if it == 0 { first = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
-            if it > 0 { times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18) }
+            if it == 0 { first = d.inSeconds }
+            if it > 0 { times.append(d.inSeconds) }
             bytes = written
         }
         for e in engines {
@@ -130,7 +130,7 @@ struct BenchSync: AsyncParsableCommand {
             let s = ContinuousClock.now
             memcpy(b.baseAddress, a.baseAddress, n)
             let d = ContinuousClock.now - s
-            best.append(Double(n) / (Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18))
+            best.append(Double(n) / (d.inSeconds))
         }
         return best.sorted()[2]
     }

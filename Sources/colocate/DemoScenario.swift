@@ -86,7 +86,7 @@ struct DemoScenario {
         let start = ContinuousClock.now
         let (value, detail) = try await body()
         let d = ContinuousClock.now - start
-        let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        let seconds = d.inSeconds
         rec.report.steps.append(Step(name: name, seconds: seconds, detail: detail))
         log(String(format: "✓ %@ (%.3f s)%@", name, seconds, detail.isEmpty ? "" : "\n    " + detail.replacingOccurrences(of: "\n", with: "\n    ")))
         return value
