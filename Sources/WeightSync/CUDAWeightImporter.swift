@@ -26,20 +26,60 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
         var layout: WeightLayout
         var table: ParameterTable
         var sourceBase: UInt64
-        /// Every engine weight in the dictionary's own order: no name is hashed, and names held by the
-        /// same dictionary compare by identity.
-        var weights: [WeightSignature]
         var rank: Int
         var worldSize: Int
     }
+    /// What the plan assumed of one engine weight.
     private struct WeightSignature: Equatable {
         var name: String
         var address: UInt64
         var dtype: DType
         var shape: [Int]
         var onDevice: Bool
+
+        init(_ name: String, _ w: Tensor) {
+            let storage = w.deviceStorage
+            self.name = name
+            address = (storage?.deviceAddress ?? 0) + UInt64(w.byteOffset)
+            dtype = w.dtype
+            shape = w.shape
+            onDevice = storage != nil
+        }
     }
-    private var cached: (key: PlanKey, plan: ShardCopyPlan)?
+
+    /// Every engine weight, in the dictionary's own order (no name is hashed).
+    private static func signature(of weights: [String: Tensor]) -> [WeightSignature] {
+        weights.map { WeightSignature($0.key, $0.value) }
+    }
+
+    /// Whether `weights` are those `signature` was taken of, compared in place without allocating: a
+    /// warm sync of an unchanged model spends microseconds here, not the tens a fresh signature costs.
+    private static func weights(_ weights: [String: Tensor], match signature: [WeightSignature]) -> Bool {
+        guard weights.count == signature.count else { return false }
+        var i = 0
+        for (name, w) in weights {
+            let s = signature[i]
+            i += 1
+            let storage = w.deviceStorage
+            guard s.name == name, s.dtype == w.dtype, s.onDevice == (storage != nil),
+                  s.address == (storage?.deviceAddress ?? 0) + UInt64(w.byteOffset), s.shape == w.shape else { return false }
+        }
+        return true
+    }
+    private var cached: (key: PlanKey, weights: [WeightSignature], plan: ShardCopyPlan, batch: CUDACopyBatch?)?
+
+    /// How an update's copies run on the GPU.
+    public enum CopyMethod: String, Sendable, CaseIterable {
+        /// All copies of an update in one `copy_batch` kernel launch (its task table made once per plan).
+        case batched
+        /// One driver call per copy: `cuMemcpyDtoDAsync` / `cuMemcpy2DAsync`, or the `copy2d` kernel
+        /// when the dtype converts.
+        case perCopy = "per-copy"
+    }
+    public var copyMethod: CopyMethod = .batched
+    /// Record CUDA events around the copies and report their GPU time (``Report/gpuCopySeconds``).
+    public var measuresGPUTime = false
+    private var timing: (start: CUDAEvent, end: CUDAEvent)?
 
     /// How the last ``update(from:table:weights:rank:worldSize:)`` went.
     public struct Report: Sendable {
@@ -53,6 +93,8 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
         /// the stream had finished them.
         public var prepareSeconds: Double
         public var copySeconds: Double
+        /// GPU time between events recorded before and after the copies, when ``measuresGPUTime``.
+        public var gpuCopySeconds: Double?
     }
     public private(set) var lastReport: Report?
 
@@ -119,19 +161,30 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
                        rank: Int, worldSize: Int) throws -> Int {
         let clock = ContinuousClock()
         let start = clock.now
-        let (plan, reused) = try prepare(exported, table: table, weights: weights, rank: rank, worldSize: worldSize)
+        let (plan, batch, reused) = try prepare(exported, table: table, weights: weights, rank: rank, worldSize: worldSize)
         let prepared = clock.now
+        if measuresGPUTime && timing == nil {
+            timing = (try backend.cudaDevice.makeEvent(), try backend.cudaDevice.makeEvent())
+        }
+        let events = measuresGPUTime ? timing : nil
         try backend.perform {
-            for c in plan.copies {
-                backend.copy2D(source: c.source, sourcePitch: c.sourcePitch, destination: c.destination,
-                               destinationPitch: c.destinationPitch, rows: c.rows, cols: c.columns,
-                               sourceType: c.sourceType, destinationType: c.destinationType)
+            try events?.start.record(on: backend.stream)
+            if let batch {
+                backend.copy(batch)
+            } else {
+                for c in plan.copies {
+                    backend.copy2D(source: c.source, sourcePitch: c.sourcePitch, destination: c.destination,
+                                   destinationPitch: c.destinationPitch, rows: c.rows, cols: c.columns,
+                                   sourceType: c.sourceType, destinationType: c.destinationType)
+                }
             }
+            try events?.end.record(on: backend.stream)
             try backend.synchronize()
         }
         let done = clock.now
         lastReport = Report(copies: plan.copies.count, parameters: plan.parameters, destinationBytes: plan.destinationBytes,
-                            reusedPlan: reused, prepareSeconds: seconds(prepared - start), copySeconds: seconds(done - prepared))
+                            reusedPlan: reused, prepareSeconds: seconds(prepared - start), copySeconds: seconds(done - prepared),
+                            gpuCopySeconds: try events.map { try $0.end.seconds(since: $0.start) })
         return plan.destinationBytes
     }
 
@@ -162,21 +215,16 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
     /// of the last update (layouts compare by identity first, so an unchanged export costs little),
     /// else validated and planned afresh.
     private func prepare(_ exported: ExportedWeights, table: ParameterTable, weights: [String: Tensor],
-                         rank: Int, worldSize: Int) throws -> (ShardCopyPlan, reused: Bool) {
+                         rank: Int, worldSize: Int) throws -> (ShardCopyPlan, CUDACopyBatch?, reused: Bool) {
         let source = try open(exported.handle)
         guard exported.layout.totalBytes <= exported.handle.byteCount else {
             throw WeightSyncError("the layout needs \(exported.layout.totalBytes) bytes; the handle gives \(exported.handle.byteCount)")
         }
-        var signature: [WeightSignature] = []
-        signature.reserveCapacity(weights.count)
-        for (name, w) in weights {
-            let storage = w.deviceStorage
-            signature.append(WeightSignature(name: name, address: (storage?.deviceAddress ?? 0) + UInt64(w.byteOffset), dtype: w.dtype,
-                                             shape: w.shape, onDevice: storage != nil))
-        }
         let key = PlanKey(layout: exported.layout, table: table, sourceBase: source.deviceAddress + UInt64(exported.handle.offset),
-                          weights: signature, rank: rank, worldSize: worldSize)
-        if let cached, cached.key == key { return (cached.plan, true) }
+                          rank: rank, worldSize: worldSize)
+        if let cached, cached.key == key, Self.weights(weights, match: cached.weights), (cached.batch != nil) == (copyMethod == .batched) {
+            return (cached.plan, cached.batch, true)
+        }
 
         try validate(exported, table: table, weights: weights, worldSize: worldSize)
         guard rank >= 0 && rank < worldSize else { throw WeightSyncError("rank \(rank) is outside a tensor-parallel group of \(worldSize)") }
@@ -186,8 +234,9 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
         }
         let plan = ShardCopyPlan(layout: exported.layout, sourceBase: key.sourceBase, table: table,
                                  destinations: destinations, rank: rank, worldSize: worldSize)
-        cached = (key, plan)
-        return (plan, false)
+        let batch = copyMethod == .batched ? try backend.prepareCopyBatch(plan.copies) : nil
+        cached = (key, Self.signature(of: weights), plan, batch)
+        return (plan, batch, false)
     }
 }
 

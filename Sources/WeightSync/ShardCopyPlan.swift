@@ -1,23 +1,8 @@
 import Compute
 import Models
 
-/// One strided copy of a weight update, in device (or host) byte addresses and element pitches:
-/// `rows` rows of `columns` elements, row `r` of the source at `source + r·sourcePitch` elements,
-/// of the destination at `destination + r·destinationPitch` elements, converting the dtype.
-public struct ShardCopy: Sendable, Equatable {
-    public var source: UInt64
-    public var sourcePitch: Int
-    public var sourceType: DType
-    public var destination: UInt64
-    public var destinationPitch: Int
-    public var destinationType: DType
-    public var rows: Int
-    public var columns: Int
-
-    /// Whether both sides are one contiguous run of `rows · columns` elements.
-    var isContiguous: Bool { rows == 1 || (sourcePitch == columns && destinationPitch == columns) }
-    var elements: Int { rows * columns }
-}
+/// One copy of a weight update (see ``StridedCopy``).
+public typealias ShardCopy = StridedCopy
 
 /// The copies that move rank `rank`'s shard of every parameter from a trainer's flat buffer into an
 /// engine's weights: one 2-D copy per parameter (``ShardSpec/block(of:rank:worldSize:)``), then

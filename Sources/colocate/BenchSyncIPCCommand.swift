@@ -38,6 +38,10 @@ struct BenchSyncIPC: ParsableCommand {
     var settleMs = 0
     @Option(help: "Tensor-parallel size: engine ranks, one per GPU (each GPU also holds a trainer).")
     var tp = 1
+    @Option(help: "How a rank runs an update's copies: batched (one copy_batch launch) or per-copy (one driver call each).")
+    var copyMethod = "batched"
+    @Flag(help: "Also report the GPU time of each rank's copies (CUDA events around them).")
+    var gpuTiming = false
     @Flag(help: .hidden)
     var child = false
     @Option(help: .hidden)
@@ -46,8 +50,11 @@ struct BenchSyncIPC: ParsableCommand {
     func run() throws {
         let trainerType = try CLIParse.dtype(dtype)
         let engineType = try engineDtype.map(CLIParse.dtype) ?? trainerType
+        guard let method = CUDAWeightImporter.CopyMethod(rawValue: copyMethod) else {
+            throw CLIError("--copy-method must be batched or per-copy, not '\(copyMethod)'")
+        }
         if child {
-            try SyncIPCEngineRank.run(preset: preset, engineType: engineType, rank: rank, worldSize: tp)
+            try SyncIPCEngineRank.run(preset: preset, engineType: engineType, rank: rank, worldSize: tp, copyMethod: method, gpuTiming: gpuTiming)
             return
         }
         guard device == "cuda" else { throw CLIError("sync-ipc measures CUDA IPC: use --device cuda") }
@@ -68,9 +75,27 @@ struct BenchSyncIPC: ParsableCommand {
         let gpuName = try cuda.properties(0).name
         let ranks = try (0..<tp).map { try EngineRankProcess(rank: $0, arguments: [
             "bench", "sync-ipc", "--child", "--rank", "\($0)", "--tp", "\(tp)", "--preset", preset,
-            "--dtype", dtype, "--engine-dtype", engineType.description]) }
+            "--dtype", dtype, "--engine-dtype", engineType.description, "--copy-method", method.rawValue]
+            + (gpuTiming ? ["--gpu-timing"] : [])) }
         defer { for r in ranks { r.finish() } }
-        for i in ranks.indices { _ = try ranks[i].reply() }  // ready: weights allocated, kernels loaded
+        // Ready: weights allocated, kernels loaded. Each rank's flat weights, mapped here, are where
+        // the push variant writes: the trainer copies in its own context, right after its own work.
+        let engineLayout = CUDAEngineWeights.layout(table: table, dtype: engineType, worldSize: tp)
+        var pushers: [(backend: CUDABackend, weights: CUDABuffer, batch: CUDACopyBatch)] = []
+        for (r, t) in trainers.enumerated() {
+            guard let handle = try ranks[r].reply().weightsHandle else { throw CLIError("engine rank \(r) did not export its weights") }
+            let gpu = try cuda.device(r)
+            let backend = try CUDABackend(device: gpu, memoryUtilization: 0.95)
+            let weights = try gpu.open(handle)
+            let offsets = Dictionary(uniqueKeysWithValues: engineLayout.places.map { ($0.name, $0.offset) })
+            let destinations = layout.entries.map {
+                ShardCopyPlan.Destination(address: weights.deviceAddress + UInt64(offsets[$0.name]!), dtype: engineType,
+                                          allocation: ObjectIdentifier(weights))
+            }
+            let plan = ShardCopyPlan(layout: layout, sourceBase: t.buffer.deviceAddress, table: table, destinations: destinations,
+                                     rank: r, worldSize: tp)
+            pushers.append((backend, weights, try backend.prepareCopyBatch(plan.copies)))
+        }
 
         var fill: UInt8 = 0x30
         func sync(_ message: Message, _ target: SyncIPCRequest.Target, verifyAll: Bool = false) throws -> (seconds: Double, replies: [SyncIPCReply]) {
@@ -89,6 +114,14 @@ struct BenchSyncIPC: ParsableCommand {
                     try ranks[r].send(SyncIPCRequest(exported: try t.export(), target: target, fill: fill, verifyAll: verifyAll))
                 case .notice:
                     try ranks[r].send(line: CompactNoticeLine.encode(try t.exportNotice(), fill: fill, target: target))
+                case .push:
+                    pushers[r].backend.copy(pushers[r].batch)
+                }
+            }
+            if case .push = message {
+                for (r, p) in pushers.enumerated() {
+                    try p.backend.synchronize()
+                    try ranks[r].send(line: PushedLine.encode(fill: fill))
                 }
             }
             var replies: [SyncIPCReply] = []
@@ -98,7 +131,7 @@ struct BenchSyncIPC: ParsableCommand {
         }
 
         let bytesPerRank = table.specs.reduce(0) { $0 + $1.shard.shardShape(of: $1.shape, worldSize: tp).reduce(1, *) } * engineType.byteSize
-        print("sync-ipc: \(preset), trainer \(trainerType) → engine \(engineType), TP \(tp), \(layout.entries.count) parameters, "
+        print("sync-ipc (\(method.rawValue) copies): \(preset), trainer \(trainerType) → engine \(engineType), TP \(tp), \(layout.entries.count) parameters, "
             + "\(megabytes(layout.totalBytes)) trainer buffer, \(megabytes(bytesPerRank)) per engine rank, \(gpuName)")
         let verifyAll = layout.totalBytes <= 1 << 30
         let first = try sync(.full, .flat, verifyAll: verifyAll)
@@ -108,7 +141,8 @@ struct BenchSyncIPC: ParsableCommand {
         var results: [(String, [Double], [SyncIPCReply])] = []
         for (name, message, target) in [("notice, weights laid out like the trainer's", Message.notice, SyncIPCRequest.Target.flat),
                                         ("full ExportedWeights JSON every sync", .full, .flat),
-                                        ("notice, one allocation per parameter", .notice, .separate)] {
+                                        ("notice, one allocation per parameter", .notice, .separate),
+                                        ("push: the trainer copies into the engine's weights", .push, .flat)] {
             if target == .separate { _ = try sync(message, target) }  // plans the new destinations
             var times: [Double] = []
             var last: [SyncIPCReply] = []
@@ -132,17 +166,19 @@ struct BenchSyncIPC: ParsableCommand {
             let share = String(format: "%.0f", 100 * bandwidth / copyBandwidth)
             let rank0 = "rank 0: \(r.copies) copies for \(r.parameters) parameters, decode \(microseconds(r.decodeNanoseconds)), "
                 + "update \(microseconds(r.updateNanoseconds)) = prepare \(microseconds(r.prepareSeconds)) + copies \(microseconds(r.copyingSeconds))"
+                + (r.gpuCopySeconds.map { " (GPU \(microseconds($0)))" } ?? "")
             print("  warm, \(name.padding(toLength: 46, withPad: " ", startingAt: 0)) median \(milliseconds(median))  "
                 + "min \(milliseconds(sorted.first!))  p90 \(milliseconds(p90))  \(gigabytes(bandwidth))/s = \(share)% of D2D  [\(rank0)]")
         }
         print("  D2D copy of \(megabytes(copy.copyBytes)) through the IPC mapping (cuMemcpyDtoDAsync, median of 7)  "
             + "\(milliseconds(copy.copySeconds))  \(gigabytes(copyBandwidth))/s")
         let headline = results[0].1.sorted()[results[0].1.count / 2]
-        print("sync-ipc \(preset) \(trainerType)→\(engineType) tp\(tp): first \(milliseconds(first.seconds)), warm median \(milliseconds(headline)), "
+        let pushed = results.last!.1.sorted()[results.last!.1.count / 2]
+        print("sync-ipc \(preset) \(trainerType)→\(engineType) tp\(tp) \(method.rawValue): push median \(milliseconds(pushed)), first \(milliseconds(first.seconds)), warm median \(milliseconds(headline)), "
             + "\(String(format: "%.0f", 100 * (Double(bytesPerRank) / headline) / copyBandwidth))% of D2D")
     }
 
-    enum Message { case full, notice }
+    enum Message { case full, notice, push }
 
     func milliseconds(_ s: Double) -> String { String(format: "%.3f ms", s * 1e3) }
     func microseconds(_ ns: UInt64) -> String { String(format: "%.0f µs", Double(ns) / 1e3) }

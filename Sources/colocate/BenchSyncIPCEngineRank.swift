@@ -20,16 +20,19 @@ struct SyncIPCEngineRank {
     var layouts = WeightLayoutCache()
     var lastExport: ExportedWeights?
 
-    static func run(preset: String, engineType: DType, rank: Int, worldSize: Int) throws {
+    static func run(preset: String, engineType: DType, rank: Int, worldSize: Int,
+                    copyMethod: CUDAWeightImporter.CopyMethod, gpuTiming: Bool) throws {
         let encoder = JSONEncoder()
         var engine: SyncIPCEngineRank
         do {
             engine = try SyncIPCEngineRank(preset: preset, engineType: engineType, rank: rank, worldSize: worldSize)
+            engine.importer.copyMethod = copyMethod
+            engine.importer.measuresGPUTime = gpuTiming
+            try writeLine(encoder.encode(SyncIPCReply(bytes: engine.flat.byteCount, weightsHandle: try engine.flat.buffer.exportHandle())), to: 1)
         } catch {
             try writeLine(encoder.encode(SyncIPCReply(ok: false, error: "engine rank \(rank): \(error)")), to: 1)
             return
         }
-        try writeLine(encoder.encode(SyncIPCReply(bytes: engine.flat.byteCount)), to: 1)
         let decoder = JSONDecoder()
         let reader = LineReader(fileDescriptor: 0)
         // The whole loop runs on the GPU's executor thread, as an engine worker's RPC loop would: the
@@ -41,7 +44,9 @@ struct SyncIPCEngineRank {
                 var reply: SyncIPCReply
                 do {
                     let request: SyncIPCRequest
-                    if line.first == CompactNoticeLine.tag {
+                    if line.first == PushedLine.tag {
+                        request = SyncIPCRequest(fill: try PushedLine.decode(line), pushed: true)
+                    } else if line.first == CompactNoticeLine.tag {
                         let (notice, fill, target) = try CompactNoticeLine.decode(line)
                         request = SyncIPCRequest(notice: notice, target: target, fill: fill)
                     } else {
@@ -69,6 +74,16 @@ struct SyncIPCEngineRank {
 
     mutating func handle(_ request: SyncIPCRequest, received: UInt64) throws -> SyncIPCReply {
         if request.measureCopyBandwidth == true { return try measureCopyBandwidth() }
+        if request.pushed == true {
+            // The trainer's stream finished writing before it told us: the weights are in place.
+            var reply = SyncIPCReply(doneAt: received)
+            let trainerType = lastExport?.layout.entries.first?.dtype ?? engineType
+            if let fill = request.fill, let problem = try check(flat.weights, filledWith: fill, trainerType: trainerType) {
+                reply.ok = false
+                reply.error = problem
+            }
+            return reply
+        }
         let exported: ExportedWeights
         if let full = request.exported {
             exported = full
@@ -85,7 +100,8 @@ struct SyncIPCEngineRank {
         let report = importer.lastReport!
         var reply = SyncIPCReply(doneAt: done, decodeNanoseconds: decoded - received, updateNanoseconds: done - decoded,
                                  prepareSeconds: report.prepareSeconds, copyingSeconds: report.copySeconds,
-                                 copies: report.copies, parameters: report.parameters, bytes: bytes, reusedPlan: report.reusedPlan)
+                                 copies: report.copies, parameters: report.parameters, bytes: bytes, reusedPlan: report.reusedPlan,
+                                 gpuCopySeconds: report.gpuCopySeconds)
         if request.exported != nil && lastExport?.layout != exported.layout { layouts.remember(exported) }
         lastExport = exported
         if let fill = request.fill, let problem = try check(weights, filledWith: fill, trainerType: exported.layout.entries.first?.dtype ?? engineType) {

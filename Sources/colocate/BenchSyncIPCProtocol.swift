@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compute
 import Foundation
 import WeightSync
 
@@ -24,6 +25,8 @@ struct SyncIPCRequest: Codable {
     var measureCopyBandwidth: Bool?
     /// Check every weight against the export, byte for byte (`mismatches`).
     var verifyAll: Bool?
+    /// The trainer already wrote the weights into this rank's buffer (push): nothing to copy.
+    var pushed: Bool?
 }
 
 /// An engine rank's answer.
@@ -43,6 +46,10 @@ struct SyncIPCReply: Codable {
     /// Copy bandwidth measurement: bytes and the median seconds of a plain D2D copy of them.
     var copyBytes = 0
     var copySeconds = 0.0
+    /// GPU time of the copies (events around them), with `--gpu-timing`.
+    var gpuCopySeconds: Double?
+    /// The rank's first reply: the IPC handle of its flat weights, for a trainer that pushes.
+    var weightsHandle: MemoryHandle?
     /// False with `error` when the rank failed or its weights are not what the trainer wrote.
     var ok = true
     var error: String?
@@ -98,6 +105,18 @@ func writeLine(_ bytes: Data, to fd: Int32) throws {
             guard n > 0 else { throw CLIError("writing a pipe failed: \(String(cString: strerror(errno)))") }
             done += n
         }
+    }
+}
+
+/// The request line of a pushed sync: `P` and the fill byte in hex.
+enum PushedLine {
+    static let tag = UInt8(ascii: "P")
+    static func encode(fill: UInt8) -> Data { Data([tag]) + Data(String(format: "%02x", fill).utf8) }
+    static func decode(_ line: [UInt8]) throws -> UInt8 {
+        guard line.count == 3, line[0] == tag, let fill = UInt8(String(decoding: line[1...], as: UTF8.self), radix: 16) else {
+            throw CLIError("malformed pushed line")
+        }
+        return fill
     }
 }
 

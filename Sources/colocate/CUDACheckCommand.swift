@@ -61,6 +61,7 @@ struct CUDACheckCommand: AsyncParsableCommand {
         var parity = CUDAParityCheck(backend: backend, report: report)
         try parity.runAll()
         report = parity.report
+        report.merge(try CUDACopyBatchCheck(backend: backend).run())
         if !parityOnly {
             try CUDAThroughputCheck(backend: backend).run(bytes: bytes)
             report.merge(try CUDAIPCCheck(backend: backend, bytes: bytes).run())

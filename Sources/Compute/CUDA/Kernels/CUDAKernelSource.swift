@@ -14,6 +14,7 @@ public struct CUDAKernelSource: Sendable {
 public enum CUDAKernelLibrarySources {
     public static let all: [CUDAKernelSource] = [
         ConversionKernels.kernels,
+        CopyKernels.kernels,
         ElementwiseKernels.kernels,
         EmbeddingKernels.kernels,
         NormKernels.kernels,
