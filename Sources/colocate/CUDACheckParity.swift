@@ -44,6 +44,8 @@ struct CUDAParityCheck {
         try elementwise()
         try attention()
         try softmaxAndSampling()
+        try logitSampling()
+        try logitSamplingStatistics()
         try conversions()
         try backend.synchronize()
     }
@@ -205,6 +207,93 @@ struct CUDAParityCheck {
             let neighbours = zip(gpuSample, referenceSample).filter { abs($0 - $1) == 1 }.count
             print("  \(mismatches == 0 ? "ok  " : "FAIL") sample [\(rows),\(cols)]: \(rows - mismatches - neighbours) same, \(neighbours) neighbour, \(mismatches) different")
             if mismatches == 0 { report.pass("sample") } else { report.fail("sample [\(rows),\(cols)]") }
+        }
+    }
+
+    /// `sample_logits_f32` against `CUDACheckReference.LogitSample`, row by row. Tokens agree except where
+    /// f32 rounding moves u across a CDF boundary, or a top-p target across a threshold ("neighbour":
+    /// the GPU's token is one that a uniform or target within 1e-5 of the exact ones picks); log-probs
+    /// agree within 1e-4.
+    mutating func logitSampling() throws {
+        let settings: [(temperature: Float, topK: Int, topP: Float)] = [
+            (1, -1, 1), (0.7, 50, 1), (1, -1, 0.9), (0.8, 20, 0.95), (1e-3, -1, 1), (1.3, 1000, 0.5), (1, 1, 1),
+        ]
+        let tolerance = 1e-5
+        // A vocabulary of GPT-2/OPT size, one spanning a few elements per thread, one below a thread per
+        // element, and logits in steps of 0.5 (many exact ties at the thresholds, all of them kept).
+        for (rows, cols, ties) in [(64, 50272, false), (32, 1500, false), (8, 37, false), (16, 64, true)] {
+            var x = random.floats(rows * cols, -8, 8)
+            if ties { x = x.map { ($0 * 2).rounded() / 2 } }
+            let input = try up(x, [rows, cols])
+            for setting in settings {
+                let uniforms = (0..<rows).map { _ in random.float(0, 1) }
+                let tokens = try zeros([rows], .i32), logprobs = try zeros([rows]), scratch = try zeros([rows, cols])
+                backend.sample(logits: input, temperature: setting.temperature, topK: setting.topK, topP: setting.topP,
+                               uniforms: uniforms, tokens: tokens, logprobs: logprobs, scratch: scratch)
+                let gpuTokens = try backend.download(tokens).integers(), gpuLogprobs = try backend.floats(logprobs)
+                var (same, neighbours, different) = (0, 0, 0)
+                var logprobError: Float = 0
+                for r in 0..<rows {
+                    let reference = CUDACheckReference.LogitSample(
+                        logits: x[(r * cols)..<((r + 1) * cols)], temperature: setting.temperature,
+                        topK: setting.topK, topP: setting.topP, tolerance: tolerance)
+                    let token = gpuTokens[r], u = Double(uniforms[r])
+                    guard (0..<cols).contains(token) else {
+                        different += 1
+                        continue
+                    }
+                    logprobError = max(logprobError, abs(gpuLogprobs[r] - reference.logprob(token)))
+                    if token == reference.token(u: uniforms[r], threshold: reference.thresholds[0]) {
+                        same += 1
+                    } else if reference.thresholds.contains(where: { threshold in
+                        guard let range = reference.interval(of: token, threshold: threshold) else { return false }
+                        return u >= range.lowerBound - tolerance && u <= range.upperBound + tolerance
+                    }) {
+                        neighbours += 1
+                    } else {
+                        different += 1
+                    }
+                }
+                let ok = different == 0 && logprobError <= 1e-4
+                let name = "sample_logits [\(rows),\(cols)\(ties ? " ties" : "")] T=\(setting.temperature) k=\(setting.topK) p=\(setting.topP)"
+                print("  \(ok ? "ok  " : "FAIL") \(name.padding(toLength: 52, withPad: " ", startingAt: 0)) \(same) same, \(neighbours) neighbour, \(different) different; logprob max|Δ| \(format(logprobError))")
+                if ok { report.pass("sample_logits") } else { report.fail(name) }
+            }
+            // Same inputs, same outputs, bit for bit (tensor-parallel ranks rely on it).
+            let uniforms = (0..<rows).map { _ in random.float(0, 1) }
+            let first = try backend.sampleTokens(input, temperature: 0.8, topK: 20, topP: 0.95, uniforms: uniforms)
+            let second = try backend.sampleTokens(input, temperature: 0.8, topK: 20, topP: 0.95, uniforms: uniforms)
+            let repeated = zip(first, second).allSatisfy { $0.token == $1.token && $0.logprob.bitPattern == $1.logprob.bitPattern }
+            print("  \(repeated ? "ok  " : "FAIL") sample_logits [\(rows),\(cols)] twice: \(repeated ? "identical" : "differs")")
+            if repeated { report.pass("sample_logits repeat") } else { report.fail("sample_logits repeat [\(rows),\(cols)]") }
+        }
+    }
+
+    /// 20000 draws from one row of 16 logits: every draw is kept by the truncation, and each token's
+    /// frequency is within 4.5 standard errors of its truncated, renormalised probability.
+    mutating func logitSamplingStatistics() throws {
+        let (cols, draws) = (16, 20_000)
+        let logits = random.floats(cols, -2, 2)
+        let input = try up(Array((0..<draws).map { _ in logits }.joined()), [draws, cols])
+        for (temperature, topK, topP) in [(Float(1), 5, Float(1)), (0.8, -1, 0.7), (1.5, 8, 0.8)] {
+            let uniforms = (0..<draws).map { _ in random.float(0, 1) }
+            let picks = try backend.sampleTokens(input, temperature: temperature, topK: topK, topP: topP, uniforms: uniforms)
+            let reference = CUDACheckReference.LogitSample(logits: logits[...], temperature: temperature, topK: topK,
+                                                           topP: topP, tolerance: 0)
+            let expected = reference.truncated(threshold: reference.thresholds[0])
+            var counts = [Int](repeating: 0, count: cols)
+            for pick in picks where (0..<cols).contains(Int(pick.token)) { counts[Int(pick.token)] += 1 }
+            let outside = draws - zip(counts, expected).reduce(0) { $0 + ($1.1 > 0 ? $1.0 : 0) }
+            var worst = 0.0
+            for (count, q) in zip(counts, expected) where q > 0 {
+                let standardError = (q * (1 - q) / Double(draws)).squareRoot()
+                worst = max(worst, abs(Double(count) / Double(draws) - q) / max(standardError, 1e-12))
+            }
+            let ok = outside == 0 && worst <= 4.5
+            let kept = expected.filter { $0 > 0 }.count
+            let name = "sample_logits \(draws) draws of \(cols) T=\(temperature) k=\(topK) p=\(topP)"
+            print("  \(ok ? "ok  " : "FAIL") \(name.padding(toLength: 52, withPad: " ", startingAt: 0)) \(kept) kept, \(outside) outside, worst \(String(format: "%.1f", worst)) standard errors (tol 4.5)")
+            if ok { report.pass("sample_logits statistics") } else { report.fail(name) }
         }
     }
 

@@ -137,6 +137,98 @@ enum CUDACheckReference {
         return Int32(row.lastIndex { $0 > 0 } ?? 0)
     }
 
+    /// What `sample_logits_f32` computes for one row, from its definition: p = exp((l − max) / T) in f32
+    /// as the kernel; the top-k threshold is the k-th largest p and the top-p one the largest p whose
+    /// at-or-above mass reaches topP of the top-k mass (found here by sorting, where the kernel searches
+    /// bit patterns; ties with a threshold are kept); then an f64 inverse CDF over the kept tokens in
+    /// index order.
+    struct LogitSample {
+        let logits: [Float]
+        /// exp((l − max) / T), unnormalised.
+        let probabilities: [Float]
+        /// max + log Σ exp(l − max): raw log-probabilities are `l − logNormaliser`.
+        let logNormaliser: Double
+        /// Bit patterns of the smallest kept probability: first the exact one, then any other a top-p
+        /// target within `tolerance` (relative to the top-k mass) would give, as the GPU's f32 sums may.
+        let thresholds: [UInt32]
+
+        init(logits row: ArraySlice<Float>, temperature: Float, topK: Int, topP: Float, tolerance: Double) {
+            logits = Array(row)
+            let m = logits.max()!
+            logNormaliser = Double(m) + log(logits.reduce(0.0) { $0 + exp(Double($1 - m)) })
+            let invTemperature = 1 / temperature  // as the kernel receives it
+            probabilities = logits.map { expf(($0 - m) * invTemperature) }
+            var topKThreshold: UInt32 = 0
+            var sorted: [Float] = []
+            if (topK > 0 && topK < logits.count) || topP < 1 {
+                sorted = probabilities.sorted(by: >)
+            }
+            if topK > 0 && topK < logits.count { topKThreshold = sorted[topK - 1].bitPattern }
+            var candidates = [topKThreshold]
+            if topP < 1 {
+                // Walk the distinct values from the largest: the exact threshold is the first whose
+                // at-or-above mass reaches the target; nearby ones qualify within the tolerance.
+                let kept = sorted.filter { $0.bitPattern >= topKThreshold }
+                let mass = kept.reduce(0.0) { $0 + Double($1) }
+                let target = Double(topP) * mass, slack = tolerance * mass
+                var exact: UInt32?
+                var near: [UInt32] = []
+                var above = 0.0, i = 0
+                while i < kept.count {
+                    let value = kept[i]
+                    var atOrAbove = above
+                    while i < kept.count && kept[i] == value {
+                        atOrAbove += Double(kept[i])
+                        i += 1
+                    }
+                    if exact == nil && atOrAbove >= target { exact = value.bitPattern }
+                    if atOrAbove >= target - slack && above < target + slack { near.append(value.bitPattern) }
+                    above = atOrAbove
+                }
+                candidates = [exact ?? topKThreshold] + near.filter { $0 != exact }
+            }
+            // The row's maximum (p = 1) is always kept.
+            thresholds = candidates.map { max($0, topKThreshold) }.map { min($0, Float(1).bitPattern) }
+        }
+
+        func isKept(_ i: Int, threshold: UInt32) -> Bool {
+            probabilities[i] > 0 && probabilities[i].bitPattern >= threshold
+        }
+
+        private func keptMass(threshold: UInt32, below end: Int) -> Double {
+            (0..<end).reduce(0.0) { isKept($1, threshold: threshold) ? $0 + Double(probabilities[$1]) : $0 }
+        }
+
+        /// The token a uniform `u` picks: inverse CDF over the kept tokens in index order.
+        func token(u: Float, threshold: UInt32) -> Int {
+            let target = Double(u) * keptMass(threshold: threshold, below: logits.count)
+            var cumulative = 0.0, last = 0
+            for i in logits.indices where isKept(i, threshold: threshold) {
+                cumulative += Double(probabilities[i])
+                last = i
+                if cumulative > target { return i }
+            }
+            return last
+        }
+
+        /// The uniforms in [0, 1) that pick `token`; nil when it is not kept.
+        func interval(of token: Int, threshold: UInt32) -> ClosedRange<Double>? {
+            guard isKept(token, threshold: threshold) else { return nil }
+            let total = keptMass(threshold: threshold, below: logits.count)
+            let before = keptMass(threshold: threshold, below: token)
+            return (before / total)...((before + Double(probabilities[token])) / total)
+        }
+
+        /// Probability of each token after truncation at `threshold`, normalised.
+        func truncated(threshold: UInt32) -> [Double] {
+            let total = keptMass(threshold: threshold, below: logits.count)
+            return logits.indices.map { isKept($0, threshold: threshold) ? Double(probabilities[$0]) / total : 0 }
+        }
+
+        /// Raw log-probability: log-softmax of the unmodified logits.
+        func logprob(_ token: Int) -> Float { Float(Double(logits[token]) - logNormaliser) }
+    }
+
     /// Values rounded through `dtype` (what the GPU sees of weights or activations stored in it).
     static func rounded(_ values: [Float], to dtype: DType) -> [Float] {
         switch dtype {

@@ -32,6 +32,48 @@ extension CUDABackend: DeviceTokenSelection {
         }
     }
 
+    /// Samples `tokens[n]` from the logits `x[n, :]` at `temperature` (> 0) with top-k (`topK` ≤ 0 or
+    /// ≥ V: off) and top-p (`topP` = 1: off) truncation, by inverse CDF with `uniforms[n]` in [0, 1) over
+    /// the kept tokens in index order (`sample_logits_f32`); `logprobs[n]` is the token's raw
+    /// log-probability. `scratch` receives the row's unnormalised probabilities at the temperature.
+    /// x, scratch: [N, V] f32; tokens: [N] i32; logprobs: [N] f32.
+    public func sample(logits x: Tensor, temperature: Float, topK: Int, topP: Float, uniforms: [Float],
+                       tokens: Tensor, logprobs: Tensor, scratch: Tensor) {
+        let cols = x.shape.last ?? 0
+        let rows = cols == 0 ? 0 : x.count / cols
+        precondition(x.dtype == .f32 && scratch.dtype == .f32 && scratch.count == x.count
+                     && tokens.dtype == .i32 && tokens.count == rows && logprobs.dtype == .f32 && logprobs.count == rows
+                     && uniforms.count == rows, "sample from logits \(x) with \(uniforms.count) uniforms into \(tokens), \(logprobs)")
+        precondition(temperature > 0 && topP > 0 && topP <= 1, "sample at temperature \(temperature), top-p \(topP)")
+        let (xa, ta, la, sa) = (address(x, "logits"), address(tokens, "tokens"), address(logprobs, "logprobs"), address(scratch, "scratch"))
+        if rows == 0 { return }
+        perform("sample") {
+            let ua = try upload(uniforms)
+            try launch("sample_logits_f32", grid: (rows, 1, 1), block: (SamplingKernels.logitThreads, 1, 1),
+                       [.address(xa), .address(ua), .address(ta), .address(la), .address(sa), .int32(Int32(cols)),
+                        .float(1 / temperature), .int32(Int32(clamping: topK)), .float(topP)])
+        }
+    }
+
+    /// Samples a token per row of `logits` ([N, V] f32) and brings back the tokens and their raw
+    /// log-probabilities: two downloads of N numbers (see ``DeviceTokenSelection/sampleTokens``).
+    public func sampleTokens(_ logits: Tensor, temperature: Float, topK: Int, topP: Float,
+                             uniforms: [Float]) throws -> [(token: Int32, logprob: Float)] {
+        let cols = logits.shape.last ?? 0
+        let rows = cols == 0 ? 0 : logits.count / cols
+        let tokens = try zeros([rows], dtype: .i32), logprobs = try zeros([rows], dtype: .f32)
+        // The kernel writes every element of the scratch before reading it: no need to zero it.
+        let scratch = try allocator.allocate(byteCount: max(logits.count, 1) * DType.f32.byteSize)
+            .tensor(dtype: .f32, shape: [logits.count])
+        sample(logits: logits, temperature: temperature, topK: topK, topP: topP, uniforms: uniforms,
+               tokens: tokens, logprobs: logprobs, scratch: scratch)
+        // The downloads wait for the kernel; the scratch must outlive it.
+        let (chosen, values) = try withExtendedLifetime(scratch) {
+            (try download(tokens).integers(), try download(logprobs).floats())
+        }
+        return zip(chosen, values).map { (Int32($0), $1) }
+    }
+
     /// Copies `source` into `destination` (same element count, any of f32 / bf16 / f16, both on this
     /// device or mapped into it), converting the dtype.
     public func copy(_ source: Tensor, into destination: Tensor) {

@@ -124,16 +124,24 @@ public final class Generator: @unchecked Sendable {
                                          sequenceOfToken: seqOfToken, positionOfToken: posOfToken)
             let stepLogits = try model.forward(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows)
             let vocab = config.vocabSize
-            // Greedy on a device that picks tokens itself: a token and a log-probability per sequence come
-            // back. Otherwise sampling runs on the host: the step's logits come back (CPU: no copy).
-            let greedy: [(token: Int32, logprob: Float)]?
+            // On a device that picks tokens itself, a token and a log-probability per sequence come back.
+            // Otherwise the step's logits come back (CPU: no copy) and the host `Sampler` picks.
+            let devicePicks: [(token: Int32, logprob: Float)]?
             let hostLogits: Tensor?
-            if params.temperature < Sampler.greedyTemperature, model.backend.device.kind != .cpu,
-               let selector = model.backend as? any DeviceTokenSelection {
-                greedy = try Self.greedyChoices(stepLogits, selector)
+            if model.backend.device.kind != .cpu, let selector = model.backend as? any DeviceTokenSelection {
+                if params.temperature < Sampler.greedyTemperature {
+                    devicePicks = try Self.greedyChoices(stepLogits, selector)
+                } else {
+                    // One uniform per sequence and step, as `Sampler.sample` draws on the host.
+                    var uniforms: [Float] = []
+                    uniforms.reserveCapacity(running.count)
+                    for s in running.indices { uniforms.append(running[s].rng.nextUnitFloat()) }
+                    devicePicks = try selector.sampleTokens(stepLogits, temperature: params.temperature, topK: params.topK,
+                                                            topP: params.topP, uniforms: uniforms)
+                }
                 hostLogits = nil
             } else {
-                greedy = nil
+                devicePicks = nil
                 hostLogits = try model.backend.download(stepLogits)
             }
             let base = hostLogits?.pointer(Float.self)
@@ -141,7 +149,7 @@ public final class Generator: @unchecked Sendable {
             var stillRunning: [Sequence] = []
             for (s, var seq) in running.enumerated() {
                 seq.cached = seq.all.count
-                let (token, logprob) = greedy?[s]
+                let (token, logprob) = devicePicks?[s]
                     ?? Sampler.sample(base! + s * vocab, vocab: vocab, params: params, rng: &seq.rng)
                 seq.output.append(token)
                 seq.logprobs.append(logprob)

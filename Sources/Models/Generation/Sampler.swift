@@ -18,7 +18,10 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     public mutating func nextUnitFloat() -> Float { Float(next() >> 40) * 0x1p-24 }
 }
 
-/// Picks the next token from one row of logits.
+/// Picks the next token from one row of logits on the host. When it truncates (top-k, top-p) it sorts
+/// the tokens by probability and draws over them in that order. On a GPU the generator samples on the
+/// device instead (`DeviceTokenSelection.sampleTokens`): the same distribution, drawn over the kept
+/// tokens in index order, so a seed gives other tokens there than here.
 public enum Sampler {
     /// Temperatures below this pick the most likely token (greedy).
     public static let greedyTemperature: Float = 1e-5

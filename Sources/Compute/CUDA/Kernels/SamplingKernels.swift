@@ -1,12 +1,25 @@
-/// Token choice on the device: greedy (`argmax_f32`, lowest index on ties) and sampling from a row of
-/// probabilities by inverse CDF with one uniform number per row (`sample_f32`). One block per row.
+/// Token choice on the device, one block per row: greedy (`argmax_f32`, lowest index on ties), sampling
+/// from a row of probabilities by inverse CDF with one uniform number per row (`sample_f32`), and
+/// sampling from a row of logits with temperature, top-k and top-p (`sample_logits_f32`).
+///
+/// `sample_logits_f32` truncates without sorting: it finds the top-k and top-p thresholds by a binary
+/// search over the bit pattern of the probabilities (non-negative floats order as their bits do), 31
+/// counting passes each, then draws by inverse CDF over the kept tokens in index order. Every reduction
+/// has a fixed order and no float atomics, so tensor-parallel ranks pick the same token from the same
+/// logits. It samples the same distribution as the host `Sampler` but not the same token for a given
+/// uniform: the host walks the kept tokens in order of probability when it truncates.
 enum SamplingKernels {
-    static let kernels = CUDAKernelSource(family: "sampling", source: source, functions: ["argmax_f32", "sample_f32"])
-    /// Threads per block of both kernels (`sample_f32` keeps one partial sum per thread in shared memory).
+    static let kernels = CUDAKernelSource(family: "sampling", source: source,
+                                          functions: ["argmax_f32", "sample_f32", "sample_logits_f32"])
+    /// Threads per block of `argmax_f32` and `sample_f32` (`sample_f32` keeps one partial sum per thread
+    /// in shared memory).
     static let threads = 256
+    /// Threads per block of `sample_logits_f32`: a whole row is one block, and its ~60 passes over the row
+    /// when truncating want every thread of an SM.
+    static let logitThreads = 1024
 
     static var source: String {
-        "#define SAMPLING_THREADS \(threads)\n" + #"""
+        "#define SAMPLING_THREADS \(threads)\n#define SAMPLE_LOGITS_THREADS \(logitThreads)\n" + #"""
 __device__ __forceinline__ void better(float& v, int& i, float ov, int oi) {
     if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
 }
@@ -66,6 +79,121 @@ extern "C" __global__ void sample_f32(const float* probabilities, const float* u
             if (p[i] > 0.0f && acc > remaining) { out[blockIdx.x] = i; return; }
         }
         out[blockIdx.x] = last;
+    }
+}
+// Sum of an int over the block (blockDim.x a multiple of 32); every thread gets it. As block_sum.
+__device__ int block_count(int v, int* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Kept by the truncation: a non-zero probability at or above the threshold (a float's bit pattern;
+// p >= 0, so comparing bits as ints compares the floats).
+__device__ __forceinline__ bool kept(float p, int threshold) { return p > 0.0f && __float_as_int(p) >= threshold; }
+
+// Samples one token per row of logits: p = exp((l - max) / T), truncated to the top-k tokens (topK in
+// 1..<cols, else off), then to the smallest most-likely set holding topP of their mass (topP < 1, else
+// off), drawn by inverse CDF with uniforms[row] in [0, 1) over the kept tokens in index order.
+// logprobs[row] is the raw log-probability of the token: log-softmax of the unmodified logits (vLLM's
+// default). logits: [rows, cols]; uniforms, tokens, logprobs: [rows]; scratch: [rows, cols] holds p, so
+// the passes after the first read it instead of recomputing exp.
+//
+// Truncation keeps everything at or above a threshold, found by a bitwise binary search over the bit
+// pattern: the top-k threshold is the largest t with count(bits(p) >= t) >= k, which is the k-th largest
+// p; ties with it are all kept, so exact ties may keep more than k (the host `Sampler` sorts and keeps
+// exactly k). The top-p threshold is the largest t with mass(p >= t) >= topP * (top-k mass).
+// Deterministic: each thread's partial sums run in a fixed order and the block reductions are fixed
+// trees, so every GPU picks the same token from the same logits and uniform.
+extern "C" __global__ void __launch_bounds__(SAMPLE_LOGITS_THREADS)
+sample_logits_f32(const float* logits, const float* uniforms, int* tokens, float* logprobs, float* scratch,
+                  int cols, float invTemperature, int topK, float topP) {
+    __shared__ float reduction[32];
+    __shared__ int counts[32];
+    __shared__ float chunkSums[SAMPLE_LOGITS_THREADS];
+    __shared__ int chosenChunk;
+    __shared__ float remaining;
+    const float* l = logits + (i64)blockIdx.x * cols;
+    float* p = scratch + (i64)blockIdx.x * cols;
+
+    float m = NEG_INF;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, l[i]);
+    m = block_max(m, reduction);
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        float d = l[i] - m;
+        s += expf(d);
+        p[i] = expf(d * invTemperature);
+    }
+    float rawSum = block_sum(s, reduction);  // its barriers also publish p to the whole block
+
+    // Every thread computes the same counts and sums, so the thresholds are uniform across the block.
+    int threshold = 0;
+    if (topK > 0 && topK < cols) {
+        for (int bit = 30; bit >= 0; bit--) {
+            int candidate = threshold | (1 << bit);
+            int c = 0;
+            for (int i = threadIdx.x; i < cols; i += blockDim.x) c += __float_as_int(p[i]) >= candidate;
+            if (block_count(c, counts) >= topK) threshold = candidate;
+        }
+    }
+    if (topP < 1.0f) {
+        float topKMass = 0.0f;
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) if (__float_as_int(p[i]) >= threshold) topKMass += p[i];
+        float target = topP * block_sum(topKMass, reduction);
+        int prefix = 0;
+        for (int bit = 30; bit >= 0; bit--) {
+            int candidate = prefix | (1 << bit), bound = max(candidate, threshold);
+            float mass = 0.0f;
+            for (int i = threadIdx.x; i < cols; i += blockDim.x) if (__float_as_int(p[i]) >= bound) mass += p[i];
+            if (block_sum(mass, reduction) >= target) prefix = candidate;
+        }
+        threshold = max(threshold, prefix);
+    }
+    // The row's maximum has p = exp(0) = 1: keep it whatever the rounding (topP tiny, say).
+    threshold = min(threshold, __float_as_int(1.0f));
+
+    // Inverse CDF in index order, as sample_f32: each thread sums a contiguous chunk, thread 0 finds the
+    // chunk where u * (kept mass) falls, that chunk's thread finds the token. Rounding at the very end
+    // falls back to the last kept token.
+    int chunk = (cols + blockDim.x - 1) / blockDim.x;
+    int begin = min(cols, (int)threadIdx.x * chunk), end = min(cols, begin + chunk);
+    float chunkMass = 0.0f;
+    for (int i = begin; i < end; i++) if (kept(p[i], threshold)) chunkMass += p[i];
+    chunkSums[threadIdx.x] = chunkMass;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float total = 0.0f;
+        for (int t = 0; t < (int)blockDim.x; t++) total += chunkSums[t];
+        float target = uniforms[blockIdx.x] * total, before = 0.0f;
+        int pick = -1, lastNonZero = 0;
+        for (int t = 0; t < (int)blockDim.x; t++) {
+            if (chunkSums[t] > 0.0f) lastNonZero = t;
+            if (chunkSums[t] > 0.0f && before + chunkSums[t] > target) { pick = t; break; }
+            before += chunkSums[t];
+        }
+        if (pick < 0) { pick = lastNonZero; before = total - chunkSums[pick]; }
+        chosenChunk = pick;
+        remaining = target - before;
+    }
+    __syncthreads();
+    if ((int)threadIdx.x == chosenChunk) {
+        float acc = 0.0f;
+        int token = -1, last = begin;
+        for (int i = begin; i < end; i++) {
+            if (!kept(p[i], threshold)) continue;
+            last = i;
+            acc += p[i];
+            if (acc > remaining) { token = i; break; }
+        }
+        if (token < 0) token = last;
+        tokens[blockIdx.x] = token;
+        logprobs[blockIdx.x] = l[token] - m - logf(rawSum);
     }
 }
 """#
