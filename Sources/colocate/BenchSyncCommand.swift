@@ -62,6 +62,7 @@ struct BenchSync: AsyncParsableCommand {
                                          memoryUtilization: 0.4, dtype: engineType, name: "engine-\(e)"))
         }
         var times: [Double] = []
+        var phases: [(notice: Double, update: Double, rank: Double)] = []
         var bytes = 0
         var first = 0.0
         for it in 0...iterations {
@@ -75,14 +76,18 @@ struct BenchSync: AsyncParsableCommand {
                     for t in trainers { group.addTask { try await t.call(ExportWeights()) } }
                     for try await r in group { exports[r.deviceUUID] = r.exported }
                 }
-                written = try await Self.update(engines, UpdateWeightsFromHandles(exports: exports))
+                written = try await Self.update(engines, UpdateWeightsFromHandles(exports: exports)).reduce(0) { $0 + $1.bytes }
             } else {
                 var notices: [String: WeightSyncNotice] = [:]
                 try await withThrowingTaskGroup(of: ExportWeightsNotice.Reply.self) { group in
                     for t in trainers { group.addTask { try await t.call(ExportWeightsNotice()) } }
                     for try await r in group { notices[r.deviceUUID] = r.notice }
                 }
-                written = try await Self.update(engines, UpdateWeightsFromNotices(notices: notices))
+                let noticed = ContinuousClock.now
+                let replies = try await Self.update(engines, UpdateWeightsFromNotices(notices: notices))
+                written = replies.reduce(0) { $0 + $1.bytes }
+                let end = ContinuousClock.now
+                phases.append(((noticed - start).inSeconds, (end - noticed).inSeconds, replies.map(\.seconds).max() ?? 0))
             }
             let d = ContinuousClock.now - start
             if it == 0 { first = d.inSeconds }
@@ -100,13 +105,16 @@ struct BenchSync: AsyncParsableCommand {
         print(String(format: "median %.2f ms over %d warm runs; %@ written across %d ranks = %.2f GB/s; host memcpy %.2f GB/s (%.0f%%); first sync %.2f ms",
                      median * 1e3, times.count, ByteCount.format(bytes), engines.count * tensorParallelSize,
                      Double(bytes) / median / 1e9, memcpy / 1e9, Double(bytes) / median / memcpy * 100, first * 1e3))
+        func medianOf(_ values: [Double]) -> String { String(format: "%.3f ms", values.sorted()[values.count / 2] * 1e3) }
+        print("  medians of the phases: trainers' notices \(medianOf(phases.map(\.notice))), engines' update round trip "
+            + "\(medianOf(phases.map(\.update))), of which the slowest rank's update \(medianOf(phases.map(\.rank)))")
     }
 
-    /// Sends `call` to every rank of every engine at once; total bytes written.
-    static func update<C: RemoteCall>(_ engines: [LLM], _ call: C) async throws -> Int where C.Reply == UpdateWeightsFromHandles.Reply {
-        try await withThrowingTaskGroup(of: Int.self) { group in
-            for e in engines { group.addTask { try await e.collectiveRPC(call).reduce(0) { $0 + $1.bytes } } }
-            return try await group.reduce(0, +)
+    /// Sends `call` to every rank of every engine at once; every rank's reply.
+    static func update<C: RemoteCall>(_ engines: [LLM], _ call: C) async throws -> [C.Reply] where C.Reply == UpdateWeightsFromHandles.Reply {
+        try await withThrowingTaskGroup(of: [C.Reply].self) { group in
+            for e in engines { group.addTask { try await e.collectiveRPC(call) } }
+            return try await group.reduce(into: []) { $0 += $1 }
         }
     }
 

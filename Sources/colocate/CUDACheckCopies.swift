@@ -30,14 +30,14 @@ struct CUDACopyBatchCheck {
             (.u8, .u8, 11, 1001, 1003, 1001),
         ]
         var copies: [StridedCopy] = []
-        var (sourceOffset, destinationOffset) = (2, 6)
+        var (sourceOffset, destinationOffset) = (4, 8)  // element-aligned (as weights are), not 16-byte aligned
         for s in shapes {
             let c = StridedCopy(source: source.deviceAddress + UInt64(sourceOffset), sourcePitch: s.sourcePitch, sourceType: s.0,
                                 destination: destination.deviceAddress + UInt64(destinationOffset), destinationPitch: s.destinationPitch,
                                 destinationType: s.1, rows: s.rows, columns: s.columns)
             copies.append(c)
-            sourceOffset += ((s.rows - 1) * s.sourcePitch + s.columns) * s.0.byteSize + 10
-            destinationOffset += ((s.rows - 1) * s.destinationPitch + s.columns) * s.1.byteSize + 14
+            sourceOffset = (sourceOffset + ((s.rows - 1) * s.sourcePitch + s.columns) * s.0.byteSize + 3) / 4 * 4 + 12
+            destinationOffset = (destinationOffset + ((s.rows - 1) * s.destinationPitch + s.columns) * s.1.byteSize + 3) / 4 * 4 + 20
             precondition(sourceOffset < sourceBytes && destinationOffset < destinationBytes)
         }
         var expected = [UInt8](repeating: 0xEE, count: destinationBytes)

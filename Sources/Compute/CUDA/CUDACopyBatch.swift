@@ -102,6 +102,11 @@ extension CUDABackend {
         for c in copies {
             precondition(c.rows >= 0 && c.columns >= 0 && c.sourcePitch >= c.columns && c.destinationPitch >= c.columns,
                          "copy of \(c.rows)×\(c.columns) with pitches \(c.sourcePitch), \(c.destinationPitch)")
+            // A converting copy reads and writes whole elements; plain copies pick a word width that fits.
+            if c.sourceType != c.destinationType,
+               c.source % UInt64(c.sourceType.byteSize) != 0 || c.destination % UInt64(c.destinationType.byteSize) != 0 {
+                throw ComputeError("a \(c.sourceType) → \(c.destinationType) copy needs element-aligned addresses (\(c.source), \(c.destination))")
+            }
         }
         let (fields, tasks, tiles) = CUDACopyBatch.tasks(for: copies, tileBytes: tileBytes)
         guard tiles < Int(Int32.max) else { throw ComputeError("a copy batch of \(tiles) tiles is too large for one launch") }
