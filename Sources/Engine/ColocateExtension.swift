@@ -47,6 +47,18 @@ public struct CompareWeights: RemoteCall {
     public init(exports: [String: ExportedWeights]) { self.exports = exports }
 }
 
+/// The rank's weight buffer as a place its device's trainer can write (push sync): exported once;
+/// trainers attach to it (`AttachWeightDestinations`) and then `PushWeights` on every sync, with no
+/// call to the engine at all.
+public struct ExportWeightDestination: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var deviceUUID: String
+        public var destination: WeightDestination
+    }
+    public static let name = "colocate.exportWeightDestination"
+    public init() {}
+}
+
 /// The built-in extension of every engine rank: what the colocated weight sync needs.
 public struct ColocateExtension: WorkerExtension {
     public static let name = "colocate"
@@ -76,6 +88,9 @@ public struct ColocateExtension: WorkerExtension {
     public func handlers(into handlers: inout Handlers) {
         let w = worker, layouts = self.layouts
         handlers.on(ReportDeviceUUID.self) { _, _ in w.device.uuid }
+        handlers.on(ExportWeightDestination.self) { _, _ in
+            .init(deviceUUID: w.device.uuid, destination: try w.weightDestination())
+        }
         handlers.on(UpdateWeightsFromHandles.self) { call, _ in
             let start = ContinuousClock.now
             let exported = try export(for: call.exports)

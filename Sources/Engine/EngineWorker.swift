@@ -44,8 +44,9 @@ public final class EngineWorkerState: @unchecked Sendable {
     public let budget: MemoryBudget
     /// The op set this rank runs on (CPU, or CUDA on its GPU).
     public let backend: any ComputeBackend
-    /// On GPUs: the one allocation holding every shard (a sync is then a few large copies).
-    private let deviceWeights: CUDAEngineWeights?
+    /// The one buffer holding every shard (shared memory of a CPU device, one allocation on a GPU): a
+    /// pull sync is then a few large copies, and trainers can push into it (``weightDestination``).
+    public let flatWeights: any ExportableWeightBuffer
     private let communicator: NCCLCommunicator?
     /// The CPU all-reduce of a tensor-parallel engine, to abort peers when this rank's step fails.
     let sharedAllReduce: SharedMemoryAllReduce?
@@ -88,11 +89,17 @@ public final class EngineWorkerState: @unchecked Sendable {
             $0 + $1.shard.shardShape(of: $1.shape, worldSize: worldSize).reduce(1, *) * config.dtype.byteSize
         }
         try budget.charge(weightBytes, for: "\(rankName): the \(config.dtype) weights")
-        let deviceWeights = try cuda.map { try CUDAEngineWeights(table: table, dtype: config.dtype, worldSize: worldSize, backend: $0) }
-        self.deviceWeights = deviceWeights
+        let layout = WeightLayout(shardsOf: table, dtype: config.dtype, worldSize: worldSize)
+        let flatWeights: any ExportableWeightBuffer = try cuda.map { try CUDAWeightBuffer(layout: layout, allocator: $0.allocator) }
+            ?? SharedWeightBuffer(layout: layout, device: device)
+        self.flatWeights = flatWeights
+        let views = flatWeights.tensors
         let (_, weights) = try ModelLoader.load(directory: config.modelDirectory, dtype: config.dtype,
                                                 rank: rank, worldSize: worldSize, backend: backend) { name, shape, dtype in
-            try deviceWeights?.weights[name] ?? backend.zeros(shape, dtype: dtype)
+            guard let view = views[name], view.shape == shape, view.dtype == dtype else {
+                throw EngineError("\(rankName): the checkpoint's \(name) (\(dtype) \(shape)) is not a parameter of the model's table")
+            }
+            return view
         }
 
         // All-reduce between ranks: NCCL on GPUs, the driver's shared segment on CPU devices.
@@ -144,6 +151,11 @@ public final class EngineWorkerState: @unchecked Sendable {
         importer = WeightImporters.make(for: backend)
         self.table = table
         self.budget = budget
+    }
+
+    /// This rank's weights as a place a trainer on the same device can write (push sync).
+    public func weightDestination() throws -> WeightDestination {
+        WeightDestination(exported: try flatWeights.export(), rank: rank, worldSize: worldSize)
     }
 }
 

@@ -61,6 +61,34 @@ public struct ExportWeightsNotice: RemoteCall {
     public init() {}
 }
 
+/// Attaches the trainer to the engine ranks it will push to (push sync): of `destinations` (every
+/// rank of every engine, as `ExportWeightDestination` returns them), those on the trainer's own
+/// device. Checks and plans each; replaces earlier attachments. Throws when none is on its device.
+public struct AttachWeightDestinations: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var deviceUUID: String
+        /// Engine ranks attached.
+        public var attached: Int
+    }
+    public static let name = "trainer.attachWeightDestinations"
+    public var destinations: [WeightDestination]
+    public init(destinations: [WeightDestination]) { self.destinations = destinations }
+}
+
+/// Writes the trainer's current weights into every attached engine rank and returns once they are
+/// there (push sync: no call to the engines). The engines must be idle meanwhile.
+public struct PushWeights: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var deviceUUID: String
+        public var bytes: Int
+        public var version: UInt64
+        /// Time from receiving the call until every attached rank held the new weights.
+        public var seconds: Double
+    }
+    public static let name = "trainer.pushWeights"
+    public init() {}
+}
+
 /// A training actor: owns a model's weights on its device share and exports them to colocated engines.
 public final class TrainerActor: ClusterActor {
     public typealias Config = Empty
@@ -80,6 +108,7 @@ public final class TrainerActor: ClusterActor {
             let start = ContinuousClock.now
             let loaded = try TrainerWeights(directory: call.directory, device: device, dtype: call.dtype)
             box.value = loaded
+            box.pusher = nil
             let t = ContinuousClock.now - start
             return .init(parameters: loaded.table.totalCount, bytes: loaded.byteCount,
                          seconds: t.inSeconds)
@@ -96,6 +125,26 @@ public final class TrainerActor: ClusterActor {
             let w = try box.loaded()
             return .init(deviceUUID: w.buffer.device.uuid, exported: try w.export())
         }
+        handlers.on(AttachWeightDestinations.self) { call, _ in
+            let w = try box.loaded()
+            let uuid = w.buffer.device.uuid
+            let mine = call.destinations.filter { $0.deviceUUID.lowercased() == uuid.lowercased() }
+            guard !mine.isEmpty else {
+                throw WeightSyncError("none of the \(call.destinations.count) engine ranks is on this trainer's device \(uuid)")
+            }
+            let pusher = try w.makePusher()
+            for d in mine { try pusher.attach(d) }
+            box.pusher = pusher
+            return .init(deviceUUID: uuid, attached: mine.count)
+        }
+        handlers.on(PushWeights.self) { _, _ in
+            let start = ContinuousClock.now
+            let w = try box.loaded()
+            guard let pusher = box.pusher else { throw WeightSyncError("the trainer has no engine ranks attached (call AttachWeightDestinations first)") }
+            let bytes = try pusher.push()
+            return .init(deviceUUID: w.buffer.device.uuid, bytes: bytes, version: w.buffer.version,
+                         seconds: (ContinuousClock.now - start).inSeconds)
+        }
         handlers.on(ExportWeightsNotice.self) { _, _ in
             let w = try box.loaded()
             return .init(deviceUUID: w.buffer.device.uuid, notice: try w.buffer.exportNotice())
@@ -106,6 +155,7 @@ public final class TrainerActor: ClusterActor {
 /// The trainer's weights once loaded. Calls run one at a time (the actor mailbox), so plain storage suffices.
 final class WeightsBox: @unchecked Sendable {
     var value: TrainerWeights?
+    var pusher: WeightPusher?
     func loaded() throws -> TrainerWeights {
         guard let value else { throw WeightSyncError("the trainer has no model loaded (call LoadModel first)") }
         return value

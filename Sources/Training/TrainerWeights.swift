@@ -61,6 +61,11 @@ public final class TrainerWeights: @unchecked Sendable {
     }
 
     public func export() throws -> ExportedWeights { try buffer.export() }
+
+    /// A pusher of these weights into engine ranks on the same device (push sync).
+    public func makePusher() throws -> WeightPusher {
+        try WeightPusher(source: buffer, config: config, backend: cuda)
+    }
 }
 
 #if canImport(Glibc)

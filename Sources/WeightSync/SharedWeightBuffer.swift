@@ -10,6 +10,8 @@ public final class SharedWeightBuffer: ExportableWeightBuffer, @unchecked Sendab
     public let identity: SharedMemoryIdentity
     /// Bumped by the owner whenever it changes the weights.
     public var version: UInt64 = 0
+    /// The layout's fingerprint, computed once (the layout never changes).
+    public let layoutFingerprint: UInt64
 
     /// Allocates a zeroed shared-memory buffer for `layout` on a (virtual CPU) device.
     public init(layout: WeightLayout, device: Device) throws(ComputeError) {
@@ -17,6 +19,7 @@ public final class SharedWeightBuffer: ExportableWeightBuffer, @unchecked Sendab
         self.layout = layout
         memory = try HostMemory.allocateShared(byteCount: layout.totalBytes, device: device, name: "colocate-weights")
         identity = try SharedMemoryIdentity.of(fileDescriptor: memory.sharedFileDescriptor!)
+        layoutFingerprint = layout.fingerprint
     }
 
     public var device: Device { memory.device }
@@ -39,5 +42,10 @@ public final class SharedWeightBuffer: ExportableWeightBuffer, @unchecked Sendab
         let handle = MemoryHandle(deviceUUID: memory.device.uuid, kind: .cpuSharedMemory, byteCount: layout.totalBytes,
                                   offset: 0, opaque: identity.bytes, ownerPID: identity.pid)
         return ExportedWeights(handle: handle, layout: layout, version: version)
+    }
+
+    public func exportNotice() -> WeightSyncNotice {
+        let e = export()
+        return WeightSyncNotice(handle: e.handle, version: e.version, layoutFingerprint: layoutFingerprint)
     }
 }

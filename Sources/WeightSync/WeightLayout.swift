@@ -33,7 +33,39 @@ public struct WeightLayout: Sendable, Codable, Equatable {
         totalBytes = offset
     }
 
+    /// Lays out rank `rank`'s shard of every parameter of `table` at tensor-parallel size `worldSize`,
+    /// in order, in `dtype`: an engine rank's weights as one buffer (the same for every rank).
+    public init(shardsOf table: ParameterTable, dtype: DType, worldSize: Int) {
+        var entries: [Entry] = []
+        var offset = 0
+        for spec in table.specs {
+            let shape = spec.shard.shardShape(of: spec.shape, worldSize: worldSize)
+            entries.append(Entry(name: spec.name, dtype: dtype, shape: shape, offset: offset))
+            offset += (shape.reduce(1, *) * dtype.byteSize + Self.alignment - 1) / Self.alignment * Self.alignment
+        }
+        self.entries = entries
+        totalBytes = offset
+    }
+
     public subscript(name: String) -> Entry? { entries.first { $0.name == name } }
+}
+
+/// Where a trainer can write an engine rank's weights itself (push sync): the rank's weight buffer,
+/// exported like a trainer's (one handle, and a layout of this rank's shards), with the rank's place
+/// in its tensor-parallel group. An engine hands these out once; trainers on the same device attach
+/// to them and then copy straight into the engine's weights on every sync, in their own GPU context.
+public struct WeightDestination: Sendable, Codable, Equatable {
+    public var exported: ExportedWeights
+    public var rank: Int
+    public var worldSize: Int
+
+    public init(exported: ExportedWeights, rank: Int, worldSize: Int) {
+        self.exported = exported
+        self.rank = rank
+        self.worldSize = worldSize
+    }
+
+    public var deviceUUID: String { exported.handle.deviceUUID }
 }
 
 /// What a trainer hands to engines: one handle to its flat buffer and the layout to read it by.

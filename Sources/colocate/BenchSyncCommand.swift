@@ -30,9 +30,13 @@ struct BenchSync: AsyncParsableCommand {
     @Option(help: "Device kind: cpu or cuda.")
     var device: String = "cpu"
 
+    @Option(help: "pull: engine ranks copy from the trainers' exports (the seed's way); push: trainers copy into the engine ranks' weights.")
+    var method: String = "pull"
+
     func run() async throws {
         guard device == "cpu" || device == "cuda" else { throw CLIError("unknown device '\(device)' (use cpu or cuda)") }
         guard iterations >= 1 else { throw CLIError("--iterations must be ≥ 1") }
+        guard method == "pull" || method == "push" else { throw CLIError("--method must be pull or push, not '\(method)'") }
         let dir = try model ?? ModelCache.ensure(preset: preset) { print($0) }
         let engineType = try CLIParse.dtype(engineDtype)
         let cluster = try Cluster.local(devices: DeviceSpec(parsing: devices ?? (device == "cuda" ? "cuda" : "cpu:2")))
@@ -68,9 +72,22 @@ struct BenchSync: AsyncParsableCommand {
         for it in 0...iterations {
             for t in trainers { _ = try await t.call(PerturbWeights(seed: UInt64(it), scale: 0.01)) }
             let start = ContinuousClock.now
-            // The first sync sends full exports (layouts); later ones only notices.
+            // The first sync sends full exports (layouts) or attaches the trainers to the engine ranks;
+            // later ones send only notices, or only the push calls.
             let written: Int
-            if it == 0 {
+            if method == "push" {
+                if it == 0 {
+                    var destinations: [WeightDestination] = []
+                    for e in engines { destinations += try await e.collectiveRPC(ExportWeightDestination()).map(\.destination) }
+                    for t in trainers { _ = try await t.call(AttachWeightDestinations(destinations: destinations)) }
+                }
+                let replies = try await withThrowingTaskGroup(of: PushWeights.Reply.self) { group in
+                    for t in trainers { group.addTask { try await t.call(PushWeights()) } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                written = replies.reduce(0) { $0 + $1.bytes }
+                if it > 0 { phases.append((0, (ContinuousClock.now - start).inSeconds, replies.map(\.seconds).max() ?? 0)) }
+            } else if it == 0 {
                 var exports: [String: ExportedWeights] = [:]
                 try await withThrowingTaskGroup(of: ExportWeights.Reply.self) { group in
                     for t in trainers { group.addTask { try await t.call(ExportWeights()) } }
@@ -101,13 +118,17 @@ struct BenchSync: AsyncParsableCommand {
         }
         let median = times.sorted()[times.count / 2]
         let memcpy = device == "cpu" ? try Self.memcpyBandwidth() : .nan
-        print("bench sync (\(device)): \(dir.split(separator: "/").last ?? ""), \(cluster.devices.count) devices, TP \(tensorParallelSize), engine \(engineDtype)")
+        print("bench sync (\(device), \(method)): \(dir.split(separator: "/").last ?? ""), \(cluster.devices.count) devices, TP \(tensorParallelSize), engine \(engineDtype)")
         print(String(format: "median %.2f ms over %d warm runs; %@ written across %d ranks = %.2f GB/s; host memcpy %.2f GB/s (%.0f%%); first sync %.2f ms",
                      median * 1e3, times.count, ByteCount.format(bytes), engines.count * tensorParallelSize,
                      Double(bytes) / median / 1e9, memcpy / 1e9, Double(bytes) / median / memcpy * 100, first * 1e3))
         func medianOf(_ values: [Double]) -> String { String(format: "%.3f ms", values.sorted()[values.count / 2] * 1e3) }
-        print("  medians of the phases: trainers' notices \(medianOf(phases.map(\.notice))), engines' update round trip "
-            + "\(medianOf(phases.map(\.update))), of which the slowest rank's update \(medianOf(phases.map(\.rank)))")
+        if method == "push" {
+            print("  medians: trainers' push round trip \(medianOf(phases.map(\.update))), of which the slowest trainer's push \(medianOf(phases.map(\.rank)))")
+        } else {
+            print("  medians of the phases: trainers' notices \(medianOf(phases.map(\.notice))), engines' update round trip "
+                + "\(medianOf(phases.map(\.update))), of which the slowest rank's update \(medianOf(phases.map(\.rank)))")
+        }
     }
 
     /// Sends `call` to every rank of every engine at once; every rank's reply.

@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Compute
+import Models
+
+/// The trainer side of push sync: the trainer writes its weights into the engine ranks on its own
+/// device itself, instead of each engine rank reading them (``WeightImporting``, the seed's pull).
+///
+/// An engine rank exports its weight buffer once (a ``WeightDestination``); the trainer opens it,
+/// checks every tensor, and plans the copies — its full tensors into the rank's shards, converting the
+/// dtype — once per destination (``attach(_:)``). Each sync is then ``push()``: on a GPU one
+/// `copy_batch` launch per destination on the trainer's own stream, right behind its own work, so the
+/// GPU does not switch to the engine's context for the copy; on CPU devices, host copies between
+/// the shared-memory buffers.
+///
+/// The engine must not be generating while a push writes its weights — in an RL loop the engine is
+/// idle while the trainer steps and syncs, as with pull.
+///
+/// Not thread-safe: a trainer pushes from one thread (its actor mailbox).
+public final class WeightPusher: @unchecked Sendable {
+    public let source: any ExportableWeightBuffer
+    public let config: ModelConfig
+    public let table: ParameterTable
+    /// The GPU backend of the trainer's device (copies run on its stream); nil on CPU devices.
+    public let backend: CUDABackend?
+
+    private struct Target {
+        var destination: WeightDestination
+        var plan: ShardCopyPlan
+        var batch: CUDACopyBatch?
+        /// The engine's buffer mapped here (kept open while attached).
+        var mapping: AnyObject
+    }
+    private var targets: [Target] = []
+    // Opening (and caching, and checking the owner of) engine buffers is what importers already do.
+    private let hostMappings: WeightImporter?
+    private let deviceMappings: CUDAWeightImporter?
+
+    public init(source: any ExportableWeightBuffer, config: ModelConfig, backend: CUDABackend?) throws {
+        guard (source.device.kind == .cuda) == (backend != nil) else {
+            throw WeightSyncError("a push from \(source.device) needs \(source.device.kind == .cuda ? "its GPU's backend" : "no GPU backend")")
+        }
+        if let backend, backend.device.uuid != source.device.uuid {
+            throw WeightSyncError("the backend is on \(backend.device.uuid), the weights on \(source.device.uuid)")
+        }
+        self.source = source
+        self.config = config
+        table = ParameterTable(config: config)
+        self.backend = backend
+        hostMappings = backend == nil ? WeightImporter(device: source.device) : nil
+        deviceMappings = backend.map { CUDAWeightImporter(backend: $0) }
+    }
+
+    /// Destinations attached, in the order they were attached.
+    public var destinations: [WeightDestination] { targets.map(\.destination) }
+
+    /// Checks `destination` (this trainer's device, a live owner, exactly the model's shards inside
+    /// its buffer), opens it, and plans the copies into it. Attaching the same rank's buffer again
+    /// replaces the old attachment.
+    public func attach(_ destination: WeightDestination) throws {
+        let handle = destination.exported.handle
+        guard handle.deviceUUID.lowercased() == source.device.uuid.lowercased() else {
+            throw WeightSyncError("engine rank \(destination.rank) is on device \(handle.deviceUUID), but this trainer's weights are on \(source.device.uuid): a trainer pushes only to the engine ranks on its own device")
+        }
+        try ParameterTable.validate(config: config, tensorParallelSize: destination.worldSize)
+        try WeightUpdateCheck.validate(destination: destination, table: table)
+        let base: UInt64
+        let mapping: AnyObject
+        if let deviceMappings {
+            let buffer = try deviceMappings.open(handle)
+            (base, mapping) = (buffer.deviceAddress + UInt64(handle.offset), buffer)
+        } else {
+            let memory = try hostMappings!.open(handle)
+            (base, mapping) = (UInt64(UInt(bitPattern: memory.baseAddress)) + UInt64(handle.offset), memory)
+        }
+        let entries = Dictionary(uniqueKeysWithValues: destination.exported.layout.entries.map { ($0.name, $0) })
+        let destinations = source.layout.entries.map { entry -> ShardCopyPlan.Destination in
+            let d = entries[entry.name]!  // validated: every parameter is there
+            return .init(address: base + UInt64(d.offset), dtype: d.dtype, allocation: ObjectIdentifier(mapping))
+        }
+        let sourceBase = try sourceAddress()
+        let plan = ShardCopyPlan(layout: source.layout, sourceBase: sourceBase, table: table, destinations: destinations,
+                                 rank: destination.rank, worldSize: destination.worldSize)
+        let batch = try backend?.prepareCopyBatch(plan.copies)
+        targets.removeAll { $0.destination.exported.handle == handle }
+        targets.append(Target(destination: destination, plan: plan, batch: batch, mapping: mapping))
+    }
+
+    /// Drops every destination (their mappings close when no longer used).
+    public func detachAll() { targets.removeAll() }
+
+    /// Writes the current weights into every attached destination and waits until they are there.
+    /// Returns the bytes written. Throws, writing nothing, when an engine rank has gone away.
+    @discardableResult
+    public func push() throws -> Int {
+        guard !targets.isEmpty else { throw WeightSyncError("no engine ranks attached: attach their weight destinations first") }
+        for t in targets where !t.destination.exported.handle.ownerIsAlive {
+            throw WeightSyncError("engine rank \(t.destination.rank) (pid \(t.destination.exported.handle.ownerPID)) is gone: attach the new engine's destinations")
+        }
+        if let backend {
+            try backend.perform {
+                for t in targets { backend.copy(t.batch!) }
+                try backend.synchronize()
+            }
+        } else {
+            for t in targets {
+                for c in t.plan.copies { Self.copyOnHost(c) }
+            }
+        }
+        return targets.reduce(0) { $0 + $1.plan.destinationBytes }
+    }
+
+    private func sourceAddress() throws -> UInt64 {
+        if let gpu = source as? CUDAWeightBuffer { return gpu.buffer.deviceAddress }
+        if let host = source as? SharedWeightBuffer { return UInt64(UInt(bitPattern: host.memory.baseAddress)) }
+        throw WeightSyncError("cannot push from a \(type(of: source))")
+    }
+
+    /// One strided copy between host addresses, converting the dtype.
+    static func copyOnHost(_ c: StridedCopy) {
+        let s = UnsafeRawPointer(bitPattern: UInt(c.source))!, d = UnsafeMutableRawPointer(bitPattern: UInt(c.destination))!
+        if c.isContiguous && c.sourceType == c.destinationType {
+            d.copyMemory(from: s, byteCount: c.elements * c.sourceType.byteSize)
+            return
+        }
+        for r in 0..<c.rows {
+            DTypeConversion.convert(from: s + r * c.sourcePitch * c.sourceType.byteSize, c.sourceType,
+                                    to: d + r * c.destinationPitch * c.destinationType.byteSize, c.destinationType, count: c.columns)
+        }
+    }
+}
