@@ -22,11 +22,14 @@ struct Demo: AsyncParsableCommand {
     var engineDtype: String = "f32"
     @Option(help: "Device kind: cpu or cuda.")
     var device: String = "cpu"
+    @Option(help: "How weights reach the engines: pull (each engine rank reads its trainer's export, as the seed does) or push (each trainer writes the engine ranks on its device).")
+    var sync: String = "pull"
     @Flag(help: "Print a machine-readable report.")
     var json = false
 
     func run() async throws {
         guard device == "cpu" || device == "cuda" else { throw CLIError("unknown device '\(device)' (use cpu or cuda)") }
+        guard sync == "pull" || sync == "push" else { throw CLIError("--sync must be pull or push, not '\(sync)'") }
         let spec = try DeviceSpec(parsing: layout.devices ?? (device == "cuda" ? "cuda" : "cpu:4"))
         switch (device, spec) {
         case ("cuda", .cpu): throw CLIError("--device cuda runs on GPUs; --devices \(layout.devices ?? "") names CPU devices")
@@ -41,7 +44,8 @@ struct Demo: AsyncParsableCommand {
         let scenario = DemoScenario(options: .init(
             devices: spec, tensorParallelSize: layout.tensorParallelSize, trainerFraction: layout.trainerFraction,
             workerFraction: layout.workerFraction, memoryUtilization: memoryUtilization, model: directory, prompt: prompt,
-            maxTokens: maxTokens, engineDType: try CLIParse.dtype(engineDtype), workerExecutable: nil), log: log)
+            maxTokens: maxTokens, engineDType: try CLIParse.dtype(engineDtype), workerExecutable: nil,
+            push: sync == "push"), log: log)
         let start = ContinuousClock.now
         let report = try await scenario.run()
         if json {

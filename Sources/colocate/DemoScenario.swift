@@ -20,6 +20,8 @@ struct DemoScenario {
         var maxTokens: Int
         var engineDType: DType
         var workerExecutable: String?
+        /// Trainers write into the engine ranks' weights (push) instead of the ranks reading them (pull, the seed's way).
+        var push = false
     }
 
     struct Step: Codable {
@@ -181,14 +183,32 @@ struct DemoScenario {
             return (g, show(g))
         }
 
-        // 4. Trainers export; each engine rank opens its own device's export and loads its shard.
-        let exports: [String: ExportedWeights] = try await timed("4. trainers export weights; each engine rank loads its shard from its own device's trainer", rec) {
+        // 4. Pull (the seed's way): trainers export; each engine rank opens its own device's export and
+        //    loads its shard. Push: each engine rank exports its weight buffer; each trainer attaches to
+        //    the ranks on its device and writes their shards itself.
+        let stepName = options.push
+            ? "4. engine ranks export their weight buffers; each trainer writes the shards of the ranks on its own device"
+            : "4. trainers export weights; each engine rank loads its shard from its own device's trainer"
+        let exports: [String: ExportedWeights] = try await timed(stepName, rec) {
             var exports: [String: ExportedWeights] = [:]
             for t in trainers {
                 let reply = try await t.call(ExportWeights())
                 exports[reply.deviceUUID] = reply.exported
             }
             var lines: [String] = []
+            if options.push {
+                var destinations: [WeightDestination] = []
+                for engine in engines { destinations += try await engine.collectiveRPC(ExportWeightDestination()).map(\.destination) }
+                for (i, t) in trainers.enumerated() {
+                    let attached = try await t.call(AttachWeightDestinations(destinations: destinations))
+                    let pushed = try await t.call(PushWeights())
+                    let perRank = pushed.bytes / max(attached.attached, 1)
+                    for _ in 0..<attached.attached { rec.report.syncedBytesPerRank.append(perRank) }
+                    lines.append(String(format: "trainer %d: %@ into %d engine rank(s) on %@ in %.1f ms", i, ByteCount.format(pushed.bytes),
+                                        attached.attached, pushed.deviceUUID, pushed.seconds * 1e3))
+                }
+                return (exports, lines.joined(separator: "\n"))
+            }
             for (e, engine) in engines.enumerated() {
                 let replies = try await engine.collectiveRPC(UpdateWeightsFromHandles(exports: exports))
                 for (r, reply) in replies.enumerated() {

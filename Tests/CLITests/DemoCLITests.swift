@@ -25,6 +25,19 @@ import Testing
         #expect(after.allSatisfy { ($0["tokenIds"] as! [Int]).allSatisfy { $0 == 0 } }, "zero weights give all-zero logits → token 0")
     }
 
+    @Test func pushSyncPassesTheSameChecks() throws {
+        let model = try EngineSystemTests.model("opt-tiny")
+        let r = try runColocate(["demo", "--model", model, "--devices", "cpu:4:1GiB", "--tp", "2", "--sync", "push", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect(report["passed"] as? Bool == true)
+        let steps = report["steps"] as! [[String: Any]]
+        #expect((steps[4]["name"] as! String).contains("each trainer writes the shards"))
+        #expect((report["syncedBytesPerRank"] as! [Int]).count == 4)
+        let after = report["after"] as! [[String: Any]]
+        #expect(after.allSatisfy { ($0["tokenIds"] as! [Int]).allSatisfy { $0 == 0 } })
+    }
+
     @Test func infeasibleLayoutIsRefusedWithTheReason() throws {
         let model = try EngineSystemTests.model("opt-tiny")
         var r = try runColocate(["demo", "--model", model, "--devices", "cpu:3", "--tp", "2"])
