@@ -172,6 +172,9 @@ struct BenchSyncIPC: ParsableCommand {
         }
         print("  D2D copy of \(megabytes(copy.copyBytes)) through the IPC mapping (cuMemcpyDtoDAsync, median of 7)  "
             + "\(milliseconds(copy.copySeconds))  \(gigabytes(copyBandwidth))/s")
+        for point in copy.copyCurve ?? [] {
+            print("    the same copy, first \(megabytes(Int(point[0])))  \(milliseconds(point[1]))  \(gigabytes(point[0] / point[1]))/s")
+        }
         let headline = results[0].1.sorted()[results[0].1.count / 2]
         let pushed = results.last!.1.sorted()[results.last!.1.count / 2]
         print("sync-ipc \(preset) \(trainerType)→\(engineType) tp\(tp) \(method.rawValue): push median \(milliseconds(pushed)), first \(milliseconds(first.seconds)), warm median \(milliseconds(headline)), "

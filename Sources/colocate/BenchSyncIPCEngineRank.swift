@@ -164,15 +164,24 @@ struct SyncIPCEngineRank {
         let destinationBytes = table.specs.reduce(0) { $0 + $1.shard.shardShape(of: $1.shape, worldSize: worldSize).reduce(1, *) } * engineType.byteSize
         let bytes = min(destinationBytes, exported.handle.byteCount, flat.byteCount)
         let from = source.deviceAddress + UInt64(exported.handle.offset), to = flat.buffer.deviceAddress
-        var times: [Double] = []
-        try backend.perform {
-            for _ in 0..<7 {
-                let start = monotonicNanoseconds()
-                try backend.stream.copy(from: from, to: to, byteCount: bytes)
-                try backend.stream.synchronize()
-                times.append(Double(monotonicNanoseconds() - start) / 1e9)
+        func median(_ count: Int) throws -> Double {
+            var times: [Double] = []
+            try backend.perform {
+                for _ in 0..<7 {
+                    let start = monotonicNanoseconds()
+                    try backend.stream.copy(from: from, to: to, byteCount: count)
+                    try backend.stream.synchronize()
+                    times.append(Double(monotonicNanoseconds() - start) / 1e9)
+                }
             }
+            return times.sorted()[times.count / 2]
         }
-        return SyncIPCReply(copyBytes: bytes, copySeconds: times.sorted()[times.count / 2])
+        let times = [try median(bytes)]
+        // The same copy at smaller sizes: where its bandwidth falls off says whether the mapping's size matters.
+        var curve: [[Double]] = []
+        for count in [256 << 20, 1 << 30, 2 << 30, 4 << 30, 8 << 30] where count < bytes {
+            curve.append([Double(count), try median(count)])
+        }
+        return SyncIPCReply(copyBytes: bytes, copySeconds: times[0], copyCurve: curve)
     }
 }

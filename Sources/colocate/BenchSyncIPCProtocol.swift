@@ -46,6 +46,8 @@ struct SyncIPCReply: Codable {
     /// Copy bandwidth measurement: bytes and the median seconds of a plain D2D copy of them.
     var copyBytes = 0
     var copySeconds = 0.0
+    /// The same copy at smaller sizes: [bytes, median seconds] pairs.
+    var copyCurve: [[Double]]?
     /// GPU time of the copies (events around them), with `--gpu-timing`.
     var gpuCopySeconds: Double?
     /// The rank's first reply: the IPC handle of its flat weights, for a trainer that pushes.
