@@ -91,7 +91,7 @@ public final class EngineWorkerState: @unchecked Sendable {
         try budget.charge(weightBytes, for: "\(rankName): the \(config.dtype) weights")
         let layout = WeightLayout(shardsOf: table, dtype: config.dtype, worldSize: worldSize)
         let flatWeights: any ExportableWeightBuffer = try cuda.map { try CUDAWeightBuffer(layout: layout, allocator: $0.allocator) }
-            ?? SharedWeightBuffer(layout: layout, device: device)
+            ?? SharedWeightBuffer(layout: layout, device: device, name: "colocate-engine-weights")
         self.flatWeights = flatWeights
         let views = flatWeights.tensors
         let (_, weights) = try ModelLoader.load(directory: config.modelDirectory, dtype: config.dtype,

@@ -13,11 +13,12 @@ public final class SharedWeightBuffer: ExportableWeightBuffer, @unchecked Sendab
     /// The layout's fingerprint, computed once (the layout never changes).
     public let layoutFingerprint: UInt64
 
-    /// Allocates a zeroed shared-memory buffer for `layout` on a (virtual CPU) device.
-    public init(layout: WeightLayout, device: Device) throws(ComputeError) {
+    /// Allocates a zeroed shared-memory buffer for `layout` on a (virtual CPU) device. `name` is the
+    /// memfd's name, as `/proc/<pid>/fd` and `maps` show it.
+    public init(layout: WeightLayout, device: Device, name: String = "colocate-weights") throws(ComputeError) {
         guard device.kind == .cpu else { throw ComputeError("shared weight buffers on \(device.kind) are made by the CUDA backend") }
         self.layout = layout
-        memory = try HostMemory.allocateShared(byteCount: layout.totalBytes, device: device, name: "colocate-weights")
+        memory = try HostMemory.allocateShared(byteCount: layout.totalBytes, device: device, name: name)
         identity = try SharedMemoryIdentity.of(fileDescriptor: memory.sharedFileDescriptor!)
         layoutFingerprint = layout.fingerprint
     }
