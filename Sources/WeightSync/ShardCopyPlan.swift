@@ -8,7 +8,7 @@ public typealias ShardCopy = StridedCopy
 /// engine's weights: one 2-D copy per parameter (``ShardSpec/block(of:rank:worldSize:)``), then
 /// neighbours merged where both sides continue exactly where the last one ended in the same
 /// allocation with the same dtypes — so an engine whose weights are one allocation laid out like the
-/// trainer's (``CUDAEngineWeights``) takes a whole tensor-parallel-1 update in a single copy.
+/// trainer's (``WeightLayout/init(shardsOf:dtype:worldSize:)``) takes a whole tensor-parallel-1 update in a single copy.
 public struct ShardCopyPlan: Sendable, Equatable {
     /// Where a parameter goes: its first byte, its dtype, and which allocation it is in (copies never
     /// merge across allocations, even adjacent ones).

@@ -27,8 +27,12 @@ public final class WeightPusher: @unchecked Sendable {
 
     private struct Target {
         var destination: WeightDestination
-        var plan: ShardCopyPlan
+        /// Where each of the source layout's entries goes, in the source's order, in the mapped buffer at `base`.
+        var entries: [WeightLayout.Entry]
+        var base: UInt64
+        /// On a GPU: every copy of the push, planned once.
         var batch: CUDACopyBatch?
+        var bytes: Int
         /// The engine's buffer mapped here (kept open while attached).
         var mapping: AnyObject
     }
@@ -74,17 +78,20 @@ public final class WeightPusher: @unchecked Sendable {
             let memory = try hostMappings!.open(handle)
             (base, mapping) = (UInt64(UInt(bitPattern: memory.baseAddress)) + UInt64(handle.offset), memory)
         }
-        let entries = Dictionary(uniqueKeysWithValues: destination.exported.layout.entries.map { ($0.name, $0) })
-        let destinations = source.layout.entries.map { entry -> ShardCopyPlan.Destination in
-            let d = entries[entry.name]!  // validated: every parameter is there
-            return .init(address: base + UInt64(d.offset), dtype: d.dtype, allocation: ObjectIdentifier(mapping))
+        let byName = Dictionary(uniqueKeysWithValues: destination.exported.layout.entries.map { ($0.name, $0) })
+        let entries = source.layout.entries.map { byName[$0.name]! }  // validated: every parameter is there
+        var batch: CUDACopyBatch?
+        if let backend {
+            let destinations = entries.map {
+                ShardCopyPlan.Destination(address: base + UInt64($0.offset), dtype: $0.dtype, allocation: ObjectIdentifier(mapping))
+            }
+            let plan = ShardCopyPlan(layout: source.layout, sourceBase: try sourceAddress(), table: table, destinations: destinations,
+                                     rank: destination.rank, worldSize: destination.worldSize)
+            batch = try backend.prepareCopyBatch(plan.copies)
         }
-        let sourceBase = try sourceAddress()
-        let plan = ShardCopyPlan(layout: source.layout, sourceBase: sourceBase, table: table, destinations: destinations,
-                                 rank: destination.rank, worldSize: destination.worldSize)
-        let batch = try backend?.prepareCopyBatch(plan.copies)
         targets.removeAll { $0.destination.exported.handle == handle }
-        targets.append(Target(destination: destination, plan: plan, batch: batch, mapping: mapping))
+        targets.append(Target(destination: destination, entries: entries, base: base, batch: batch,
+                              bytes: entries.reduce(0) { $0 + $1.byteCount }, mapping: mapping))
     }
 
     /// Drops every destination (their mappings close when no longer used).
@@ -104,29 +111,22 @@ public final class WeightPusher: @unchecked Sendable {
                 try backend.synchronize()
             }
         } else {
+            let sourceBase = UnsafeRawPointer(bitPattern: UInt(try sourceAddress()))!
             for t in targets {
-                for c in t.plan.copies { Self.copyOnHost(c) }
+                let destinationBase = UnsafeMutableRawPointer(bitPattern: UInt(t.base))!
+                for (entry, d) in zip(source.layout.entries, t.entries) {
+                    table[entry.name]!.shard.copyShard(from: sourceBase + entry.offset, entry.dtype, shape: entry.shape,
+                                                       to: destinationBase + d.offset, d.dtype,
+                                                       rank: t.destination.rank, worldSize: t.destination.worldSize)
+                }
             }
         }
-        return targets.reduce(0) { $0 + $1.plan.destinationBytes }
+        return targets.reduce(0) { $0 + $1.bytes }
     }
 
     private func sourceAddress() throws -> UInt64 {
         if let gpu = source as? CUDAWeightBuffer { return gpu.buffer.deviceAddress }
         if let host = source as? SharedWeightBuffer { return UInt64(UInt(bitPattern: host.memory.baseAddress)) }
         throw WeightSyncError("cannot push from a \(type(of: source))")
-    }
-
-    /// One strided copy between host addresses, converting the dtype.
-    static func copyOnHost(_ c: StridedCopy) {
-        let s = UnsafeRawPointer(bitPattern: UInt(c.source))!, d = UnsafeMutableRawPointer(bitPattern: UInt(c.destination))!
-        if c.isContiguous && c.sourceType == c.destinationType {
-            d.copyMemory(from: s, byteCount: c.elements * c.sourceType.byteSize)
-            return
-        }
-        for r in 0..<c.rows {
-            DTypeConversion.convert(from: s + r * c.sourcePitch * c.sourceType.byteSize, c.sourceType,
-                                    to: d + r * c.destinationPitch * c.destinationType.byteSize, c.destinationType, count: c.columns)
-        }
     }
 }

@@ -80,17 +80,16 @@ struct BenchSyncIPC: ParsableCommand {
         defer { for r in ranks { r.finish() } }
         // Ready: weights allocated, kernels loaded. Each rank's flat weights, mapped here, are where
         // the push variant writes: the trainer copies in its own context, right after its own work.
-        let engineLayout = CUDAEngineWeights.layout(table: table, dtype: engineType, worldSize: tp)
+        let engineLayout = WeightLayout(shardsOf: table, dtype: engineType, worldSize: tp)
         var pushers: [(backend: CUDABackend, weights: CUDABuffer, batch: CUDACopyBatch)] = []
         for (r, t) in trainers.enumerated() {
             guard let handle = try ranks[r].reply().weightsHandle else { throw CLIError("engine rank \(r) did not export its weights") }
             let gpu = try cuda.device(r)
             let backend = try CUDABackend(device: gpu, memoryUtilization: 0.95)
             let weights = try gpu.open(handle)
-            let offsets = Dictionary(uniqueKeysWithValues: engineLayout.places.map { ($0.name, $0.offset) })
-            let destinations = layout.entries.map {
-                ShardCopyPlan.Destination(address: weights.deviceAddress + UInt64(offsets[$0.name]!), dtype: engineType,
-                                          allocation: ObjectIdentifier(weights))
+            // Both layouts list the table's parameters in order.
+            let destinations = engineLayout.entries.map {
+                ShardCopyPlan.Destination(address: weights.deviceAddress + UInt64($0.offset), dtype: $0.dtype, allocation: ObjectIdentifier(weights))
             }
             let plan = ShardCopyPlan(layout: layout, sourceBase: t.buffer.deviceAddress, table: table, destinations: destinations,
                                      rank: r, worldSize: tp)

@@ -14,7 +14,10 @@ struct SyncIPCEngineRank {
     let worldSize: Int
     let gpu: CUDADevice
     let backend: CUDABackend
-    let flat: CUDAEngineWeights
+    /// This rank's shards in one allocation (``WeightLayout/init(shardsOf:dtype:worldSize:)``), as the engine holds them.
+    let flat: CUDAWeightBuffer
+    /// Its tensors, made once: a sync hands the same dictionary to the importer every time.
+    let flatTensors: [String: Tensor]
     var separate: [String: Tensor]?
     let importer: CUDAWeightImporter
     var layouts = WeightLayoutCache()
@@ -28,7 +31,7 @@ struct SyncIPCEngineRank {
             engine = try SyncIPCEngineRank(preset: preset, engineType: engineType, rank: rank, worldSize: worldSize)
             engine.importer.copyMethod = copyMethod
             engine.importer.measuresGPUTime = gpuTiming
-            try writeLine(encoder.encode(SyncIPCReply(bytes: engine.flat.byteCount, weightsHandle: try engine.flat.buffer.exportHandle())), to: 1)
+            try writeLine(encoder.encode(SyncIPCReply(bytes: engine.flat.layout.totalBytes, weightsHandle: try engine.flat.buffer.exportHandle())), to: 1)
         } catch {
             try writeLine(encoder.encode(SyncIPCReply(ok: false, error: "engine rank \(rank): \(error)")), to: 1)
             return
@@ -68,7 +71,8 @@ struct SyncIPCEngineRank {
         self.worldSize = worldSize
         gpu = try CUDA.load().device(rank)
         backend = try CUDABackend(device: gpu, memoryUtilization: 0.9)
-        flat = try CUDAEngineWeights(table: table, dtype: engineType, worldSize: worldSize, backend: backend)
+        flat = try CUDAWeightBuffer(layout: WeightLayout(shardsOf: table, dtype: engineType, worldSize: worldSize), allocator: backend.allocator)
+        flatTensors = flat.tensors
         importer = CUDAWeightImporter(backend: backend)
     }
 
@@ -78,7 +82,7 @@ struct SyncIPCEngineRank {
             // The trainer's stream finished writing before it told us: the weights are in place.
             var reply = SyncIPCReply(doneAt: received)
             let trainerType = lastExport?.layout.entries.first?.dtype ?? engineType
-            if let fill = request.fill, let problem = try check(flat.weights, filledWith: fill, trainerType: trainerType) {
+            if let fill = request.fill, let problem = try check(flatTensors, filledWith: fill, trainerType: trainerType) {
                 reply.ok = false
                 reply.error = problem
             }
@@ -92,7 +96,7 @@ struct SyncIPCEngineRank {
         } else {
             throw CLIError("a request needs an export or a notice")
         }
-        let weights = request.target == .separate ? try separateWeights() : flat.weights
+        let weights = request.target == .separate ? try separateWeights() : flatTensors
         let decoded = monotonicNanoseconds()
         let bytes = try importer.update(from: exported, table: table, weights: weights, rank: rank, worldSize: worldSize)
         let done = monotonicNanoseconds()
@@ -162,7 +166,7 @@ struct SyncIPCEngineRank {
         guard let exported = lastExport else { throw CLIError("measure the copy bandwidth after a sync") }
         let source = try importer.open(exported.handle)
         let destinationBytes = table.specs.reduce(0) { $0 + $1.shard.shardShape(of: $1.shape, worldSize: worldSize).reduce(1, *) } * engineType.byteSize
-        let bytes = min(destinationBytes, exported.handle.byteCount, flat.byteCount)
+        let bytes = min(destinationBytes, exported.handle.byteCount, flat.layout.totalBytes)
         let from = source.deviceAddress + UInt64(exported.handle.offset), to = flat.buffer.deviceAddress
         func median(_ count: Int) throws -> Double {
             var times: [Double] = []

@@ -8,7 +8,7 @@ import WeightSync
 /// What the trainer (parent) of `bench sync-ipc` tells an engine rank (child), one JSON line each.
 struct SyncIPCRequest: Codable {
     enum Target: String, Codable {
-        /// The engine's weights as one allocation laid out like the trainer's (`CUDAEngineWeights`).
+        /// The engine's weights as one allocation laid out like the trainer's (`WeightLayout(shardsOf:)`).
         case flat
         /// One allocation per parameter, as `backend.zeros` makes them.
         case separate

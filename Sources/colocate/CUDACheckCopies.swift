@@ -1,5 +1,6 @@
 import Compute
 import Foundation
+import Models
 
 /// `cuda-check`: the `copy_batch` kernel (weight sync's copies) against the host, byte for byte — one
 /// launch of contiguous, strided, wider-than-a-tile and dtype-converting copies at odd offsets, with
@@ -13,8 +14,8 @@ struct CUDACopyBatchCheck {
         let source = try backend.allocator.allocate(byteCount: sourceBytes)
         let destination = try backend.allocator.allocate(byteCount: destinationBytes)
         // Source bytes with the exponent bits kept low: finite in every dtype, so conversions compare exactly.
-        var generator = SplitMix64Bytes(seed: 7)
-        let hostSource = (0..<sourceBytes).map { _ in generator.next() & 0x3F }
+        var generator = SplitMix64(seed: 7)
+        let hostSource = (0..<sourceBytes).map { _ in UInt8(truncatingIfNeeded: generator.next() >> 29) & 0x3F }
         try hostSource.withUnsafeBytes { try backend.cudaDevice.copy(fromHost: $0.baseAddress!, to: source.deviceAddress, byteCount: sourceBytes) }
         try destination.fill(byte: 0xEE)
 
@@ -66,18 +67,5 @@ struct CUDACopyBatchCheck {
             if wrong == 0 { report.pass("copy_batch") } else { report.fail("copy_batch \(tile >> 10) KiB tiles") }
         }
         return report
-    }
-}
-
-/// Bytes from SplitMix64, for check data.
-struct SplitMix64Bytes {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt8 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return UInt8(truncatingIfNeeded: (z ^ (z >> 31)) >> 29)
     }
 }

@@ -24,7 +24,7 @@ import WeightSync
         return memory
     }
 
-    /// Engine shards: in one allocation laid out as `CUDAEngineWeights` does, or one allocation each.
+    /// Engine shards: in one allocation laid out as `WeightLayout(shardsOf:)` lays them out, or one allocation each.
     static func engine(_ table: ParameterTable, dtype: DType, worldSize: Int, oneAllocation: Bool)
         throws -> (weights: [String: Tensor], memory: [HostMemory])
     {

@@ -28,6 +28,15 @@ struct CopyTask {
 };
 #define COPY_UNROLL 4
 
+// A unit of S stored as a unit of D: converted through float, or moved as it is when the types agree
+// (plain copies move uint4 … unsigned char words).
+template <typename S, typename D> struct Store {
+    static __device__ __forceinline__ D of(S v) { return from_float<D>(to_float(v)); }
+};
+template <typename W> struct Store<W, W> {
+    static __device__ __forceinline__ W of(W v) { return v; }
+};
+
 // Each thread moves up to COPY_UNROLL units per round, all loads before all stores, so that enough
 // reads are in flight to cover memory latency.
 template <typename S, typename D>
@@ -48,32 +57,7 @@ __device__ __forceinline__ void copy_tile(const char* src, i64 srcPitch, char* d
             int k = base + j * blockDim.x;
             if (k < n) {
                 int r = rows == 1 ? 0 : k / units, c = k - r * units;
-                ((D*)(dst + r * dstPitch))[c] = from_float<D>(to_float(v[j]));
-            }
-        }
-    }
-}
-
-// Plain words (uint4 … unsigned char): moved as they are.
-template <typename W>
-__device__ __forceinline__ void move_tile(const char* src, i64 srcPitch, char* dst, i64 dstPitch, int rows, int units) {
-    int n = rows * units;
-    for (int base = threadIdx.x; base < n; base += COPY_UNROLL * blockDim.x) {
-        W v[COPY_UNROLL];
-        #pragma unroll
-        for (int j = 0; j < COPY_UNROLL; j++) {
-            int k = base + j * blockDim.x;
-            if (k < n) {
-                int r = rows == 1 ? 0 : k / units, c = k - r * units;
-                v[j] = ((const W*)(src + r * srcPitch))[c];
-            }
-        }
-        #pragma unroll
-        for (int j = 0; j < COPY_UNROLL; j++) {
-            int k = base + j * blockDim.x;
-            if (k < n) {
-                int r = rows == 1 ? 0 : k / units, c = k - r * units;
-                ((W*)(dst + r * dstPitch))[c] = v[j];
+                ((D*)(dst + r * dstPitch))[c] = Store<S, D>::of(v[j]);
             }
         }
     }
@@ -93,11 +77,11 @@ extern "C" __global__ void copy_batch(const CopyTask* __restrict__ tasks, int ta
     const char* src = (const char*)t.src + firstRow * t.srcPitch;
     char* dst = (char*)t.dst + firstRow * t.dstPitch;
     switch ((int)t.kind) {
-    case 16: move_tile<uint4>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
-    case 8: move_tile<unsigned long long>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
-    case 4: move_tile<unsigned int>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
-    case 2: move_tile<unsigned short>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
-    case 1: move_tile<unsigned char>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
+    case 16: copy_tile<uint4, uint4>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
+    case 8: copy_tile<unsigned long long, unsigned long long>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
+    case 4: copy_tile<unsigned int, unsigned int>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
+    case 2: copy_tile<unsigned short, unsigned short>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
+    case 1: copy_tile<unsigned char, unsigned char>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
     case 101: copy_tile<float, bf16>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
     case 102: copy_tile<float, f16>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;
     case 103: copy_tile<bf16, float>(src, t.srcPitch, dst, t.dstPitch, rows, units); break;

@@ -41,46 +41,6 @@ extern "C" __global__ void argmax_f32(const float* x, int* out, int cols) {
     }
 }
 
-// probabilities: [rows, cols] (need not be normalised); uniforms: [rows] in [0, 1); out: [rows].
-// Each thread sums a contiguous chunk; thread 0 finds the chunk where u * total falls; that chunk's
-// thread finds the element. Rounding at the very end falls back to the last non-zero element.
-extern "C" __global__ void sample_f32(const float* probabilities, const float* uniforms, int* out, int cols) {
-    __shared__ float chunkSums[SAMPLING_THREADS];
-    __shared__ int chosenChunk;
-    __shared__ float remaining;
-    const float* p = probabilities + (i64)blockIdx.x * cols;
-    int chunk = (cols + blockDim.x - 1) / blockDim.x;
-    int begin = min(cols, (int)threadIdx.x * chunk), end = min(cols, begin + chunk);
-    float s = 0.0f;
-    for (int i = begin; i < end; i++) s += p[i];
-    chunkSums[threadIdx.x] = s;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        float total = 0.0f;
-        for (int t = 0; t < (int)blockDim.x; t++) total += chunkSums[t];
-        float target = uniforms[blockIdx.x] * total, before = 0.0f;
-        int pick = -1, lastNonZero = 0;
-        for (int t = 0; t < (int)blockDim.x; t++) {
-            if (chunkSums[t] > 0.0f) lastNonZero = t;
-            if (pick < 0 && chunkSums[t] > 0.0f && before + chunkSums[t] > target) { pick = t; break; }
-            before += chunkSums[t];
-        }
-        if (pick < 0) { pick = lastNonZero; before = total - chunkSums[pick]; }
-        chosenChunk = pick;
-        remaining = target - before;
-    }
-    __syncthreads();
-    if ((int)threadIdx.x == chosenChunk) {
-        float acc = 0.0f;
-        int last = begin;
-        for (int i = begin; i < end; i++) {
-            if (p[i] > 0.0f) last = i;
-            acc += p[i];
-            if (p[i] > 0.0f && acc > remaining) { out[blockIdx.x] = i; return; }
-        }
-        out[blockIdx.x] = last;
-    }
-}
 // Sum of an int over the block (blockDim.x a multiple of 32); every thread gets it. As block_sum.
 __device__ int block_count(int v, int* scratch) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -96,6 +56,54 @@ __device__ int block_count(int v, int* scratch) {
 // Kept by the truncation: a non-zero probability at or above the threshold (a float's bit pattern;
 // p >= 0, so comparing bits as ints compares the floats).
 __device__ __forceinline__ bool kept(float p, int threshold) { return p > 0.0f && __float_as_int(p) >= threshold; }
+
+// Inverse CDF in index order over the kept elements of the row p, with u in [0, 1): each thread sums a
+// contiguous chunk, thread 0 finds the chunk where u * (kept mass) falls, that chunk's thread finds the
+// element. Rounding at the very end falls back to the last kept element of the chunk. Returns the element
+// on the thread that found it, -1 on the others. chunkSums holds blockDim.x floats.
+__device__ int draw_kept(const float* p, int cols, float u, int threshold, float* chunkSums, int* chosenChunk, float* remaining) {
+    int chunk = (cols + blockDim.x - 1) / blockDim.x;
+    int begin = min(cols, (int)threadIdx.x * chunk), end = min(cols, begin + chunk);
+    float chunkMass = 0.0f;
+    for (int i = begin; i < end; i++) if (kept(p[i], threshold)) chunkMass += p[i];
+    chunkSums[threadIdx.x] = chunkMass;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float total = 0.0f;
+        for (int t = 0; t < (int)blockDim.x; t++) total += chunkSums[t];
+        float target = u * total, before = 0.0f;
+        int pick = -1, lastNonZero = 0;
+        for (int t = 0; t < (int)blockDim.x; t++) {
+            if (chunkSums[t] > 0.0f) lastNonZero = t;
+            if (chunkSums[t] > 0.0f && before + chunkSums[t] > target) { pick = t; break; }
+            before += chunkSums[t];
+        }
+        if (pick < 0) { pick = lastNonZero; before = total - chunkSums[pick]; }
+        *chosenChunk = pick;
+        *remaining = target - before;
+    }
+    __syncthreads();
+    if ((int)threadIdx.x != *chosenChunk) return -1;
+    float acc = 0.0f;
+    int last = begin;
+    for (int i = begin; i < end; i++) {
+        if (!kept(p[i], threshold)) continue;
+        last = i;
+        acc += p[i];
+        if (acc > *remaining) return i;
+    }
+    return last;
+}
+
+// probabilities: [rows, cols] (need not be normalised); uniforms: [rows] in [0, 1); out: [rows]. Every
+// non-zero probability is kept (threshold 0).
+extern "C" __global__ void sample_f32(const float* probabilities, const float* uniforms, int* out, int cols) {
+    __shared__ float chunkSums[SAMPLING_THREADS];
+    __shared__ int chosenChunk;
+    __shared__ float remaining;
+    int token = draw_kept(probabilities + (i64)blockIdx.x * cols, cols, uniforms[blockIdx.x], 0, chunkSums, &chosenChunk, &remaining);
+    if (token >= 0) out[blockIdx.x] = token;
+}
 
 // Samples one token per row of logits: p = exp((l - max) / T), truncated to the top-k tokens (topK in
 // 1..<cols, else off), then to the smallest most-likely set holding topP of their mass (topP < 1, else
@@ -158,40 +166,8 @@ sample_logits_f32(const float* logits, const float* uniforms, int* tokens, float
     // The row's maximum has p = exp(0) = 1: keep it whatever the rounding (topP tiny, say).
     threshold = min(threshold, __float_as_int(1.0f));
 
-    // Inverse CDF in index order, as sample_f32: each thread sums a contiguous chunk, thread 0 finds the
-    // chunk where u * (kept mass) falls, that chunk's thread finds the token. Rounding at the very end
-    // falls back to the last kept token.
-    int chunk = (cols + blockDim.x - 1) / blockDim.x;
-    int begin = min(cols, (int)threadIdx.x * chunk), end = min(cols, begin + chunk);
-    float chunkMass = 0.0f;
-    for (int i = begin; i < end; i++) if (kept(p[i], threshold)) chunkMass += p[i];
-    chunkSums[threadIdx.x] = chunkMass;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        float total = 0.0f;
-        for (int t = 0; t < (int)blockDim.x; t++) total += chunkSums[t];
-        float target = uniforms[blockIdx.x] * total, before = 0.0f;
-        int pick = -1, lastNonZero = 0;
-        for (int t = 0; t < (int)blockDim.x; t++) {
-            if (chunkSums[t] > 0.0f) lastNonZero = t;
-            if (chunkSums[t] > 0.0f && before + chunkSums[t] > target) { pick = t; break; }
-            before += chunkSums[t];
-        }
-        if (pick < 0) { pick = lastNonZero; before = total - chunkSums[pick]; }
-        chosenChunk = pick;
-        remaining = target - before;
-    }
-    __syncthreads();
-    if ((int)threadIdx.x == chosenChunk) {
-        float acc = 0.0f;
-        int token = -1, last = begin;
-        for (int i = begin; i < end; i++) {
-            if (!kept(p[i], threshold)) continue;
-            last = i;
-            acc += p[i];
-            if (acc > remaining) { token = i; break; }
-        }
-        if (token < 0) token = last;
+    int token = draw_kept(p, cols, uniforms[blockIdx.x], threshold, chunkSums, &chosenChunk, &remaining);
+    if (token >= 0) {
         tokens[blockIdx.x] = token;
         logprobs[blockIdx.x] = l[token] - m - logf(rawSum);
     }
