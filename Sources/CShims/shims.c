@@ -6,6 +6,9 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
+#include <sys/time.h>
+#include <stddef.h>
 
 int cshim_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
 
@@ -67,6 +70,50 @@ int cshim_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, i
     (void)actions; (void)from;
     return ENOSYS;
 #endif
+}
+
+static socklen_t abstract_address(struct sockaddr_un *addr, const char *name, size_t len) {
+    memset(addr, 0, sizeof(*addr));
+    addr->sun_family = AF_UNIX;
+    if (len > sizeof(addr->sun_path) - 1) len = sizeof(addr->sun_path) - 1;
+    memcpy(addr->sun_path + 1, name, len);  // sun_path[0] == 0: the abstract namespace
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+}
+
+int cshim_set_socket_timeouts(int fd, int timeout_ms) {
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0) return -1;
+    return setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+int cshim_listen_abstract(const char *name, size_t len, int backlog) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_un addr;
+    socklen_t size = abstract_address(&addr, name, len);
+    if (bind(fd, (struct sockaddr *)&addr, size) != 0 || listen(fd, backlog) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int cshim_connect_abstract(const char *name, size_t len, int timeout_ms) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_un addr;
+    socklen_t size = abstract_address(&addr, name, len);
+    int r;
+    do { r = connect(fd, (struct sockaddr *)&addr, size); } while (r != 0 && errno == EINTR);
+    if (r != 0 || cshim_set_socket_timeouts(fd, timeout_ms) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
 }
 
 int cshim_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }

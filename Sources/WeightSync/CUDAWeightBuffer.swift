@@ -1,9 +1,11 @@
 import Compute
 import Synchronization
 
-/// A trainer's weights on a GPU as ONE `cuMemAlloc` allocation laid out by a ``WeightLayout``: every
-/// parameter is a view into it, and an export is one CUDA IPC handle of the whole allocation plus the
-/// layout. Engine ranks on the same GPU open the handle once and copy their shards out of it.
+/// Weights on a GPU as ONE allocation laid out by a ``WeightLayout``: every parameter is a view into
+/// it, and an export is one handle of the whole allocation plus the layout. Processes on the same GPU
+/// open the handle once and copy shards out of it (a trainer's buffer) or into it (an engine rank's).
+/// The allocation is shareable as a file descriptor where the device supports it, else a `cuMemAlloc`
+/// shared by CUDA IPC (``CUDAMemorySharing/preferred(for:)``).
 public final class CUDAWeightBuffer: ExportableWeightBuffer, @unchecked Sendable {
     public let layout: WeightLayout
     /// The one allocation holding every parameter.
@@ -13,21 +15,21 @@ public final class CUDAWeightBuffer: ExportableWeightBuffer, @unchecked Sendable
     public var version: UInt64 = 0
     /// The layout's fingerprint, computed once (the layout never changes).
     public let layoutFingerprint: UInt64
-    // `cuIpcGetMemHandle` of an allocation is the same for its whole life: asked for once.
+    // An allocation's handle is the same for its whole life: asked for once.
     private let handle = Mutex<MemoryHandle?>(nil)
 
     /// Allocates `layout.totalBytes` in one allocation from `allocator` (inside its budget), zeroed.
-    public init(layout: WeightLayout, allocator: CUDAAllocator) throws {
+    public init(layout: WeightLayout, allocator: CUDAAllocator, sharing: CUDAMemorySharing? = nil) throws {
         self.layout = layout
-        buffer = try allocator.allocate(byteCount: layout.totalBytes)
+        buffer = try allocator.allocate(byteCount: layout.totalBytes, sharing: sharing ?? CUDAMemorySharing.preferred(for: allocator.device))
         try buffer.fill(byte: 0)
         layoutFingerprint = layout.fingerprint
     }
 
     /// Allocates `layout.totalBytes` on `device` outside any budget, zeroed.
-    public init(layout: WeightLayout, device: CUDADevice) throws {
+    public init(layout: WeightLayout, device: CUDADevice, sharing: CUDAMemorySharing? = nil) throws {
         self.layout = layout
-        buffer = try device.allocate(byteCount: layout.totalBytes)
+        buffer = try device.allocate(byteCount: layout.totalBytes, sharing: sharing ?? CUDAMemorySharing.preferred(for: device))
         try buffer.fill(byte: 0)
         layoutFingerprint = layout.fingerprint
     }
@@ -43,7 +45,7 @@ public final class CUDAWeightBuffer: ExportableWeightBuffer, @unchecked Sendable
         return out
     }
 
-    /// The IPC handle of the whole allocation (asked of the driver once) and the layout.
+    /// The handle of the whole allocation (made once) and the layout.
     public func export() throws -> ExportedWeights {
         ExportedWeights(handle: try memoryHandle(), layout: layout, version: version)
     }

@@ -113,7 +113,7 @@ public final class CUDAWeightImporter: WeightImporting, @unchecked Sendable {
     /// handle of this rank's own GPU whose owner is alive. The buffer starts at the allocation's first
     /// byte and covers the handle's range.
     public func open(_ handle: MemoryHandle) throws -> CUDABuffer {
-        guard handle.kind == .cudaIPC else {
+        guard handle.isCUDA else {
             throw WeightSyncError("a \(handle.kind.rawValue) handle cannot be opened on a CUDA device")
         }
         guard handle.deviceUUID.lowercased() == device.uuid.lowercased() else {

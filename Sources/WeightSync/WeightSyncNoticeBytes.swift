@@ -4,10 +4,12 @@ import Compute
 /// critical path: it encodes and decodes in a microsecond, where a JSON coder takes tens to a hundred.
 ///
 /// Little-endian: magic `WSN1`, version u64, layout fingerprint u64, byte count i64, offset i64,
-/// owner pid i32, kind u8 (0 CUDA IPC, 1 CPU shared memory), opaque length u16 and bytes, device
+/// owner pid i32, kind u8 (0 CUDA IPC, 1 CPU shared memory, 2 CUDA file descriptor), opaque length u16 and bytes, device
 /// UUID length u16 and UTF-8 bytes.
 extension WeightSyncNotice {
     static let magic: [UInt8] = Array("WSN1".utf8)
+    /// A handle's kind on the wire is its index here.
+    static let kindCodes: [MemoryHandle.Kind] = [.cudaIPC, .cpuSharedMemory, .cudaFileDescriptor]
 
     /// The notice in its binary form.
     public var bytes: [UInt8] {
@@ -19,7 +21,7 @@ extension WeightSyncNotice {
         put(Int64(handle.byteCount))
         put(Int64(handle.offset))
         put(handle.ownerPID)
-        put(UInt8(handle.kind == .cudaIPC ? 0 : 1))
+        put(Self.kindCodes.firstIndex(of: handle.kind).map(UInt8.init)!)
         put(UInt16(handle.opaque.count))
         out += handle.opaque
         put(UInt16(handle.deviceUUID.utf8.count))
@@ -47,14 +49,14 @@ extension WeightSyncNotice {
         let byteCount = try get(Int64.self), offset = try get(Int64.self)
         let pid = try get(Int32.self)
         let kind = try get(UInt8.self)
-        guard kind <= 1 else { throw WeightSyncError("a weight sync notice has unknown handle kind \(kind)") }
+        guard Int(kind) < Self.kindCodes.count else { throw WeightSyncError("a weight sync notice has unknown handle kind \(kind)") }
         let opaque = Array(try take(Int(try get(UInt16.self))))
         let uuidBytes = try take(Int(try get(UInt16.self)))
         guard at == bytes.count else { throw WeightSyncError("a weight sync notice has \(bytes.count - at) trailing bytes") }
         guard byteCount >= 0, offset >= 0, let uuid = String(validating: uuidBytes, as: UTF8.self) else {
             throw WeightSyncError("a weight sync notice has an invalid range or device UUID")
         }
-        self.init(handle: MemoryHandle(deviceUUID: uuid, kind: kind == 0 ? .cudaIPC : .cpuSharedMemory,
+        self.init(handle: MemoryHandle(deviceUUID: uuid, kind: Self.kindCodes[Int(kind)],
                                        byteCount: Int(byteCount), offset: Int(offset), opaque: opaque, ownerPID: pid),
                   version: version, layoutFingerprint: fingerprint)
     }

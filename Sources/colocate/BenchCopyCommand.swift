@@ -67,10 +67,10 @@ struct BenchCopy: ParsableCommand {
             let whole = StridedCopy(source: source.deviceAddress, sourcePitch: bytes, sourceType: .u8, destination: destination.deviceAddress,
                                     destinationPitch: bytes, destinationType: .u8, rows: 1, columns: bytes)
             for tile in tileBytes {
-                let batch = try backend.prepareCopyBatch([whole], tileBytes: tile)
+                let batch = try backend.prepareCopyBatch([whole], tileBytes: tile, copyEngine: false)
                 line("copy_batch, \(tile >> 10) KiB tiles (\(batch.tiles) blocks)", bytes, try measure { backend.copy(batch) })
             }
-            let batch = try backend.prepareCopyBatch([whole])
+            let batch = try backend.prepareCopyBatch([whole], copyEngine: false)
             line("copy_batch, default tiles, after 20 ms idle", bytes, try measure(idleMilliseconds: 20) { backend.copy(batch) })
         }
     }

@@ -42,6 +42,8 @@ struct BenchSyncIPC: ParsableCommand {
     var copyMethod = "batched"
     @Flag(help: "Also report the GPU time of each rank's copies (CUDA events around them).")
     var gpuTiming = false
+    @Option(help: "How the weight buffers are shared: fd (cuMemCreate, a file descriptor) or ipc (cuMemAlloc, CUDA IPC). Default: fd where the GPU supports it.")
+    var sharing: String?
     @Flag(help: .hidden)
     var child = false
     @Option(help: .hidden)
@@ -52,6 +54,10 @@ struct BenchSyncIPC: ParsableCommand {
         let engineType = try engineDtype.map(CLIParse.dtype) ?? trainerType
         guard let method = CUDAWeightImporter.CopyMethod(rawValue: copyMethod) else {
             throw CLIError("--copy-method must be batched or per-copy, not '\(copyMethod)'")
+        }
+        if let sharing {
+            guard CUDAMemorySharing(rawValue: sharing) != nil else { throw CLIError("--sharing must be fd or ipc, not '\(sharing)'") }
+            setenv("COLOCATE_CUDA_SHARING", sharing, 1)  // the ranks inherit it
         }
         if child {
             try SyncIPCEngineRank.run(preset: preset, engineType: engineType, rank: rank, worldSize: tp, copyMethod: method, gpuTiming: gpuTiming)
@@ -72,6 +78,7 @@ struct BenchSyncIPC: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)  // a rank that died shows as a write error, not as our death
 
         let trainers = try (0..<tp).map { try CUDAWeightBuffer(layout: layout, device: cuda.device($0)) }
+        let shared = try trainers[0].buffer.exportHandle().kind == .cudaFileDescriptor ? "fd" : "ipc"
         let gpuName = try cuda.properties(0).name
         let ranks = try (0..<tp).map { try EngineRankProcess(rank: $0, arguments: [
             "bench", "sync-ipc", "--child", "--rank", "\($0)", "--tp", "\(tp)", "--preset", preset,
@@ -130,7 +137,7 @@ struct BenchSyncIPC: ParsableCommand {
         }
 
         let bytesPerRank = table.specs.reduce(0) { $0 + $1.shard.shardShape(of: $1.shape, worldSize: tp).reduce(1, *) } * engineType.byteSize
-        print("sync-ipc (\(method.rawValue) copies): \(preset), trainer \(trainerType) → engine \(engineType), TP \(tp), \(layout.entries.count) parameters, "
+        print("sync-ipc (\(method.rawValue) copies, \(shared) sharing): \(preset), trainer \(trainerType) → engine \(engineType), TP \(tp), \(layout.entries.count) parameters, "
             + "\(megabytes(layout.totalBytes)) trainer buffer, \(megabytes(bytesPerRank)) per engine rank, \(gpuName)")
         let verifyAll = layout.totalBytes <= 1 << 30
         let first = try sync(.full, .flat, verifyAll: verifyAll)
@@ -169,14 +176,14 @@ struct BenchSyncIPC: ParsableCommand {
             print("  warm, \(name.padding(toLength: 46, withPad: " ", startingAt: 0)) median \(milliseconds(median))  "
                 + "min \(milliseconds(sorted.first!))  p90 \(milliseconds(p90))  \(gigabytes(bandwidth))/s = \(share)% of D2D  [\(rank0)]")
         }
-        print("  D2D copy of \(megabytes(copy.copyBytes)) through the IPC mapping (cuMemcpyDtoDAsync, median of 7)  "
+        print("  D2D copy of \(megabytes(copy.copyBytes)) through the mapping (cuMemcpyDtoDAsync, median of 7)  "
             + "\(milliseconds(copy.copySeconds))  \(gigabytes(copyBandwidth))/s")
         for point in copy.copyCurve ?? [] {
             print("    the same copy, first \(megabytes(Int(point[0])))  \(milliseconds(point[1]))  \(gigabytes(point[0] / point[1]))/s")
         }
         let headline = results[0].1.sorted()[results[0].1.count / 2]
         let pushed = results.last!.1.sorted()[results.last!.1.count / 2]
-        print("sync-ipc \(preset) \(trainerType)→\(engineType) tp\(tp) \(method.rawValue): push median \(milliseconds(pushed)), first \(milliseconds(first.seconds)), warm median \(milliseconds(headline)), "
+        print("sync-ipc \(preset) \(trainerType)→\(engineType) tp\(tp) \(method.rawValue): push median \(milliseconds(pushed)), sharing \(shared), first \(milliseconds(first.seconds)), warm median \(milliseconds(headline)), "
             + "\(String(format: "%.0f", 100 * (Double(bytesPerRank) / headline) / copyBandwidth))% of D2D")
     }
 

@@ -56,7 +56,7 @@ struct CUDACopyBatchCheck {
         }
         for tile in [1 << 10, CUDACopyBatch.defaultTileBytes] {
             try destination.fill(byte: 0xEE)
-            let batch = try backend.prepareCopyBatch(copies, tileBytes: tile)
+            let batch = try backend.prepareCopyBatch(copies, tileBytes: tile, copyEngine: false)
             backend.copy(batch)
             try backend.synchronize()
             var got = [UInt8](repeating: 0, count: destinationBytes)

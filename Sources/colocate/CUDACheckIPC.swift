@@ -8,22 +8,38 @@ struct CUDAIPCRequest: Codable {
     var deadOwner: MemoryHandle
     /// The same handle naming a GPU no process sees: must be refused.
     var invisibleDevice: MemoryHandle
+    /// For file-descriptor sharing, the same handle with a wrong secret: must be refused.
+    var forgedSecret: MemoryHandle?
     /// Word the child writes at the start of the shared memory, for the parent to see.
     var marker: UInt32
 }
 
-/// The parent side: exports a filled buffer, runs `colocate cuda-check --ipc-child` with the handle as
-/// JSON on its stdin (once as is and, with two GPUs, once with `CUDA_VISIBLE_DEVICES` naming the other
-/// GPU first, so that the two processes number the GPU differently), and checks what the child wrote.
+/// The parent side, for each way of sharing the GPU supports (CUDA IPC of a `cuMemAlloc` allocation, the
+/// file descriptor of a `cuMemCreate` one): exports a filled buffer, runs `colocate cuda-check
+/// --ipc-child` with the handle as JSON on its stdin (once as is and, with two GPUs, once with
+/// `CUDA_VISIBLE_DEVICES` naming the other GPU first, so that the two processes number the GPU
+/// differently), and checks what the child wrote.
 struct CUDAIPCCheck {
     let backend: CUDABackend
     let bytes: Int
 
     func run() throws -> CUDACheckReport {
-        print("\n== CUDA IPC round trip with a child process (\(bytes >> 20) MiB)")
+        var report = CUDACheckReport()
+        for sharing in CUDAMemorySharing.allCases {
+            guard sharing == .ipc || backend.cudaDevice.properties.supportsFileDescriptorSharing else {
+                print("\n== sharing by file descriptor: not supported by this GPU or driver, skipped")
+                continue
+            }
+            report.merge(try run(sharing))
+        }
+        return report
+    }
+
+    private func run(_ sharing: CUDAMemorySharing) throws -> CUDACheckReport {
+        print("\n== CUDA memory shared with a child process by \(sharing == .ipc ? "CUDA IPC" : "file descriptor") (\(bytes >> 20) MiB)")
         var report = CUDACheckReport()
         let device = backend.cudaDevice
-        let buffer = try backend.allocator.allocate(byteCount: bytes)
+        let buffer = try backend.allocator.allocate(byteCount: bytes, sharing: sharing)
         let words = bytes / 4
         let pattern = [UInt32](unsafeUninitializedCapacity: words) { out, n in
             for i in 0..<words { out[i] = UInt32(truncatingIfNeeded: i) &* 2_654_435_761 }
@@ -44,6 +60,11 @@ struct CUDAIPCCheck {
         deadOwner.ownerPID = dead.processIdentifier
         var invisible = handle
         invisible.deviceUUID = "GPU-00000000-0000-0000-0000-000000000000"
+        var forged: MemoryHandle?
+        if handle.kind == .cudaFileDescriptor {
+            forged = handle
+            forged!.opaque[DescriptorReference.byteCount - 1] ^= 0xFF  // the secret's last byte
+        }
 
         var variants: [(String, String?)] = [("same CUDA_VISIBLE_DEVICES", nil)]
         let all = try device.cuda.devices()
@@ -52,14 +73,14 @@ struct CUDAIPCCheck {
         }
         for (index, (label, visible)) in variants.enumerated() {
             let marker = 0xC0FF_EE00 + UInt32(index)
-            let request = CUDAIPCRequest(handle: handle, deadOwner: deadOwner, invisibleDevice: invisible, marker: marker)
+            let request = CUDAIPCRequest(handle: handle, deadOwner: deadOwner, invisibleDevice: invisible, forgedSecret: forged, marker: marker)
             print("  child (\(label)):")
             let status = try runChild(request, visibleDevices: visible)
             var first: UInt32 = 0
             try buffer.copy(toHost: &first, byteCount: 4)
             let sawMarker = first == marker
             print("  parent: child exited \(status); its write is \(sawMarker ? "visible" : "NOT visible") in the parent's buffer")
-            if status == 0 && sawMarker { report.pass("ipc \(label)") } else { report.fail("ipc \(label)") }
+            if status == 0 && sawMarker { report.pass("\(sharing.rawValue) sharing, \(label)") } else { report.fail("\(sharing.rawValue) sharing, \(label)") }
             try withUnsafeBytes(of: pattern[0]) { try buffer.copy(fromHost: $0.baseAddress!, byteCount: 4) }
         }
         return report
@@ -152,6 +173,9 @@ enum CUDAIPCCheckChild {
         if !closed { failures += 1 }
 
         failures += expectRefusal("handle of an exited process") { _ = try device.open(request.deadOwner) }
+        if let forged = request.forgedSecret {
+            failures += expectRefusal("handle with a forged secret") { _ = try device.open(forged) }
+        }
         failures += expectRefusal("handle of a GPU this process does not see") { _ = try cuda.device(uuid: request.invisibleDevice.deviceUUID) }
         if let other = try cuda.devices().first(where: { $0.uuid != device.uuid }) {
             let otherDevice = try cuda.device(other.ordinal)

@@ -143,7 +143,10 @@ import WeightSync
         var cuda = next
         cuda.handle = MemoryHandle(deviceUUID: "GPU-2a36941f-b41a-b60b-0006-61ebcd2ec0aa", kind: .cudaIPC, byteCount: 1 << 40,
                                    offset: 4096, opaque: (0..<64).map { UInt8($0 * 3 & 255) }, ownerPID: 4321)
-        for notice in [next, cuda] {
+        var shared = cuda
+        shared.handle.kind = .cudaFileDescriptor
+        shared.handle.opaque = (0..<44).map { UInt8($0 * 5 & 255) }
+        for notice in [next, cuda, shared] {
             #expect(try WeightSyncNotice(bytes: notice.bytes) == notice)
             for cut in [0, 3, 4, notice.bytes.count - 1] {
                 #expect(throws: WeightSyncError.self) { try WeightSyncNotice(bytes: Array(notice.bytes.prefix(cut))) }

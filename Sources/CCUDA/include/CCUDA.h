@@ -109,6 +109,45 @@ typedef CUresult (*PFN_cuIpcGetMemHandle)(CUipcMemHandle *handle, CUdeviceptr po
 typedef CUresult (*PFN_cuIpcOpenMemHandle)(CUdeviceptr *pointer, CUipcMemHandle handle, unsigned int flags); // _v2
 typedef CUresult (*PFN_cuIpcCloseMemHandle)(CUdeviceptr pointer);
 
+// Virtual memory management: physical allocations (cuMemCreate) mapped into reserved address ranges,
+// shareable with another process as a POSIX file descriptor.
+typedef unsigned long long CUmemGenericAllocationHandle;
+static const int CU_MEM_ALLOCATION_TYPE_PINNED = 1;
+static const int CU_MEM_LOCATION_TYPE_DEVICE = 1;
+static const int CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR = 1;
+static const int CU_MEM_ACCESS_FLAGS_PROT_READWRITE = 3;
+static const int CU_MEM_ALLOC_GRANULARITY_RECOMMENDED = 1;
+static const int CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED = 102;
+static const int CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED = 103;
+typedef struct CUmemLocation_st { int type; int id; } CUmemLocation;
+typedef struct CUmemAllocationProp_st {
+    int type;                   // CUmemAllocationType
+    int requestedHandleTypes;   // CUmemAllocationHandleType
+    CUmemLocation location;
+    void *win32HandleMetaData;
+    struct {
+        unsigned char compressionType;
+        unsigned char gpuDirectRDMACapable;
+        unsigned short usage;
+        unsigned char reserved[4];
+    } allocFlags;
+} CUmemAllocationProp;
+typedef struct CUmemAccessDesc_st { CUmemLocation location; int flags; } CUmemAccessDesc;
+typedef CUresult (*PFN_cuMemGetAllocationGranularity)(size_t *granularity, const CUmemAllocationProp *prop, int option);
+typedef CUresult (*PFN_cuMemCreate)(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
+                                    unsigned long long flags);
+typedef CUresult (*PFN_cuMemRelease)(CUmemGenericAllocationHandle handle);
+typedef CUresult (*PFN_cuMemAddressReserve)(CUdeviceptr *pointer, size_t size, size_t alignment, CUdeviceptr address,
+                                            unsigned long long flags);
+typedef CUresult (*PFN_cuMemAddressFree)(CUdeviceptr pointer, size_t size);
+typedef CUresult (*PFN_cuMemMap)(CUdeviceptr pointer, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                                 unsigned long long flags);
+typedef CUresult (*PFN_cuMemUnmap)(CUdeviceptr pointer, size_t size);
+typedef CUresult (*PFN_cuMemSetAccess)(CUdeviceptr pointer, size_t size, const CUmemAccessDesc *descriptors, size_t count);
+typedef CUresult (*PFN_cuMemExportToShareableHandle)(void *shareable, CUmemGenericAllocationHandle handle, int type,
+                                                     unsigned long long flags);
+typedef CUresult (*PFN_cuMemImportFromShareableHandle)(CUmemGenericAllocationHandle *handle, void *shareable, int type);
+
 // MARK: - NVRTC (nvrtc.h)
 
 typedef int nvrtcResult;
@@ -219,6 +258,9 @@ _Static_assert(sizeof(cublasLtMatmulHeuristicResult_t) == 96, "cublasLtMatmulHeu
 _Static_assert(offsetof(cublasLtMatmulHeuristicResult_t, workspaceSize) == 64, "workspaceSize at 64");
 _Static_assert(offsetof(cublasLtMatmulHeuristicResult_t, state) == 72, "state at 72");
 _Static_assert(sizeof(ncclUniqueId) == 128, "ncclUniqueId is 128 bytes");
+_Static_assert(sizeof(CUmemAllocationProp) == 32, "CUmemAllocationProp is 32 bytes");
+_Static_assert(offsetof(CUmemAllocationProp, allocFlags) == 24, "allocFlags at 24");
+_Static_assert(sizeof(CUmemAccessDesc) == 12, "CUmemAccessDesc is 12 bytes");
 _Static_assert(sizeof(CUDA_MEMCPY2D) == 128, "CUDA_MEMCPY2D is 128 bytes");
 _Static_assert(offsetof(CUDA_MEMCPY2D, dstXInBytes) == 56, "dstXInBytes at 56");
 _Static_assert(offsetof(CUDA_MEMCPY2D, WidthInBytes) == 112, "WidthInBytes at 112");

@@ -30,6 +30,17 @@ int cshim_accept_cloexec(int sock);
 /// value (ENOSYS where the C library lacks it).
 int cshim_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 
+/// A close-on-exec stream socket listening on the abstract Unix address `name` (`len` bytes, no
+/// terminator; Linux only). Returns a descriptor or -1.
+int cshim_listen_abstract(const char *name, size_t len, int backlog);
+
+/// A close-on-exec stream socket connected to the abstract Unix address `name`, with send and receive
+/// timeouts of `timeout_ms`. Returns a descriptor or -1.
+int cshim_connect_abstract(const char *name, size_t len, int timeout_ms);
+
+/// SO_RCVTIMEO and SO_SNDTIMEO of `timeout_ms`. Returns 0 or -1.
+int cshim_set_socket_timeouts(int fd, int timeout_ms);
+
 /// memfd_create(name, MFD_CLOEXEC). Returns a descriptor or -1.
 int cshim_memfd_create(const char *name);
 

@@ -68,6 +68,8 @@ public final class CUDA: Sendable {
             return Int(value)
         }
         let uuidBytes = withUnsafeBytes(of: uuid.bytes) { Array($0) }
+        let virtualMemory = try attribute(CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED) != 0
+        let fileDescriptors = try attribute(CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED) != 0
         let name = String(decoding: nameBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return CUDADeviceProperties(
             device: Device(kind: .cuda, ordinal: ordinal, uuid: Device.formatUUID(prefix: "GPU", bytes: uuidBytes), capacity: total),
@@ -75,7 +77,8 @@ public final class CUDA: Sendable {
             computeCapability: try (attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR), attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)),
             multiprocessorCount: try attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
             pciAddress: "\(hex(try attribute(CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID), 4)):\(hex(try attribute(CU_DEVICE_ATTRIBUTE_PCI_BUS_ID), 2))"
-                + ":\(hex(try attribute(CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID), 2))")
+                + ":\(hex(try attribute(CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID), 2))",
+            supportsFileDescriptorSharing: virtualMemory && fileDescriptors)
     }
 
     /// The device `ordinal` with its primary context and its own thread; one per device per process.
@@ -122,6 +125,9 @@ public struct CUDADeviceProperties: Sendable, Hashable {
     public var multiprocessorCount: Int
     /// PCI domain:bus:device, as nvidia-smi's `pci.bus_id` without the function (`0000:00:06`).
     public var pciAddress: String
+    /// Whether the device can map virtual-memory allocations shared as POSIX file descriptors
+    /// (``CUDAMemorySharing/fileDescriptor``).
+    public var supportsFileDescriptorSharing: Bool
 
     /// `major * 10 + minor`, as in `sm_90`.
     public var architecture: Int { computeCapability.major * 10 + computeCapability.minor }

@@ -31,24 +31,26 @@ public final class CUDAAllocator: Sendable {
     /// Bytes handed out and not yet released.
     public var bytesInUse: Int { used.withLock { $0 } }
 
-    /// A new allocation of `byteCount` bytes (not zeroed), counted against the budget until released.
-    public func allocate(byteCount: Int) throws(ComputeError) -> CUDABuffer {
+    /// A new allocation of `byteCount` bytes (not zeroed), counted against the budget until released:
+    /// `cuMemAlloc` by default, or shareable as a file descriptor (counted at its rounded-up size).
+    public func allocate(byteCount: Int, sharing: CUDAMemorySharing = .ipc) throws(ComputeError) -> CUDABuffer {
         guard byteCount >= 0 else { throw ComputeError("cannot allocate \(byteCount) bytes") }
+        let counted: Int
+        do {
+            counted = sharing == .fileDescriptor ? try CUDAShareableAllocation.mappedSize(of: byteCount, on: device) : byteCount
+        } catch {
+            throw ComputeError("cannot allocate \(formatBytes(byteCount)) on \(device.uuid) (cuda:\(device.ordinal)): \(error)")
+        }
         let reserved = used.withLock { inUse -> Int? in
-            guard inUse + byteCount <= budget else { return nil }
-            inUse += byteCount
+            guard inUse + counted <= budget else { return nil }
+            inUse += counted
             return inUse
         }
-        guard reserved != nil else { throw budgetError(byteCount) }
+        guard reserved != nil else { throw budgetError(counted) }
         do {
-            let address = try device.withContext { () throws(CUDAError) -> UInt64 in
-                var pointer: UInt64 = 0
-                try CUDAError.check(device.driver.cuMemAlloc(&pointer, max(byteCount, 1)), "cuMemAlloc_v2")
-                return pointer
-            }
-            return CUDABuffer(device: device, address: address, byteCount: byteCount, owner: .allocation(budget: self))
+            return try device.allocate(byteCount: byteCount, sharing: sharing, budget: self)
         } catch {
-            release(byteCount: byteCount)
+            release(byteCount: counted)
             let free = (try? device.memoryInfo().free).map { ", \(formatBytes($0)) free on the device" } ?? ""
             throw ComputeError("cannot allocate \(formatBytes(byteCount)) on \(device.uuid) (cuda:\(device.ordinal)): \(error)\(free)")
         }

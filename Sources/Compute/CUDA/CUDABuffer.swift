@@ -1,8 +1,8 @@
 import CCUDA
 
-/// Device memory that tensors view: a `cuMemAlloc` allocation (freed with its last owner, and returned
-/// to its ``CUDAAllocator`` budget), a mapping of another process's allocation (closed with its last
-/// user), or a view into either of those.
+/// Device memory that tensors view: a `cuMemAlloc` or shareable `cuMemCreate` allocation (freed with its
+/// last owner, and returned to its ``CUDAAllocator`` budget), a mapping of another process's allocation
+/// (closed with its last user), or a view into any of those.
 public final class CUDABuffer: DeviceStorage, @unchecked Sendable {
     public let cudaDevice: CUDADevice
     public var device: Device { cudaDevice.device }
@@ -13,7 +13,10 @@ public final class CUDABuffer: DeviceStorage, @unchecked Sendable {
     enum Owner {
         /// Our own `cuMemAlloc`; `budget` gets the bytes back on release.
         case allocation(budget: CUDAAllocator?)
-        /// Another process's memory, mapped with `cuIpcOpenMemHandle`.
+        /// Our own `cuMemCreate` allocation, shareable as a file descriptor; `budget` gets its mapped
+        /// size back on release.
+        case shareable(CUDAShareableAllocation, budget: CUDAAllocator?)
+        /// Another process's memory, mapped from its handle.
         case mapping(IPCMapping)
         /// A range of another buffer, which it keeps alive.
         case view(CUDABuffer)
@@ -28,10 +31,16 @@ public final class CUDABuffer: DeviceStorage, @unchecked Sendable {
     }
 
     deinit {
-        guard case .allocation(let budget) = owner else { return }
-        let (driver, address) = (cudaDevice.driver, deviceAddress)
-        cudaDevice.withContext { _ = driver.cuMemFree(address) }
-        budget?.release(byteCount: byteCount)
+        switch owner {
+        case .allocation(let budget):
+            let (driver, address) = (cudaDevice.driver, deviceAddress)
+            cudaDevice.withContext { _ = driver.cuMemFree(address) }
+            budget?.release(byteCount: byteCount)
+        case .shareable(let allocation, let budget):
+            budget?.release(byteCount: allocation.size)  // the allocation itself goes with its last reference
+        case .mapping, .view:
+            break
+        }
     }
 
     /// `byteCount` bytes at `offset`, as a buffer that keeps this one alive.
@@ -43,7 +52,7 @@ public final class CUDABuffer: DeviceStorage, @unchecked Sendable {
     /// Whether this memory belongs to another process (mapped through an IPC handle).
     public var isMapping: Bool {
         switch owner {
-        case .allocation: false
+        case .allocation, .shareable: false
         case .mapping: true
         case .view(let parent): parent.isMapping
         }

@@ -81,14 +81,24 @@ public final class CUDADevice: @unchecked Sendable {
     /// A new event; `timing` events can measure elapsed time between two records.
     public func makeEvent(timing: Bool = true) throws(CUDAError) -> CUDAEvent { try CUDAEvent(device: self, timing: timing) }
 
-    /// `cuMemAlloc` of `byteCount` bytes outside any budget (``CUDAAllocator`` enforces one).
-    public func allocate(byteCount: Int) throws(CUDAError) -> CUDABuffer {
+    /// `byteCount` bytes outside any budget (``CUDAAllocator`` enforces one): `cuMemAlloc` by default,
+    /// or an allocation shared as a file descriptor (see ``CUDAMemorySharing``).
+    public func allocate(byteCount: Int, sharing: CUDAMemorySharing = .ipc) throws(CUDAError) -> CUDABuffer {
+        try allocate(byteCount: byteCount, sharing: sharing, budget: nil)
+    }
+
+    /// The allocation itself; `budget` (which already counted it) gets the bytes back on release.
+    func allocate(byteCount: Int, sharing: CUDAMemorySharing, budget: CUDAAllocator?) throws(CUDAError) -> CUDABuffer {
+        if sharing == .fileDescriptor {
+            let allocation = try CUDAShareableAllocation(device: self, byteCount: byteCount)
+            return CUDABuffer(device: self, address: allocation.address, byteCount: byteCount, owner: .shareable(allocation, budget: budget))
+        }
         let address = try withContext { () throws(CUDAError) -> CUdeviceptr in
             var pointer: CUdeviceptr = 0
             try CUDAError.check(driver.cuMemAlloc(&pointer, max(byteCount, 1)), "cuMemAlloc_v2")
             return pointer
         }
-        return CUDABuffer(device: self, address: address, byteCount: byteCount, owner: .allocation(budget: nil))
+        return CUDABuffer(device: self, address: address, byteCount: byteCount, owner: .allocation(budget: budget))
     }
 
     /// Copies `byteCount` bytes between two device addresses (any device: unified addressing), waiting for it.

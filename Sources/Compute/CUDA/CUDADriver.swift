@@ -56,6 +56,16 @@ final class CUDADriver: @unchecked Sendable {
     let cuIpcGetMemHandle: PFN_cuIpcGetMemHandle
     let cuIpcOpenMemHandle: PFN_cuIpcOpenMemHandle
     let cuIpcCloseMemHandle: PFN_cuIpcCloseMemHandle
+    let cuMemGetAllocationGranularity: PFN_cuMemGetAllocationGranularity
+    let cuMemCreate: PFN_cuMemCreate
+    let cuMemRelease: PFN_cuMemRelease
+    let cuMemAddressReserve: PFN_cuMemAddressReserve
+    let cuMemAddressFree: PFN_cuMemAddressFree
+    let cuMemMap: PFN_cuMemMap
+    let cuMemUnmap: PFN_cuMemUnmap
+    let cuMemSetAccess: PFN_cuMemSetAccess
+    let cuMemExportToShareableHandle: PFN_cuMemExportToShareableHandle
+    let cuMemImportFromShareableHandle: PFN_cuMemImportFromShareableHandle
 
     private init(library l: DynamicLibrary) throws(CUDAError) {
         library = l
@@ -106,6 +116,16 @@ final class CUDADriver: @unchecked Sendable {
         cuIpcGetMemHandle = try l.function("cuIpcGetMemHandle")
         cuIpcOpenMemHandle = try l.function("cuIpcOpenMemHandle_v2")
         cuIpcCloseMemHandle = try l.function("cuIpcCloseMemHandle")
+        cuMemGetAllocationGranularity = try l.function("cuMemGetAllocationGranularity")
+        cuMemCreate = try l.function("cuMemCreate")
+        cuMemRelease = try l.function("cuMemRelease")
+        cuMemAddressReserve = try l.function("cuMemAddressReserve")
+        cuMemAddressFree = try l.function("cuMemAddressFree")
+        cuMemMap = try l.function("cuMemMap")
+        cuMemUnmap = try l.function("cuMemUnmap")
+        cuMemSetAccess = try l.function("cuMemSetAccess")
+        cuMemExportToShareableHandle = try l.function("cuMemExportToShareableHandle")
+        cuMemImportFromShareableHandle = try l.function("cuMemImportFromShareableHandle")
 
         // Not through CUDAError.check: its message lookup reads `loadedIfAny`, not yet published.
         let initResult = cuInit(0)

@@ -6,9 +6,12 @@ import Darwin
 import CCUDA
 import Synchronization
 
-// CUDA IPC: the exporter turns a `cuMemAlloc` allocation into 64 bytes (`cuIpcGetMemHandle`); a process
-// on the same GPU maps it with `cuIpcOpenMemHandle`. Each exported allocation is mapped once per
-// process and device, kept while any buffer uses the mapping, and closed with the last of them.
+// Sharing device memory between processes on one GPU, two ways. A `cuMemAlloc` allocation becomes 64
+// bytes (`cuIpcGetMemHandle`) that a peer maps with `cuIpcOpenMemHandle`. A shareable `cuMemCreate`
+// allocation becomes a reference to its file descriptor, which the peer fetches from the owner's
+// descriptor exchange and maps with `cuMemImportFromShareableHandle` + `cuMemMap`. Either way each
+// exported allocation is mapped once per process and device, kept while any buffer uses the mapping,
+// and closed with the last of them.
 
 /// A mapping of another process's allocation; closed when the last buffer using it goes.
 final class IPCMapping: @unchecked Sendable {
@@ -16,20 +19,29 @@ final class IPCMapping: @unchecked Sendable {
     let base: CUdeviceptr
     let size: Int
     let key: [UInt8]
+    /// How the mapping was made, so how it is undone.
+    let kind: MemoryHandle.Kind
 
-    init(device: CUDADevice, base: CUdeviceptr, size: Int, key: [UInt8]) {
+    init(device: CUDADevice, base: CUdeviceptr, size: Int, key: [UInt8], kind: MemoryHandle.Kind) {
         self.device = device
         self.base = base
         self.size = size
         self.key = key
+        self.kind = kind
     }
 
     deinit {
-        let (device, base, key) = (device, base, key)
+        let (device, base, size, key, kind) = (device, base, size, key, kind)
         // Under the cache's lock, so a concurrent open of the same handle waits for the close.
         device.ipcMappings.withLock { mappings in
             if mappings[key]?.mapping == nil { mappings[key] = nil }
-            device.withContext { _ = device.driver.cuIpcCloseMemHandle(base) }
+            device.withContext {
+                if kind == .cudaFileDescriptor {
+                    device.unmap(base, size: size)
+                } else {
+                    _ = device.driver.cuIpcCloseMemHandle(base)
+                }
+            }
         }
     }
 }
@@ -49,7 +61,7 @@ extension CUDABuffer {
     /// The allocation this buffer is part of, and where in it the buffer starts.
     private var allocationRoot: (buffer: CUDABuffer, offset: Int)? {
         switch owner {
-        case .allocation: return (self, 0)
+        case .allocation, .shareable: return (self, 0)
         case .mapping: return nil
         case .view(let parent):
             guard let root = parent.allocationRoot else { return nil }
@@ -67,18 +79,32 @@ extension CUDABuffer {
         guard let root = allocationRoot else {
             throw ComputeError("cannot export memory mapped from another process; export it from its owner")
         }
-        var handle = CUipcMemHandle()
-        let driver = cudaDevice.driver
-        let address = root.buffer.deviceAddress
-        try cudaDevice.withContext { () throws(CUDAError) in
-            try CUDAError.check(driver.cuIpcGetMemHandle(&handle, address), "cuIpcGetMemHandle")
+        let kind: MemoryHandle.Kind
+        let opaque: [UInt8]
+        if case .shareable(let allocation, _) = root.buffer.owner {
+            var out = OpaqueBytesWriter()
+            out.put(UInt64(allocation.size))
+            kind = .cudaFileDescriptor
+            opaque = try allocation.reference().bytes + out.bytes
+        } else {
+            var handle = CUipcMemHandle()
+            let driver = cudaDevice.driver
+            let address = root.buffer.deviceAddress
+            try cudaDevice.withContext { () throws(CUDAError) in
+                try CUDAError.check(driver.cuIpcGetMemHandle(&handle, address), "cuIpcGetMemHandle")
+            }
+            kind = .cudaIPC
+            opaque = withUnsafeBytes(of: handle.reserved) { Array($0) }
         }
-        let opaque = withUnsafeBytes(of: handle.reserved) { Array($0) }
         exportedAllocations.withLock { $0[opaque] = WeakBuffer(buffer: root.buffer) }
-        return MemoryHandle(deviceUUID: cudaDevice.uuid, kind: .cudaIPC, byteCount: count, offset: root.offset + offset,
+        return MemoryHandle(deviceUUID: cudaDevice.uuid, kind: kind, byteCount: count, offset: root.offset + offset,
                             opaque: opaque, ownerPID: getpid())
     }
 }
+
+/// The opaque bytes of a `.cudaFileDescriptor` handle: a ``DescriptorReference`` and the allocation's
+/// mapped size.
+private let fileDescriptorHandleBytes = DescriptorReference.byteCount + 8
 
 extension CUDADevice {
     /// Opens a handle exported by a process on this same GPU, as a buffer of `handle.byteCount` bytes.
@@ -87,15 +113,16 @@ extension CUDADevice {
     /// owner must be alive. The allocation is mapped once (`cuIpcOpenMemHandle` with
     /// `CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS`) and the mapping shared by every buffer opened from it.
     public func open(_ handle: MemoryHandle) throws -> CUDABuffer {
-        guard handle.kind == .cudaIPC else {
+        guard handle.isCUDA else {
             throw ComputeError("a \(handle.kind.rawValue) handle cannot be opened on a CUDA device")
         }
         guard handle.deviceUUID.lowercased() == uuid.lowercased() else {
             throw ComputeError("the memory handle is for \(handle.deviceUUID), not this process's device \(uuid) (cuda:\(ordinal)); "
                 + "open it in the process on that GPU")
         }
-        guard handle.opaque.count == MemoryLayout<CUipcMemHandle>.size else {
-            throw ComputeError("a CUDA IPC handle has \(MemoryLayout<CUipcMemHandle>.size) opaque bytes, not \(handle.opaque.count)")
+        let opaqueBytes = handle.kind == .cudaIPC ? MemoryLayout<CUipcMemHandle>.size : fileDescriptorHandleBytes
+        guard handle.opaque.count == opaqueBytes else {
+            throw ComputeError("a \(handle.kind.rawValue) handle has \(opaqueBytes) opaque bytes, not \(handle.opaque.count)")
         }
         guard handle.offset >= 0, handle.byteCount >= 0 else {
             throw ComputeError("invalid memory handle range: \(handle.byteCount) bytes at \(handle.offset)")
@@ -112,7 +139,7 @@ extension CUDADevice {
 
         let mapping = try ipcMappings.withLock { (mappings) throws -> IPCMapping in
             if let open = mappings[handle.opaque]?.mapping { return open }
-            let opened = try mapIPC(handle)
+            let opened = try handle.kind == .cudaIPC ? mapIPC(handle) : mapFileDescriptor(handle)
             mappings[handle.opaque] = WeakIPCMapping(mapping: opened)
             return opened
         }
@@ -138,12 +165,29 @@ extension CUDADevice {
                 }
                 return (pointer, size)
             }
-            return IPCMapping(device: self, base: base, size: size, key: handle.opaque)
+            return IPCMapping(device: self, base: base, size: size, key: handle.opaque, kind: .cudaIPC)
         } catch {
             let hint = handle.ownerIsAlive
                 ? "the exporter may have freed the buffer, or the handle is not from this machine"
                 : "process \(handle.ownerPID) has exited"
             throw ComputeError("cannot open the CUDA memory handle of process \(handle.ownerPID) on \(uuid): \(error) (\(hint))")
+        }
+    }
+
+    private func mapFileDescriptor(_ handle: MemoryHandle) throws -> IPCMapping {
+        let reference = try DescriptorReference(bytes: handle.opaque)
+        var sizeField = OpaqueBytesReader(Array(handle.opaque[DescriptorReference.byteCount...]))
+        let size = Int(sizeField.get(UInt64.self))
+        guard reference.pid == handle.ownerPID, size > 0 else {
+            throw ComputeError("malformed CUDA file-descriptor handle (pid \(reference.pid) in a handle of \(handle.ownerPID), size \(size))")
+        }
+        let fd = try DescriptorExchange.fetch(reference)
+        defer { close(fd) }
+        do {
+            let base = try mapShared(fileDescriptor: fd, size: size)
+            return IPCMapping(device: self, base: base, size: size, key: handle.opaque, kind: .cudaFileDescriptor)
+        } catch {
+            throw ComputeError("cannot map the shared CUDA memory of process \(handle.ownerPID) on \(uuid): \(error)")
         }
     }
 

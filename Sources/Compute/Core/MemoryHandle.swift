@@ -6,16 +6,23 @@ import Darwin
 
 /// A reference to device memory that another process on the same device can open (the data plane).
 ///
-/// CUDA: the 64 bytes of a `cuIpcGetMemHandle` of a `cuMemAlloc` allocation. CPU virtual devices: the
-/// identity of a memfd (`SharedMemoryIdentity`). It travels through the control plane; the bytes
+/// CUDA: the 64 bytes of a `cuIpcGetMemHandle` of a `cuMemAlloc` allocation, or where to fetch the file
+/// descriptor of a `cuMemCreate` allocation. CPU virtual devices: the identity of a memfd
+/// (`SharedMemoryIdentity`). It travels through the control plane; the bytes
 /// it names never do. `offset` and `byteCount` select a range of the exported allocation.
 public struct MemoryHandle: Codable, Sendable, Hashable, CustomStringConvertible {
     public enum Kind: String, Codable, Sendable, Hashable {
         /// `cuIpcGetMemHandle` bytes of a CUDA allocation.
         case cudaIPC
+        /// A CUDA virtual-memory allocation shared as a POSIX file descriptor: a ``DescriptorReference``
+        /// to fetch it from the owner's ``DescriptorExchange``, and the allocation's size.
+        case cudaFileDescriptor
         /// A shared-memory object of a virtual CPU device.
         case cpuSharedMemory
     }
+
+    /// Whether the memory is on a CUDA device (either way of sharing it).
+    public var isCUDA: Bool { kind == .cudaIPC || kind == .cudaFileDescriptor }
 
     /// The device holding the memory (`GPU-…` / `CPU-…`); opening it on another device is an error.
     public var deviceUUID: String

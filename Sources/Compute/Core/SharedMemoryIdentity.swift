@@ -28,22 +28,15 @@ public struct SharedMemoryIdentity: Sendable, Hashable {
     }
 
     public var bytes: [UInt8] {
-        var out: [UInt8] = []
-        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
-        put(pid); put(fd); put(inode); put(device)
-        return out
+        var out = OpaqueBytesWriter()
+        out.put(pid); out.put(fd); out.put(inode); out.put(device)
+        return out.bytes
     }
 
     public init(bytes: [UInt8]) throws(ComputeError) {
         guard bytes.count == 24 else { throw ComputeError("malformed shared-memory handle (\(bytes.count) opaque bytes, expected 24)") }
-        func get<T: FixedWidthInteger>(_ at: Int, _: T.Type) -> T {
-            var v = T.zero
-            withUnsafeMutableBytes(of: &v) { dst in
-                for i in 0..<MemoryLayout<T>.size { dst[i] = bytes[at + i] }
-            }
-            return T(littleEndian: v)
-        }
-        self.init(pid: get(0, Int32.self), fd: get(4, Int32.self), inode: get(8, UInt64.self), device: get(16, UInt64.self))
+        var input = OpaqueBytesReader(bytes)
+        self.init(pid: input.get(Int32.self), fd: input.get(Int32.self), inode: input.get(UInt64.self), device: input.get(UInt64.self))
     }
 
     /// Opens the object from another process, read-write. Errors say whether the owner is gone or the

@@ -1,0 +1,69 @@
+import Compute
+import Foundation
+import Testing
+
+/// The exchange that hands shareable CUDA allocations to other processes, exercised with memfds: the
+/// same sockets, SCM_RIGHTS and refusals, on any Linux machine.
+@Suite("Descriptor exchange", .serialized)
+struct DescriptorExchangeTests {
+    /// A memfd holding `text`, as the exchange would lend a CUDA allocation's descriptor.
+    private func memfd(holding text: String) throws -> (fd: Int32, identity: SharedMemoryIdentity) {
+        let memory = try HostMemory.allocateShared(byteCount: 4096, device: .host)
+        let fd = dup(memory.sharedFileDescriptor!)
+        #expect(fd >= 0)
+        _ = text.withCString { pwrite(fd, $0, strlen($0), 0) }
+        return (fd, try SharedMemoryIdentity.of(fileDescriptor: fd))
+    }
+
+    private func contents(of fd: Int32) -> String {
+        var bytes = [UInt8](repeating: 0, count: 64)
+        let n = pread(fd, &bytes, bytes.count, 0)
+        return String(decoding: bytes.prefix(max(0, n)).prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    @Test("A lent descriptor is fetched as a new descriptor of the same object")
+    func fetch() throws {
+        let exchange = try DescriptorExchange.shared()
+        let (fd, identity) = try memfd(holding: "weights v1")
+        let reference = exchange.lend(fd)
+        defer { exchange.withdraw(reference) }
+
+        let fetched = try DescriptorExchange.fetch(reference)
+        defer { close(fetched) }
+        #expect(fetched != fd)
+        let seen = try SharedMemoryIdentity.of(fileDescriptor: fetched)
+        #expect(seen.inode == identity.inode && seen.device == identity.device)
+        #expect(contents(of: fetched) == "weights v1")
+        #expect(fcntl(fetched, F_GETFD) & FD_CLOEXEC != 0)  // never leaks into spawned workers
+        #expect(try DescriptorReference(bytes: reference.bytes) == reference)
+    }
+
+    @Test("A wrong secret, a withdrawn descriptor and an exited lender are refused with a reason")
+    func refusals() throws {
+        let exchange = try DescriptorExchange.shared()
+        let (fd, _) = try memfd(holding: "x")
+        let reference = exchange.lend(fd)
+        let lent = exchange.lentCount
+
+        var forged = reference
+        forged.secret[1] ^= 1
+        let wrong = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(forged) }
+        #expect(wrong?.message.contains("no longer shares") == true)
+
+        exchange.withdraw(reference)
+        #expect(exchange.lentCount == lent - 1)
+        let withdrawn = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(reference) }
+        #expect(withdrawn?.message.contains("no longer shares") == true)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/true")
+        try process.run()
+        process.waitUntilExit()
+        var gone = reference
+        gone.pid = process.processIdentifier
+        let exited = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(gone) }
+        #expect(exited?.message.contains("process \(process.processIdentifier) has exited") == true)
+
+        #expect(throws: ComputeError.self) { try DescriptorReference(bytes: Array(reference.bytes.prefix(20))) }
+    }
+}
