@@ -117,11 +117,13 @@ struct BenchSync: AsyncParsableCommand {
             }
         }
         let median = times.sorted()[times.count / 2]
-        let memcpy = device == "cpu" ? try Self.memcpyBandwidth() : .nan
+        // On CPU devices the sync is a host copy: compare it with this host's memcpy.
+        let memcpy = device == "cpu" ? try Self.memcpyBandwidth() : nil
+        let versus = memcpy.map { String(format: "; host memcpy %.2f GB/s (%.0f%%)", $0 / 1e9, Double(bytes) / median / $0 * 100) } ?? ""
         print("bench sync (\(device), \(method)): \(dir.split(separator: "/").last ?? ""), \(cluster.devices.count) devices, TP \(tensorParallelSize), engine \(engineDtype)")
-        print(String(format: "median %.2f ms over %d warm runs; %@ written across %d ranks = %.2f GB/s; host memcpy %.2f GB/s (%.0f%%); first sync %.2f ms",
+        print(String(format: "median %.2f ms over %d warm runs; %@ written across %d ranks = %.2f GB/s%@; first sync %.2f ms",
                      median * 1e3, times.count, ByteCount.format(bytes), engines.count * tensorParallelSize,
-                     Double(bytes) / median / 1e9, memcpy / 1e9, Double(bytes) / median / memcpy * 100, first * 1e3))
+                     Double(bytes) / median / 1e9, versus, first * 1e3))
         func medianOf(_ values: [Double]) -> String { String(format: "%.3f ms", values.sorted()[values.count / 2] * 1e3) }
         if method == "push" {
             print("  medians: trainers' push round trip \(medianOf(phases.map(\.update))), of which the slowest trainer's push \(medianOf(phases.map(\.rank)))")

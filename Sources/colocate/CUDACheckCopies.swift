@@ -66,6 +66,44 @@ struct CUDACopyBatchCheck {
                 + (wrong == 0 ? "byte-exact, nothing outside the copies touched" : "\(wrong) bytes differ"))
             if wrong == 0 { report.pass("copy_batch") } else { report.fail("copy_batch \(tile >> 10) KiB tiles") }
         }
+        report.merge(try runOnCopyEngine())
+        return report
+    }
+
+    /// A batch of two large plain contiguous copies (at odd offsets, in swapped order) goes to the copy
+    /// engine and lands byte for byte, with the bytes around them untouched.
+    private func runOnCopyEngine() throws -> CUDACheckReport {
+        var report = CUDACheckReport()
+        let piece = CUDACopyBatch.copyEngineMinimumBytes, bytes = 2 * piece + (4 << 10)
+        let source = try backend.allocator.allocate(byteCount: bytes)
+        let destination = try backend.allocator.allocate(byteCount: bytes)
+        var generator = SplitMix64(seed: 11)
+        let block = (0..<(1 << 20)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        var host = [UInt8](repeating: 0, count: bytes)
+        for (i, start) in stride(from: 0, to: bytes, by: block.count).enumerated() {
+            for j in start..<min(start + block.count, bytes) { host[j] = block[j - start] ^ UInt8(truncatingIfNeeded: i) }
+        }
+        try host.withUnsafeBytes { try backend.cudaDevice.copy(fromHost: $0.baseAddress!, to: source.deviceAddress, byteCount: bytes) }
+        try destination.fill(byte: 0xEE)
+        // Source [3, 3 + piece) → destination [piece + 1000, ...); source [piece + 3, 2 piece + 3) → destination [5, ...).
+        let copies = [
+            StridedCopy(source: source.deviceAddress + 3, sourcePitch: piece, sourceType: .u8, destination: destination.deviceAddress + UInt64(piece + 1000),
+                        destinationPitch: piece, destinationType: .u8, rows: 1, columns: piece),
+            StridedCopy(source: source.deviceAddress + UInt64(piece + 3), sourcePitch: piece, sourceType: .u8, destination: destination.deviceAddress + 5,
+                        destinationPitch: piece, destinationType: .u8, rows: 1, columns: piece),
+        ]
+        let batch = try backend.prepareCopyBatch(copies)
+        backend.copy(batch)
+        try backend.synchronize()
+        var expected = [UInt8](repeating: 0xEE, count: bytes)
+        expected.replaceSubrange((piece + 1000)..<(2 * piece + 1000), with: host[3..<(piece + 3)])
+        expected.replaceSubrange(5..<(piece + 5), with: host[(piece + 3)..<(2 * piece + 3)])
+        var got = [UInt8](repeating: 0, count: bytes)
+        try got.withUnsafeMutableBytes { try backend.cudaDevice.copy(from: destination.deviceAddress, toHost: $0.baseAddress!, byteCount: bytes) }
+        let exact = got == expected
+        print("  \(exact && batch.usesCopyEngine ? "ok  " : "FAIL") two copies of \(piece >> 20) MiB \(batch.usesCopyEngine ? "on the copy engine" : "NOT on the copy engine"): "
+            + (exact ? "byte-exact, nothing outside the copies touched" : "bytes differ"))
+        if exact && batch.usesCopyEngine { report.pass("copy batch on the copy engine") } else { report.fail("copy batch on the copy engine") }
         return report
     }
 }

@@ -53,7 +53,7 @@ struct Demo: AsyncParsableCommand {
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
-            print("PASS: colocated weight sync verified on \(report.devices.count) devices in \(ContinuousClock.now - start)")
+            print("PASS: colocated weight sync verified on \(report.devices.count) device\(report.devices.count == 1 ? "" : "s") in \(ContinuousClock.now - start)")
         }
     }
 }
