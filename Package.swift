@@ -42,7 +42,7 @@ let package = Package(
         .executableTarget(
             name: "colocate",
             dependencies: [
-                "Compute", "Models", "Cluster", "WeightSync", "Engine", "Training",
+                "Compute", "Models", "Cluster", "WeightSync", "Engine", "Training", "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

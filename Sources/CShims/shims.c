@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CShims.h"
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -115,6 +116,8 @@ int cshim_connect_abstract(const char *name, size_t len, int timeout_ms) {
     }
     return fd;
 }
+
+void cshim_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
 int cshim_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 

@@ -27,7 +27,7 @@ public struct ZeroWeights: RemoteCall {
     public init() {}
 }
 
-/// Adds seeded Gaussian noise to every weight (an optimiser step's worth of change, for tests and benchmarks).
+/// Adds seeded noise to every weight (an optimiser step's worth of change, for tests and benchmarks).
 public struct PerturbWeights: RemoteCall {
     public typealias Reply = Empty
     public static let name = "trainer.perturbWeights"
@@ -84,6 +84,10 @@ public struct PushWeights: RemoteCall {
         public var version: UInt64
         /// Time from receiving the call until every attached rank held the new weights.
         public var seconds: Double
+        /// When the handler started and ended (``monotonicNanoseconds()``, one clock for the whole
+        /// machine): the caller splits its round trip into the way there, the push and the way back.
+        public var startedAt: UInt64
+        public var endedAt: UInt64
     }
     public static let name = "trainer.pushWeights"
     public init() {}
@@ -138,12 +142,13 @@ public final class TrainerActor: ClusterActor {
             return .init(deviceUUID: uuid, attached: mine.count)
         }
         handlers.on(PushWeights.self) { _, _ in
-            let start = ContinuousClock.now
+            let start = monotonicNanoseconds()
             let w = try box.loaded()
             guard let pusher = box.pusher else { throw WeightSyncError("the trainer has no engine ranks attached (call AttachWeightDestinations first)") }
             let bytes = try pusher.push()
+            let end = monotonicNanoseconds()
             return .init(deviceUUID: w.buffer.device.uuid, bytes: bytes, version: w.buffer.version,
-                         seconds: (ContinuousClock.now - start).inSeconds)
+                         seconds: Double(end - start) / 1e9, startedAt: start, endedAt: end)
         }
         handlers.on(ExportWeightsNotice.self) { _, _ in
             let w = try box.loaded()

@@ -45,17 +45,19 @@ public final class TrainerWeights: @unchecked Sendable {
         buffer.version += 1
     }
 
-    /// Adds N(0, scale²) noise to every weight, seeded (a stand-in for an optimiser step in tests and
-    /// benchmarks). On a GPU the noise is made on the host and uploaded.
+    /// Adds noise of standard deviation `scale` to every weight, seeded (a stand-in for an optimiser step
+    /// in tests and benchmarks). On a GPU the new weights are made on the host and uploaded.
     public func perturb(seed: UInt64, scale: Float) throws {
         var rng = SplitMix64(seed: seed)
+        // Uniform noise on [-w, w] has standard deviation w/√3. Uniform, not normal: a benchmark's
+        // stand-in for an optimizer step should cost little beside the sync it precedes.
+        let width = scale * Float(3).squareRoot()
         for (_, t) in buffer.tensors.sorted(by: { $0.key < $1.key }) {
-            let noise = try Tensor.zeros(t.shape, dtype: .f32)
-            RandomWeights.fillNormal(noise.pointer(Float.self), count: t.count, std: scale, rng: &rng)
+            let updated = try Tensor.zeros(t.shape, dtype: .f32)
             let current = try cuda?.download(t).floats() ?? t.floats()
-            let p = noise.pointer(Float.self)
-            for i in 0..<t.count { p[i] += current[i] }
-            if let cuda { try cuda.upload(noise, into: t) } else { t.copy(from: noise) }
+            let p = updated.pointer(Float.self)
+            for i in 0..<t.count { p[i] = current[i] + (rng.nextUnitFloat() * 2 - 1) * width }
+            if let cuda { try cuda.upload(updated, into: t) } else { t.copy(from: updated) }
         }
         buffer.version += 1
     }

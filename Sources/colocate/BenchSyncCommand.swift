@@ -67,10 +67,14 @@ struct BenchSync: AsyncParsableCommand {
         }
         var times: [Double] = []
         var phases: [(notice: Double, update: Double, rank: Double)] = []
+        var legs: [(there: Double, back: Double)] = []  // push calls: to the handler, and back from it
         var bytes = 0
         var first = 0.0
         for it in 0...iterations {
-            for t in trainers { _ = try await t.call(PerturbWeights(seed: UInt64(it), scale: 0.01)) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for t in trainers { group.addTask { _ = try await t.call(PerturbWeights(seed: UInt64(it), scale: 0.01)) } }
+                try await group.waitForAll()
+            }
             let start = ContinuousClock.now
             // The first sync sends full exports (layouts) or attaches the trainers to the engine ranks;
             // later ones send only notices, or only the push calls.
@@ -81,12 +85,26 @@ struct BenchSync: AsyncParsableCommand {
                     for e in engines { destinations += try await e.collectiveRPC(ExportWeightDestination()).map(\.destination) }
                     for t in trainers { _ = try await t.call(AttachWeightDestinations(destinations: destinations)) }
                 }
-                let replies = try await withThrowingTaskGroup(of: PushWeights.Reply.self) { group in
-                    for t in trainers { group.addTask { try await t.call(PushWeights()) } }
+                // Each call's round trip, split on the machine-wide monotonic clock: the way to the
+                // trainer's handler, the push, and the way back to this task.
+                let calls = try await withThrowingTaskGroup(of: (reply: PushWeights.Reply, sent: UInt64, returned: UInt64).self) { group in
+                    for t in trainers {
+                        group.addTask {
+                            let sent = monotonicNanoseconds()
+                            let reply = try await t.call(PushWeights())
+                            return (reply, sent, monotonicNanoseconds())
+                        }
+                    }
                     return try await group.reduce(into: []) { $0.append($1) }
                 }
+                let replies = calls.map(\.reply)
                 written = replies.reduce(0) { $0 + $1.bytes }
-                if it > 0 { phases.append((0, (ContinuousClock.now - start).inSeconds, replies.map(\.seconds).max() ?? 0)) }
+                if it > 0 {
+                    phases.append((0, (ContinuousClock.now - start).inSeconds, replies.map(\.seconds).max() ?? 0))
+                    for c in calls {
+                        legs.append((Double(c.reply.startedAt &- c.sent) / 1e9, Double(c.returned &- c.reply.endedAt) / 1e9))
+                    }
+                }
             } else if it == 0 {
                 var exports: [String: ExportedWeights] = [:]
                 try await withThrowingTaskGroup(of: ExportWeights.Reply.self) { group in
@@ -127,6 +145,7 @@ struct BenchSync: AsyncParsableCommand {
         func medianOf(_ values: [Double]) -> String { String(format: "%.3f ms", values.sorted()[values.count / 2] * 1e3) }
         if method == "push" {
             print("  medians: trainers' push round trip \(medianOf(phases.map(\.update))), of which the slowest trainer's push \(medianOf(phases.map(\.rank)))")
+            print("  medians per call: call → trainer's handler \(medianOf(legs.map(\.there))), handler's end → reply here \(medianOf(legs.map(\.back)))")
         } else {
             print("  medians of the phases: trainers' notices \(medianOf(phases.map(\.notice))), engines' update round trip "
                 + "\(medianOf(phases.map(\.update))), of which the slowest rank's update \(medianOf(phases.map(\.rank)))")

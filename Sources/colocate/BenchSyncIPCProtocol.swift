@@ -57,14 +57,6 @@ struct SyncIPCReply: Codable {
     var error: String?
 }
 
-/// CLOCK_MONOTONIC, in nanoseconds: the same clock in every process of the machine, so a rank's
-/// completion time can be compared with the trainer's start time.
-func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
 /// Lines from a file descriptor with plain `read(2)` (no buffering layer between the pipe and us).
 final class LineReader {
     private let fd: Int32

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CShims
 
 @main
 struct Colocate: AsyncParsableCommand {
@@ -9,6 +10,12 @@ struct Colocate: AsyncParsableCommand {
             Demo.self, Generate.self, Logits.self, InitModel.self, Tokenize.self, Detokenize.self,
             PlanCommand.self, Bench.self, WorkerCommand.self, CUDACheckCommand.self,
         ])
+
+    static func main() async {
+        // Line-buffered even into a file or pipe: a log shows every line printed before a kill or a crash.
+        cshim_line_buffer_stdout()
+        await main(nil)
+    }
 }
 
 struct Bench: AsyncParsableCommand {

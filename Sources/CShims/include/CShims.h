@@ -41,6 +41,9 @@ int cshim_connect_abstract(const char *name, size_t len, int timeout_ms);
 /// SO_RCVTIMEO and SO_SNDTIMEO of `timeout_ms`. Returns 0 or -1.
 int cshim_set_socket_timeouts(int fd, int timeout_ms);
 
+/// Makes stdout line-buffered, so that a log file holds every line printed before a kill.
+void cshim_line_buffer_stdout(void);
+
 /// memfd_create(name, MFD_CLOEXEC). Returns a descriptor or -1.
 int cshim_memfd_create(const char *name);
 
