@@ -36,3 +36,18 @@ struct CUDAMemoryHandleTests {
         #expect(throws: ComputeError.self) { try Self.handle.slice(offset: 3000, byteCount: 2000) }
     }
 }
+
+@Suite("CUDA memory sharing choice")
+struct CUDAMemorySharingTests {
+    @Test("File descriptors where supported, CUDA IPC otherwise; the environment overrides; bad values are refused")
+    func choice() throws {
+        #expect(try CUDAMemorySharing.preferred(setting: nil, fileDescriptorsSupported: true) == .fileDescriptor)
+        #expect(try CUDAMemorySharing.preferred(setting: "", fileDescriptorsSupported: false) == .ipc)
+        #expect(try CUDAMemorySharing.preferred(setting: "ipc", fileDescriptorsSupported: true) == .ipc)
+        #expect(try CUDAMemorySharing.preferred(setting: "fd", fileDescriptorsSupported: true) == .fileDescriptor)
+        let unsupported = #expect(throws: ComputeError.self) { try CUDAMemorySharing.preferred(setting: "fd", fileDescriptorsSupported: false) }
+        #expect(unsupported?.message.contains("use ipc") == true)
+        let bad = #expect(throws: ComputeError.self) { try CUDAMemorySharing.preferred(setting: "vmm", fileDescriptorsSupported: true) }
+        #expect(bad?.message.contains("must be fd or ipc") == true)
+    }
+}

@@ -20,13 +20,21 @@ public enum CUDAMemorySharing: String, Sendable, CaseIterable {
     /// the IPC mapping of a 4 GiB one; a `cuMemCreate` allocation mapped from its file descriptor runs
     /// at 2.1 TB/s at every size (`bench/probes/ipc_mapping_bandwidth.cu`).
     public static func preferred(for device: CUDADevice) throws(ComputeError) -> CUDAMemorySharing {
-        if let chosen = getenv("COLOCATE_CUDA_SHARING").map({ String(cString: $0) }), !chosen.isEmpty {
-            guard let sharing = CUDAMemorySharing(rawValue: chosen) else {
-                throw ComputeError("COLOCATE_CUDA_SHARING must be fd or ipc, not \(chosen)")
-            }
-            return sharing
+        try preferred(setting: getenv("COLOCATE_CUDA_SHARING").map { String(cString: $0) },
+                      fileDescriptorsSupported: device.properties.supportsFileDescriptorSharing)
+    }
+
+    /// The choice from the `COLOCATE_CUDA_SHARING` value (nil or empty: unset) and what the device supports.
+    /// Asking for `fd` on a device without it is an error, not a silent fallback.
+    public static func preferred(setting: String?, fileDescriptorsSupported: Bool) throws(ComputeError) -> CUDAMemorySharing {
+        guard let setting, !setting.isEmpty else { return fileDescriptorsSupported ? .fileDescriptor : .ipc }
+        guard let sharing = CUDAMemorySharing(rawValue: setting) else {
+            throw ComputeError("COLOCATE_CUDA_SHARING must be fd or ipc, not '\(setting)'")
         }
-        return device.properties.supportsFileDescriptorSharing ? .fileDescriptor : .ipc
+        guard sharing == .ipc || fileDescriptorsSupported else {
+            throw ComputeError("COLOCATE_CUDA_SHARING=fd, but this GPU or driver cannot share memory as file descriptors; use ipc")
+        }
+        return sharing
     }
 }
 
