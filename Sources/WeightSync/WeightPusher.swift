@@ -98,12 +98,15 @@ public final class WeightPusher: @unchecked Sendable {
     public func detachAll() { targets.removeAll() }
 
     /// Writes the current weights into every attached destination and waits until they are there.
-    /// Returns the bytes written. Throws, writing nothing, when an engine rank has gone away.
+    /// Returns the bytes written. Throws, writing nothing, when an engine rank has gone away; the gone
+    /// ranks are detached then, so that their memory (which a mapping keeps alive) is freed at once.
     @discardableResult
     public func push() throws -> Int {
         guard !targets.isEmpty else { throw WeightSyncError("no engine ranks attached: attach their weight destinations first") }
-        for t in targets where !t.destination.exported.handle.ownerIsAlive {
-            throw WeightSyncError("engine rank \(t.destination.rank) (pid \(t.destination.exported.handle.ownerPID)) is gone: attach the new engine's destinations")
+        let gone = targets.filter { !$0.destination.exported.handle.ownerIsAlive }.map(\.destination)
+        if let first = gone.first {
+            targets.removeAll { t in gone.contains { $0.exported.handle == t.destination.exported.handle } }
+            throw WeightSyncError("engine rank \(first.rank) (pid \(first.exported.handle.ownerPID)) is gone: attach the new engine's destinations")
         }
         if let backend {
             try backend.perform {

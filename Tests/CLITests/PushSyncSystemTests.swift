@@ -89,6 +89,10 @@ import WeightSync
         await #expect { try await trainers[0].call(PushWeights()) } throws: { error in
             "\(error)".contains("engine rank 0") && "\(error)".contains("is gone")
         }
+        // The gone rank was detached (its mapping, which kept the dead engine's memory alive, released).
+        await #expect { try await trainers[0].call(PushWeights()) } throws: { error in
+            "\(error)".contains("no engine ranks attached")
+        }
         await c.shutdown()
     }
 }
