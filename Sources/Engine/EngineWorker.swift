@@ -47,6 +47,8 @@ public final class EngineWorkerState: @unchecked Sendable {
     /// The one buffer holding every shard (shared memory of a CPU device, one allocation on a GPU): a
     /// pull sync is then a few large copies, and trainers can push into it (``weightDestination``).
     public let flatWeights: any ExportableWeightBuffer
+    /// Held while generating, and by a trainer while it pushes into ``flatWeights``.
+    public let writeGate: WeightWriteGate
     private let communicator: NCCLCommunicator?
     /// The CPU all-reduce of a tensor-parallel engine, to abort peers when this rank's step fails.
     let sharedAllReduce: SharedMemoryAllReduce?
@@ -149,13 +151,14 @@ public final class EngineWorkerState: @unchecked Sendable {
         let cache = try model.makeCache(blockSize: config.blockSize, numBlocks: blocks)
         generator = Generator(model: model, cache: cache, maxBatchTokens: config.maxBatchedTokens, maxSequences: config.maxSequences)
         importer = WeightImporters.make(for: backend)
+        writeGate = try WeightWriteGate()
         self.table = table
         self.budget = budget
     }
 
     /// This rank's weights as a place a trainer on the same device can write (push sync).
     public func weightDestination() throws -> WeightDestination {
-        WeightDestination(exported: try flatWeights.export(), rank: rank, worldSize: worldSize)
+        WeightDestination(exported: try flatWeights.export(), rank: rank, worldSize: worldSize, gate: try writeGate.handle())
     }
 }
 
@@ -180,7 +183,11 @@ public final class EngineWorker: ClusterActor {
         let state = self.state
         handlers.on(GenerateTokens.self) { call, _ in
             do {
-                return try state.generator.generate(prompts: call.prompts, params: call.params)
+                // A push (which writes these weights without this process) waits for the generation, and
+                // a generation for a push: a few milliseconds at most, unless the trainer is stuck.
+                return try state.writeGate.holding(.generation, timeout: .seconds(60), what: "cannot generate on engine rank \(state.rank)") {
+                    try state.generator.generate(prompts: call.prompts, params: call.params)
+                }
             } catch let error as ModelError {
                 // Bad requests fail identically on every rank before any all-reduce: nobody waits.
                 throw error

@@ -90,7 +90,9 @@ public struct PushWeights: RemoteCall {
         public var endedAt: UInt64
     }
     public static let name = "trainer.pushWeights"
-    public init() {}
+    /// How long to wait for an engine rank that is generating before failing (its ``WeightWriteGate``).
+    public var waitSeconds: Double
+    public init(waitSeconds: Double = 60) { self.waitSeconds = waitSeconds }
 }
 
 /// A training actor: owns a model's weights on its device share and exports them to colocated engines.
@@ -141,11 +143,11 @@ public final class TrainerActor: ClusterActor {
             box.pusher = pusher
             return .init(deviceUUID: uuid, attached: mine.count)
         }
-        handlers.on(PushWeights.self) { _, _ in
+        handlers.on(PushWeights.self) { call, _ in
             let start = monotonicNanoseconds()
             let w = try box.loaded()
             guard let pusher = box.pusher else { throw WeightSyncError("the trainer has no engine ranks attached (call AttachWeightDestinations first)") }
-            let bytes = try pusher.push()
+            let bytes = try pusher.push(waitingAtMost: .milliseconds(Int64(max(0, call.waitSeconds) * 1000)))
             let end = monotonicNanoseconds()
             return .init(deviceUUID: w.buffer.device.uuid, bytes: bytes, version: w.buffer.version,
                          seconds: Double(end - start) / 1e9, startedAt: start, endedAt: end)

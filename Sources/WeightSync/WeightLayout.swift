@@ -58,11 +58,15 @@ public struct WeightDestination: Sendable, Codable, Equatable {
     public var exported: ExportedWeights
     public var rank: Int
     public var worldSize: Int
+    /// The rank's ``WeightWriteGate``, which a push holds while it writes (nil: the rank has none, and
+    /// nothing keeps a push out of its generation).
+    public var gate: MemoryHandle?
 
-    public init(exported: ExportedWeights, rank: Int, worldSize: Int) {
+    public init(exported: ExportedWeights, rank: Int, worldSize: Int, gate: MemoryHandle? = nil) {
         self.exported = exported
         self.rank = rank
         self.worldSize = worldSize
+        self.gate = gate
     }
 
     public var deviceUUID: String { exported.handle.deviceUUID }

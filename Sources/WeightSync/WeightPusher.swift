@@ -35,6 +35,8 @@ public final class WeightPusher: @unchecked Sendable {
         var bytes: Int
         /// The engine's buffer mapped here (kept open while attached).
         var mapping: AnyObject
+        /// The rank's gate, held while writing.
+        var gate: WeightWriteGate?
     }
     private var targets: [Target] = []
     // Opening (and caching, and checking the owner of) engine buffers is what importers already do.
@@ -90,8 +92,9 @@ public final class WeightPusher: @unchecked Sendable {
             batch = try backend.prepareCopyBatch(plan.copies)
         }
         targets.removeAll { $0.destination.exported.handle == handle }
+        let gate = try destination.gate.map { try WeightWriteGate(opening: $0) }
         targets.append(Target(destination: destination, entries: entries, base: base, batch: batch,
-                              bytes: entries.reduce(0) { $0 + $1.byteCount }, mapping: mapping))
+                              bytes: entries.reduce(0) { $0 + $1.byteCount }, mapping: mapping, gate: gate))
     }
 
     /// Drops every destination (their mappings close when no longer used).
@@ -100,13 +103,23 @@ public final class WeightPusher: @unchecked Sendable {
     /// Writes the current weights into every attached destination and waits until they are there.
     /// Returns the bytes written. Throws, writing nothing, when an engine rank has gone away; the gone
     /// ranks are detached then, so that their memory (which a mapping keeps alive) is freed at once.
+    ///
+    /// Each rank's ``WeightWriteGate`` is held while writing: a rank that is generating is waited for,
+    /// up to `waitingAtMost`, and then the push fails without writing anything.
     @discardableResult
-    public func push() throws -> Int {
+    public func push(waitingAtMost wait: Duration = .seconds(60)) throws -> Int {
         guard !targets.isEmpty else { throw WeightSyncError("no engine ranks attached: attach their weight destinations first") }
         let gone = targets.filter { !$0.destination.exported.handle.ownerIsAlive }.map(\.destination)
         if let first = gone.first {
             targets.removeAll { t in gone.contains { $0.exported.handle == t.destination.exported.handle } }
             throw WeightSyncError("engine rank \(first.rank) (pid \(first.exported.handle.ownerPID)) is gone: attach the new engine's destinations")
+        }
+        var held: [WeightWriteGate] = []
+        defer { for gate in held { gate.release() } }
+        for t in targets {
+            guard let gate = t.gate else { continue }
+            try gate.acquire(.push, timeout: wait, what: "cannot push into engine rank \(t.destination.rank)")
+            held.append(gate)
         }
         if let backend {
             try backend.perform {

@@ -37,6 +37,32 @@ import WeightSync
         return out
     }
 
+    @Test("A push waits for a generation on the rank (or fails naming it), and a generation for a push")
+    func pushAndGenerationExcludeEachOther() async throws {
+        let (c, trainers, llm) = try await setUp(.f32)
+        let destinations = try await llm.collectiveRPC(ExportWeightDestination()).map(\.destination)
+        for t in trainers { _ = try await t.call(AttachWeightDestinations(destinations: destinations)) }
+        // Rank 0 looks busy: its gate held here as its generation would hold it.
+        let gate = try WeightWriteGate(opening: try #require(destinations[0].gate))
+        try gate.acquire(.generation, timeout: .seconds(5), what: "test")
+        await #expect { try await trainers[0].call(PushWeights(waitSeconds: 0.05)) } throws: { error in
+            "\(error)".contains("cannot push into engine rank 0: the engine rank is generating")
+        }
+        gate.release()
+        _ = try await trainers[0].call(PushWeights())
+        // A trainer mid-push on rank 0: a generation waits until it lets go.
+        try gate.acquire(.push, timeout: .seconds(5), what: "test")
+        let generation = Task {
+            _ = try await llm.generate(promptTokenIds: [[3, 4, 5]], SamplingParams(maxTokens: 4, temperature: 0))
+            return monotonicNanoseconds()
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let released = monotonicNanoseconds()
+        gate.release()
+        #expect(try await generation.value > released)
+        await c.shutdown()
+    }
+
     @Test(arguments: [DType.f32, .bf16])
     func pushedWeightsEqualTheTrainersAndMatchAPull(dtype: DType) async throws {
         let (c, trainers, llm) = try await setUp(dtype)
