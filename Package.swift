@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "Compute", dependencies: ["CCUDA", "CShims"], swiftSettings: fast),
         .target(name: "Models", dependencies: ["Compute"], swiftSettings: fast),
         .target(name: "Cluster", dependencies: ["Compute", "CShims"], swiftSettings: strict),
-        .target(name: "WeightSync", dependencies: ["Compute", "Models"], swiftSettings: strict),
+        .target(name: "WeightSync", dependencies: ["Compute", "Models", "CShims"], swiftSettings: strict),
         .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster"], swiftSettings: strict),
         .target(name: "Engine", dependencies: ["Compute", "Models", "WeightSync", "Cluster"], swiftSettings: fast),
         .executableTarget(

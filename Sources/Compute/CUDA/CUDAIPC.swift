@@ -111,7 +111,8 @@ extension CUDADevice {
     ///
     /// The handle must name this device's UUID (whatever the ordinals of the two processes), and its
     /// owner must be alive. The allocation is mapped once (`cuIpcOpenMemHandle` with
-    /// `CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS`) and the mapping shared by every buffer opened from it.
+    /// `CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS`, or `cuMemMap` of the file descriptor fetched from the
+    /// owner's ``DescriptorExchange``) and the mapping shared by every buffer opened from it.
     public func open(_ handle: MemoryHandle) throws -> CUDABuffer {
         guard handle.isCUDA else {
             throw ComputeError("a \(handle.kind.rawValue) handle cannot be opened on a CUDA device")
