@@ -1,4 +1,7 @@
 import Compute
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 // A small actor that exercises the cluster end to end: echo, typed failures, slow calls, descriptor
@@ -48,6 +51,27 @@ public struct ShareText: RemoteCall {
     public static let name = "echo.shareText"
     public var text: String
     public init(text: String) { self.text = text }
+}
+
+/// Writes `text` into new shared memory and lends its memfd through this process's
+/// `DescriptorExchange` (as a CUDA allocation shared by file descriptor is lent); replies with the
+/// reference's bytes, for another process to fetch.
+public struct LendText: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var reference: [UInt8]
+        public var byteCount: Int
+    }
+    public static let name = "echo.lendText"
+    public var text: String
+    public init(text: String) { self.text = text }
+}
+
+/// Stops lending what `LendText` lent.
+public struct WithdrawText: RemoteCall {
+    public typealias Reply = Empty
+    public static let name = "echo.withdrawText"
+    public var reference: [UInt8]
+    public init(reference: [UInt8]) { self.reference = reference }
 }
 
 /// Maps the attached memfd, reads `byteCount` bytes of text, upper-cases them in place, and replies
@@ -140,6 +164,18 @@ public final class EchoActor: ClusterActor {
             memory.baseAddress.copyMemory(from: bytes, byteCount: bytes.count)
             guard let fd = memory.sharedFileDescriptor else { throw ClusterError("shared memory without a descriptor") }
             return (bytes.count, [try OwnedFD.duplicating(fd)])
+        }
+        handlers.on(LendText.self) { call, _ in
+            let bytes = Array(call.text.utf8)
+            let memory = try HostMemory.allocateShared(byteCount: bytes.count, device: .host)
+            memory.baseAddress.copyMemory(from: bytes, byteCount: bytes.count)
+            guard let fd = memory.sharedFileDescriptor else { throw ClusterError("shared memory without a descriptor") }
+            let reference = try DescriptorExchange.shared().lend(dup(fd))
+            return LendText.Reply(reference: reference.bytes, byteCount: bytes.count)
+        }
+        handlers.on(WithdrawText.self) { call, _ in
+            try DescriptorExchange.shared().withdraw(DescriptorReference(bytes: call.reference))
+            return Empty()
         }
         handlers.on(UppercaseSharedText.self) { call, ctx in
             guard let fd = ctx.attachments.first else { throw ClusterError("no descriptor attached") }
