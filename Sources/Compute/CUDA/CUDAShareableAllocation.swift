@@ -98,6 +98,7 @@ final class CUDAShareableAllocation: @unchecked Sendable {
                 try CUDAError.check(device.driver.cuMemExportToShareableHandle(&fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
                                     "cuMemExportToShareableHandle")
             }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // never inherited by a process this one spawns
             let exchange: DescriptorExchange
             do {
                 exchange = try DescriptorExchange.shared()
