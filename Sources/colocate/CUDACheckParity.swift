@@ -6,7 +6,7 @@ import Foundation
 struct CUDAParityCheck {
     let backend: CUDABackend
     var report: CUDACheckReport
-    var random = CheckRandom(seed: 0x5EED)
+    var random = SplitMix64(seed: 0x5EED)
 
     init(backend: CUDABackend, report: CUDACheckReport) {
         self.backend = backend

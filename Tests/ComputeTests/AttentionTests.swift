@@ -24,7 +24,7 @@ struct AttentionTests {
     @Test("grouped-query attention over several sequences and non-contiguous blocks",
           arguments: [(4, 2, 8), (6, 1, 12), (3, 3, 40), (8, 2, 64)])
     func pagedAttention(heads: Int, kvHeads: Int, headDim: Int) {
-        var random = SeededRandom(seed: UInt64(heads * 100 + kvHeads * 10 + headDim))
+        var random = SplitMix64(seed: UInt64(heads * 100 + kvHeads * 10 + headDim))
         let slots = 12 * Self.blockSize
         let row = kvHeads * headDim
         // Never-written slots hold NaN, so reading one shows up in the output.
@@ -96,7 +96,7 @@ struct AttentionTests {
     @Test("one decode token with a long context: its heads are split between threads",
           arguments: [(8, 4, 64), (12, 12, 64), (6, 2, 20)])
     func longContextDecode(heads: Int, kvHeads: Int, headDim: Int) {
-        var random = SeededRandom(seed: UInt64(heads + kvHeads + headDim))
+        var random = SplitMix64(seed: UInt64(heads + kvHeads + headDim))
         let position = 301, blockSize = 16, row = kvHeads * headDim
         let blocks: [Int32] = (0..<19).map { Int32((7 * $0 + 3) % 19) }  // a permutation of 0..<19
         let slots = 19 * blockSize

@@ -7,7 +7,7 @@ struct EmbeddingTests {
 
     @Test("gathers rows of any float table, replacing or accumulating", arguments: [DType.f32, .bf16, .f16])
     func gather(dtype: DType) {
-        var random = SeededRandom(seed: 11)
+        var random = SplitMix64(seed: 11)
         let vocabulary = 50, width = 19
         let table = tensor(random.floats(vocabulary * width), [vocabulary, width], dtype)
         let rows = table.floats()

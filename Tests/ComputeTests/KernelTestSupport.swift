@@ -1,20 +1,7 @@
 import Compute
 
-/// Deterministic random numbers for the kernel tests (SplitMix64).
-struct SeededRandom {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in `range`.
+/// Deterministic random data for the kernel tests, from the project's SplitMix64.
+extension SplitMix64 {
     mutating func float(in range: ClosedRange<Float> = -1...1) -> Float {
         let unit = Float(next() >> 40) / Float(1 << 24)
         return range.lowerBound + (range.upperBound - range.lowerBound) * unit

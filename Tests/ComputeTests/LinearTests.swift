@@ -25,7 +25,7 @@ struct LinearTests {
     }
 
     func check(n: Int, k: Int, o: Int, dtype: DType, bias: Bool, seed: UInt64) {
-        var random = SeededRandom(seed: seed)
+        var random = SplitMix64(seed: seed)
         let x = tensor(random.floats(n * k), [n, k])
         let w = tensor(random.floats(o * k), [o, k], dtype)
         let b = bias ? tensor(random.floats(o), [o]) : nil
@@ -67,7 +67,7 @@ struct LinearTests {
 
     @Test("row-strided views: a column slice of the weight in place, strided x and y")
     func stridedViews() {
-        var random = SeededRandom(seed: 42)
+        var random = SplitMix64(seed: 42)
         let n = 5, kFull = 40, k0 = 8, k = 24, o = 10
         for dtype in [DType.f32, .bf16] {
             let full = tensor(random.floats(o * kFull), [o, kFull], dtype)

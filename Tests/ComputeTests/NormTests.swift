@@ -8,7 +8,7 @@ struct NormTests {
     @Test("layer norm against double precision", arguments: [DType.f32, .bf16, .f16])
     func layerNorm(weightType: DType) {
         for (rows, width) in [(1, 1), (3, 13), (17, 768), (40, 1000)] {
-            var random = SeededRandom(seed: UInt64(rows * 31 + width))
+            var random = SplitMix64(seed: UInt64(rows * 31 + width))
             let values = random.floats(rows * width, in: -3...5)
             let x = tensor(values, [rows, width])
             let w = tensor(random.floats(width, in: 0.5...1.5), [width], weightType)
@@ -39,7 +39,7 @@ struct NormTests {
     @Test("RMS norm against double precision, in place", arguments: [DType.f32, .bf16])
     func rmsNorm(weightType: DType) {
         for (rows, width) in [(1, 5), (3, 64), (20, 896)] {
-            var random = SeededRandom(seed: UInt64(rows + width))
+            var random = SplitMix64(seed: UInt64(rows + width))
             let values = random.floats(rows * width, in: -4...4)
             let x = tensor(values, [rows, width])
             let w = tensor(random.floats(width, in: 0.5...1.5), [width], weightType)

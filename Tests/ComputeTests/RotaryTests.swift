@@ -28,7 +28,7 @@ struct RotaryTests {
     @Test("matches transformers' rotate-half formula",
           arguments: [(3, 8, 10_000.0), (2, 12, 10_000.0), (4, 64, 1_000_000.0), (1, 128, 500_000.0)])
     func rotateHalf(heads: Int, headDim: Int, theta: Double) {
-        var random = SeededRandom(seed: UInt64(heads * 1000 + headDim))
+        var random = SplitMix64(seed: UInt64(heads * 1000 + headDim))
         // Positions out of order, repeated, and up to 50; f32 angles stay within 1e-5 rad of exact there.
         let positions: [Int32] = [0, 1, 2, 50, 7, 7, 31, 13]
         let values = random.floats(positions.count * heads * headDim, in: -2...2)
@@ -44,7 +44,7 @@ struct RotaryTests {
 
     @Test("many tokens (split over threads) give the same result as one at a time")
     func manyTokens() {
-        var random = SeededRandom(seed: 77)
+        var random = SplitMix64(seed: 77)
         let tokens = 600, heads = 4, headDim = 32
         let positions = (0..<tokens).map { Int32($0 * 3 % 997) }
         let values = random.floats(tokens * heads * headDim)

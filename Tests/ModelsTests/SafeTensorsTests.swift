@@ -351,7 +351,7 @@ private func bytes(of t: Tensor) -> [UInt8] {
         let valid = [UInt8](try Data(contentsOf: URL(fileURLWithPath: validPath)))
         let headerEnd = 8 + Int(valid[0]) + Int(valid[1]) << 8
 
-        var rng = SeededGenerator(seed: 0xC0_10CA7E)
+        var rng = SplitMix64(seed: 0xC0_10CA7E)
         var accepted = 0, rejected = 0
         var kinds = Set<SafeTensorsError.Kind>()
         let path = dir.file("mutant.safetensors")
@@ -385,7 +385,7 @@ private func bytes(of t: Tensor) -> [UInt8] {
         #expect(kinds.count >= 8, "\(kinds)")
     }
 
-    private func mutate(_ bytes: inout [UInt8], headerEnd: Int, using rng: inout SeededGenerator) {
+    private func mutate(_ bytes: inout [UInt8], headerEnd: Int, using rng: inout SplitMix64) {
         guard !bytes.isEmpty else {
             bytes = [UInt8.random(in: 0...255, using: &rng)]
             return

@@ -1,3 +1,4 @@
+import Compute
 import Foundation
 import Testing
 
@@ -74,7 +75,7 @@ import Models
 
     @Test func encodeDecodeRoundTripsArbitraryText() throws {
         let tokenizer = try Self.fixture()
-        var rng = SeededGenerator(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let alphabet = Array("ab éß日本😀 \t\n\r'sll0123.,!?-_\u{301}\u{200B}\u{A0}\u{3000}ŀ")
         for _ in 0..<300 {
             let text = String((0..<Int.random(in: 0...40, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })

@@ -387,11 +387,7 @@ extension CPUKernels {
         _ rows: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ w: UnsafePointer<Float>, _ ldw: Int,
         _ k: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ bias: UnsafePointer<Float>?, _ accumulate: Bool
     ) {
-        // Missing rows alias row 0 so that loads stay in bounds; their results are discarded.
-        let x0 = x
-        let x1 = x + (rows > 1 ? ldx : 0)
-        let x2 = x + (rows > 2 ? 2 * ldx : 0)
-        let x3 = x + (rows > 3 ? 3 * ldx : 0)
+        let (x0, x1, x2, x3) = rowPointers(x, ldx, rows)
         let w0 = w
         let w1 = w + (cols > 1 ? ldw : 0)
         let w2 = w + (cols > 2 ? 2 * ldw : 0)
@@ -439,18 +435,7 @@ extension CPUKernels {
             if cols > 2 { s2.addProduct(xv, SIMD4(repeating: w2[i])) }
             i &+= 1
         }
-        for r in 0..<rows {
-            let out = y + r * ldy
-            if accumulate {
-                out[0] += s0[r]
-                if cols > 1 { out[1] += s1[r] }
-                if cols > 2 { out[2] += s2[r] }
-            } else {
-                out[0] = s0[r] + (bias?[0] ?? 0)
-                if cols > 1 { out[1] = s1[r] + (bias?[1] ?? 0) }
-                if cols > 2 { out[2] = s2[r] + (bias?[2] ?? 0) }
-            }
-        }
+        storeTile(rows, cols, s0, s1, s2, y, ldy, bias, accumulate)
     }
 
     /// `tile` for bf16 weights: `w` is the raw first W row, rows `ldw` bytes apart; x is even/odd
@@ -480,10 +465,7 @@ extension CPUKernels {
         _ rows: Int, _ cols: Int, _ x: UnsafePointer<Float>, _ ldx: Int, _ w: UnsafeRawPointer, _ ldw: Int,
         _ k: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ bias: UnsafePointer<Float>?, _ accumulate: Bool
     ) {
-        let x0 = x
-        let x1 = x + (rows > 1 ? ldx : 0)
-        let x2 = x + (rows > 2 ? 2 * ldx : 0)
-        let x3 = x + (rows > 3 ? 3 * ldx : 0)
+        let (x0, x1, x2, x3) = rowPointers(x, ldx, rows)
         let w0 = w
         let w1 = w + (cols > 1 ? ldw : 0)
         var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
@@ -531,21 +513,39 @@ extension CPUKernels {
             if cols > 1 { s1.addProduct(xv, SIMD4(repeating: bf16(w1, i))) }
             i &+= 1
         }
-        for r in 0..<rows {
-            let out = y + r * ldy
-            if accumulate {
-                out[0] += s0[r]
-                if cols > 1 { out[1] += s1[r] }
-            } else {
-                out[0] = s0[r] + (bias?[0] ?? 0)
-                if cols > 1 { out[1] = s1[r] + (bias?[1] ?? 0) }
-            }
-        }
+        storeTile(rows, cols, s0, s1, s1, y, ldy, bias, accumulate)
     }
 }
 
 // File-local helpers: debug builds compile files separately, and a helper in another file would
 // be a call in the inner loop.
+
+/// Rows 0–3 of a micro-tile of x; missing rows alias row 0 so that loads stay in bounds (their
+/// results are discarded).
+@inline(always) private func rowPointers(_ x: UnsafePointer<Float>, _ ldx: Int, _ rows: Int)
+    -> (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) {
+    (x, x + (rows > 1 ? ldx : 0), x + (rows > 2 ? 2 * ldx : 0), x + (rows > 3 ? 3 * ldx : 0))
+}
+
+/// Writes a micro-tile's sums (lane r of `s_j`: row r, column j; `cols` ≤ 3) into y, adding to it or
+/// adding the bias.
+@inline(always) private func storeTile(
+    _ rows: Int, _ cols: Int, _ s0: SIMD4<Float>, _ s1: SIMD4<Float>, _ s2: SIMD4<Float>,
+    _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ bias: UnsafePointer<Float>?, _ accumulate: Bool
+) {
+    for r in 0..<rows {
+        let out = y + r * ldy
+        if accumulate {
+            out[0] += s0[r]
+            if cols > 1 { out[1] += s1[r] }
+            if cols > 2 { out[2] += s2[r] }
+        } else {
+            out[0] = s0[r] + (bias?[0] ?? 0)
+            if cols > 1 { out[1] = s1[r] + (bias?[1] ?? 0) }
+            if cols > 2 { out[2] = s2[r] + (bias?[2] ?? 0) }
+        }
+    }
+}
 
 @inline(always) private func load(_ p: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
     UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)

@@ -1,22 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A small, fast, seedable generator (SplitMix64). Same seed, same stream on every platform and
-/// every tensor-parallel rank, which is what lets ranks sample identically without a broadcast.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1) with 24 bits, as a Float.
-    public mutating func nextUnitFloat() -> Float { Float(next() >> 40) * 0x1p-24 }
-}
+import Compute
 
 /// Picks the next token from one row of logits on the host. When it truncates (top-k, top-p) it sorts
 /// the tokens by probability and draws over them in that order. On a GPU the generator samples on the
