@@ -76,7 +76,7 @@ public final class WeightWriteGate: @unchecked Sendable {
                 throw WeightSyncError("\(what()): the engine rank is \(other) and did not let go within \(timeout)")
             }
             // Wake on release, or look again soon (a holder's death wakes nobody).
-            _ = cshim_futex_wait(state, seen, min(left, .milliseconds(50)).nanoseconds)
+            _ = cshim_futex_wait(state, seen, Int64(min(left, .milliseconds(50)).inSeconds * 1e9))
         }
     }
 
@@ -92,11 +92,5 @@ public final class WeightWriteGate: @unchecked Sendable {
         try acquire(holder, timeout: timeout, what: what())
         defer { release() }
         return try body()
-    }
-}
-
-extension Duration {
-    fileprivate var nanoseconds: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }

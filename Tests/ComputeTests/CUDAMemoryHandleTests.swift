@@ -17,15 +17,12 @@ struct CUDAMemoryHandleTests {
     @Test("A live owner passes; an exited one is refused with a clear message")
     func owner() throws {
         try Self.handle.checkOwnerAlive()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/true")
-        try process.run()
-        process.waitUntilExit()
+        let exited = try exitedProcessID()
         var dead = Self.handle
-        dead.ownerPID = process.processIdentifier
+        dead.ownerPID = exited
         #expect(!dead.ownerIsAlive)
         let error = #expect(throws: ComputeError.self) { try dead.checkOwnerAlive() }
-        #expect(error?.message.contains("process \(process.processIdentifier)") == true)
+        #expect(error?.message.contains("process \(exited)") == true)
         #expect(error?.message.contains("has exited") == true)
     }
 

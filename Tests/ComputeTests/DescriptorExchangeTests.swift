@@ -55,14 +55,11 @@ struct DescriptorExchangeTests {
         let withdrawn = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(reference) }
         #expect(withdrawn?.message.contains("no longer shares") == true)
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/true")
-        try process.run()
-        process.waitUntilExit()
+        let deadPID = try exitedProcessID()
         var gone = reference
-        gone.pid = process.processIdentifier
+        gone.pid = deadPID
         let exited = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(gone) }
-        #expect(exited?.message.contains("process \(process.processIdentifier) has exited") == true)
+        #expect(exited?.message.contains("process \(deadPID) has exited") == true)
 
         #expect(throws: ComputeError.self) { try DescriptorReference(bytes: Array(reference.bytes.prefix(20))) }
     }

@@ -1,4 +1,5 @@
 import Compute
+import Foundation
 
 /// Deterministic random data for the kernel tests, from the project's SplitMix64.
 extension SplitMix64 {
@@ -29,4 +30,13 @@ func maxRelativeError(_ a: [Float], _ b: [Double], floor: Double = 1e-6) -> Doub
         if !(e <= worst) { worst = e.isNaN ? .infinity : e }
     }
     return worst
+}
+
+/// The pid of a process that has exited and been reaped: a stand-in for a dead peer.
+func exitedProcessID() throws -> Int32 {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/true")
+    try process.run()
+    process.waitUntilExit()
+    return process.processIdentifier
 }
