@@ -21,7 +21,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "colocate", targets: ["colocate"]),
-        .library(name: "Colocate", targets: ["Compute", "Models", "Cluster", "WeightSync", "Engine", "Training"]),
+        .library(name: "Colocate", targets: ["Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,13 +36,15 @@ let package = Package(
         .target(name: "Compute", dependencies: ["CCUDA", "CShims"], swiftSettings: fast),
         .target(name: "Models", dependencies: ["Compute"], swiftSettings: fast),
         .target(name: "Cluster", dependencies: ["Compute", "CShims"], swiftSettings: strict),
+        // All-reduce among ranks: shared memory between the processes of virtual CPU devices, NCCL on GPUs.
+        .target(name: "Collectives", dependencies: ["Compute", "CCUDA", "CShims"], swiftSettings: fast),
         .target(name: "WeightSync", dependencies: ["Compute", "Models", "CShims"], swiftSettings: strict),
-        .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster"], swiftSettings: strict),
-        .target(name: "Engine", dependencies: ["Compute", "Models", "WeightSync", "Cluster"], swiftSettings: fast),
+        .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives"], swiftSettings: strict),
+        .target(name: "Engine", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: fast),
         .executableTarget(
             name: "colocate",
             dependencies: [
-                "Compute", "Models", "Cluster", "WeightSync", "Engine", "Training", "CShims",
+                "Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -50,6 +52,7 @@ let package = Package(
         .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Compute"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Compute"]),
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Compute"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Training", "WeightSync", "Cluster", "Models", "Compute"]),
         // System tests: the built binary, and the library driving real worker processes of it.
         .testTarget(name: "CLITests", dependencies: ["colocate", "Engine", "Training", "Cluster", "Models", "WeightSync", "Compute"]),

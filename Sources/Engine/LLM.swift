@@ -1,3 +1,4 @@
+import Collectives
 import Cluster
 import Compute
 import Foundation

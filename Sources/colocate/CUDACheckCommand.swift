@@ -1,3 +1,4 @@
+import Collectives
 import ArgumentParser
 import Compute
 import Foundation

@@ -136,14 +136,4 @@ extension CUDABackend: DeviceTokenSelection {
                         .int64(Int64(rows)), .int64(Int64(cols))])
         }
     }
-
-    /// In-place sum of `tensor` over every rank of `communicator`, queued on this backend's stream.
-    public func allReduce(_ tensor: Tensor, communicator: NCCLCommunicator) {
-        precondition(communicator.device.uuid == device.uuid, "communicator of \(communicator.device.device) used on \(device)")
-        let ta = address(tensor, "tensor")
-        if tensor.count == 0 { return }
-        perform("allReduce") {
-            try communicator.allReduceSum(address: ta, count: tensor.count, dtype: tensor.dtype, stream: stream)
-        }
-    }
 }

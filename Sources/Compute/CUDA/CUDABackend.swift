@@ -68,7 +68,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     // MARK: Running ops
 
     /// Runs an op's body on the device's thread unless an earlier op failed; keeps the first failure.
-    func perform(_ op: String, _ body: () throws -> Void) {
+    package func perform(_ op: String, _ body: () throws -> Void) {
         do {
             try cudaDevice.sync {
                 if failure.withLock({ $0 != nil }) { return }
@@ -102,7 +102,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     static func blocks(_ n: Int, threads: Int = 256) -> Int { max(1, min((n + threads - 1) / threads, 1 << 20)) }
 
     /// Device address of a tensor's first element, checking it lives on this device and is contiguous.
-    func address(_ t: Tensor, _ role: String = "tensor") -> UInt64 {
+    package func address(_ t: Tensor, _ role: String = "tensor") -> UInt64 {
         guard let storage = t.deviceStorage else { preconditionFailure("\(role) \(t) is not on \(device)") }
         precondition(storage.device.uuid == device.uuid, "\(role) is on \(storage.device), not on \(device)")
         precondition(t.isContiguous, "\(role) \(t) must be contiguous")

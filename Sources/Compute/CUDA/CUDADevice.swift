@@ -51,7 +51,7 @@ public final class CUDADevice: @unchecked Sendable {
 
     /// Runs `body` with this device's context current on the calling thread: as is on the device's
     /// thread, else pushed for the call and popped after.
-    func withContext<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+    package func withContext<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         if executor.isCurrent { return try body() }
         _ = driver.cuCtxPushCurrent(context)
         defer {

@@ -3,7 +3,7 @@ import CCUDA
 /// A CUDA stream, destroyed with its owner.
 public final class CUDAStream: @unchecked Sendable {
     public let device: CUDADevice
-    let handle: CUstream
+    package let handle: CUstream
 
     init(device: CUDADevice) throws(CUDAError) {
         self.device = device

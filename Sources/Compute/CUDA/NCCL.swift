@@ -1,17 +1,17 @@
 import CCUDA
 import Synchronization
 
-/// NCCL, resolved from `libnccl.so.2`. Used for the tensor-parallel all-reduce between engine ranks
+/// NCCL, resolved from `libnccl.so.2`. The binding only; the communicator is in Collectives
 /// (one process per GPU; NCCL refuses two ranks on one GPU, which is why weights never go through it).
-final class NCCL: @unchecked Sendable {
+package final class NCCL: @unchecked Sendable {
     let library: DynamicLibrary
     /// e.g. 22803 for 2.28.3.
-    let version: Int32
+    package let version: Int32
 
-    let ncclGetUniqueId: PFN_ncclGetUniqueId
-    let ncclCommInitRank: PFN_ncclCommInitRank
-    let ncclCommDestroy: PFN_ncclCommDestroy
-    let ncclAllReduce: PFN_ncclAllReduce
+    package let ncclGetUniqueId: PFN_ncclGetUniqueId
+    package let ncclCommInitRank: PFN_ncclCommInitRank
+    package let ncclCommDestroy: PFN_ncclCommDestroy
+    package let ncclAllReduce: PFN_ncclAllReduce
     let ncclGetErrorString: PFN_ncclGetErrorString
     let ncclGetLastError: PFN_ncclGetLastError?
 
@@ -40,7 +40,7 @@ final class NCCL: @unchecked Sendable {
     private static let published = Mutex<NCCL?>(nil)
     static var loadedIfAny: NCCL? { published.withLock { $0 } }
 
-    static func load() throws(CUDAError) -> NCCL { try shared.get() }
+    package static func load() throws(CUDAError) -> NCCL { try shared.get() }
 
     func errorText(_ code: Int32) -> String? {
         guard let text = ncclGetErrorString(code) else { return nil }

@@ -1,5 +1,5 @@
 import Compute
-import Engine
+import Collectives
 import Foundation
 import Testing
 

@@ -1,7 +1,8 @@
 import CCUDA
+import Compute
 
-/// One rank of an NCCL communicator: the tensor-parallel all-reduce between engine ranks, one process
-/// (and one GPU) per rank.
+/// One rank of an NCCL communicator: the all-reduce between engine ranks (tensor parallelism) or
+/// data-parallel trainers, one process (and one GPU) per rank.
 ///
 /// Rank 0 makes the ``uniqueID()`` (128 bytes) and passes it to the other ranks over the control plane;
 /// every rank then creates its communicator with it. Creation blocks until all ranks have joined.
@@ -66,6 +67,18 @@ public final class NCCLCommunicator: @unchecked Sendable {
         let (nccl, comm) = (nccl, comm)
         try device.withContext { () throws(CUDAError) in
             try CUDAError.check(nccl.ncclAllReduce(pointer, pointer, count, type, ncclSum, comm, stream.handle), "ncclAllReduce", in: .nccl)
+        }
+    }
+}
+
+extension CUDABackend {
+    /// In-place sum of `tensor` over every rank of `communicator`, queued on this backend's stream.
+    public func allReduce(_ tensor: Tensor, communicator: NCCLCommunicator) {
+        precondition(communicator.device.uuid == device.uuid, "communicator of \(communicator.device.device) used on \(device)")
+        let ta = address(tensor, "tensor")
+        if tensor.count == 0 { return }
+        perform("allReduce") {
+            try communicator.allReduceSum(address: ta, count: tensor.count, dtype: tensor.dtype, stream: stream)
         }
     }
 }
