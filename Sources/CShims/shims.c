@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "CShims.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -137,3 +139,7 @@ int cshim_cpu_has_avx2_fma(void) {
 #else
 int cshim_cpu_has_avx2_fma(void) { return 1; }
 #endif
+
+int cshim_punch_hole(int fd, long long offset, long long length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+}

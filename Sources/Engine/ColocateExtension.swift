@@ -77,9 +77,13 @@ public struct ColocateExtension: WorkerExtension {
 
     func update(from exported: ExportedWeights, since start: ContinuousClock.Instant) throws -> UpdateWeightsFromHandles.Reply {
         let w = worker
-        let bytes = try w.backend.perform {
-            try w.importer.update(from: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+        try w.checkWeightsAwake()
+        let bytes = try w.writeGate.holding(.push, timeout: .seconds(60), what: "cannot load weights into engine rank \(w.rank)") {
+            try w.backend.perform {
+                try w.importer.update(from: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+            }
         }
+        w.noteWeightsWritten()
         let elapsed = ContinuousClock.now - start
         return .init(bytes: bytes, seconds: elapsed.inSeconds,
                      version: exported.version)

@@ -51,6 +51,8 @@ public final class EngineWorkerState: @unchecked Sendable {
     /// Held while generating, and by a trainer while it pushes into ``flatWeights``.
     public let writeGate: WeightWriteGate
     private let communicator: NCCLCommunicator?
+    /// What a sleep released (see EngineSleep.swift).
+    let sleep = Mutex(SleepState())
     /// The CPU all-reduce of a tensor-parallel engine, to abort peers when this rank's step fails.
     let sharedAllReduce: SharedMemoryAllReduce?
 
@@ -149,12 +151,24 @@ public final class EngineWorkerState: @unchecked Sendable {
             throw EngineError("\(rankName): the KV cache needs \(MemoryBudget.format(blocksPerSequence * perBlock)) for one sequence of \(maxLength) tokens but \(MemoryBudget.format(budget.remaining)) of the budget remain after weights and workspace (\(budget)); raise the memory utilization")
         }
         try budget.charge(blocks * perBlock, for: "\(rankName): KV cache")
-        let cache = try model.makeCache(blockSize: config.blockSize, numBlocks: blocks)
+        let cache = try model.makeCache(blockSize: config.blockSize, numBlocks: blocks,
+                                        storage: try Self.cacheStorage(bytes: blocks * perBlock, backend: backend))
         generator = Generator(model: model, cache: cache, maxBatchTokens: config.maxBatchedTokens, maxSequences: config.maxSequences)
         importer = WeightImporters.make(for: backend)
         writeGate = try WeightWriteGate()
         self.table = table
         self.budget = budget
+    }
+
+    /// The KV cache's one allocation: on a GPU a `cuMemCreate` allocation where the device has them, so
+    /// that a sleep can release its memory and a wake map new memory at the same addresses.
+    static func cacheStorage(bytes: Int, backend: any ComputeBackend) throws -> Tensor {
+        let floats = bytes / DType.f32.byteSize
+        guard let cuda = backend as? CUDABackend else { return try backend.zeros([floats], dtype: .f32) }
+        let sharing: CUDAMemorySharing = cuda.cudaDevice.properties.supportsFileDescriptorSharing ? .fileDescriptor : .ipc
+        let buffer = try cuda.allocator.allocate(byteCount: bytes, sharing: sharing)
+        try buffer.fill(byte: 0)
+        return buffer.tensor(dtype: .f32, shape: [floats])
     }
 
     /// This rank's weights as a place a trainer on the same device can write (push sync).
@@ -187,10 +201,14 @@ public final class EngineWorker: ClusterActor {
                 // A push (which writes these weights without this process) waits for the generation, and
                 // a generation for a push: a few milliseconds at most, unless the trainer is stuck.
                 return try state.writeGate.holding(.generation, timeout: .seconds(60), what: "cannot generate on engine rank \(state.rank)") {
-                    try state.generator.generate(prompts: call.prompts, params: call.params)
+                    try state.checkAwake()
+                    return try state.generator.generate(prompts: call.prompts, params: call.params)
                 }
             } catch let error as ModelError {
                 // Bad requests fail identically on every rank before any all-reduce: nobody waits.
+                throw error
+            } catch let error as EngineError {
+                // So does a sleeping engine.
                 throw error
             } catch {
                 // A failure of this rank alone: peers may be waiting in an all-reduce for it.
@@ -204,6 +222,8 @@ public final class EngineWorker: ClusterActor {
                                kvCacheBlocks: state.generator.cache.numBlocks, blockSize: state.generator.cache.blockSize,
                                budgetBytes: state.budget.limit, usedBytes: state.budget.used, weightDType: state.config.dtype)
         }
+        handlers.on(SleepRank.self) { call, _ in try state.sleep(level: call.level) }
+        handlers.on(WakeRank.self) { call, _ in try state.wake(tags: call.tags) }
         for e in extensions { e.handlers(into: &handlers) }
     }
 }

@@ -60,4 +60,16 @@ public final class CUDAWeightBuffer: ExportableWeightBuffer, @unchecked Sendable
         handle.withLock { $0 = made }
         return made
     }
+
+    /// Releases the buffer's physical memory, keeping its addresses (a level-2 sleep). The handle
+    /// exported before goes stale: peers must fetch the new one after ``restoreMemory()``.
+    public func releaseMemory() throws {
+        try buffer.releasePhysicalMemory()
+        handle.withLock { $0 = nil }
+    }
+
+    /// Maps fresh memory at the same addresses; its contents are undefined until weights are written.
+    public func restoreMemory() throws {
+        try buffer.restorePhysicalMemory()
+    }
 }

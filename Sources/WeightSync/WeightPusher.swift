@@ -37,6 +37,8 @@ public final class WeightPusher: @unchecked Sendable {
         var mapping: AnyObject
         /// The rank's gate, held while writing.
         var gate: WeightWriteGate?
+        /// The gate's memory epoch when attached: the rank's weight memory this mapping reaches.
+        var epoch: UInt32?
     }
     private var targets: [Target] = []
     // Opening (and caching, and checking the owner of) engine buffers is what importers already do.
@@ -94,7 +96,7 @@ public final class WeightPusher: @unchecked Sendable {
         targets.removeAll { $0.destination.exported.handle == handle }
         let gate = try destination.gate.map { try WeightWriteGate(opening: $0) }
         targets.append(Target(destination: destination, entries: entries, base: base, batch: batch,
-                              bytes: entries.reduce(0) { $0 + $1.byteCount }, mapping: mapping, gate: gate))
+                              bytes: entries.reduce(0) { $0 + $1.byteCount }, mapping: mapping, gate: gate, epoch: gate?.memoryEpoch))
     }
 
     /// Drops every destination (their mappings close when no longer used).
@@ -121,6 +123,11 @@ public final class WeightPusher: @unchecked Sendable {
             try gate.acquire(.push, timeout: wait, what: "cannot push into engine rank \(t.destination.rank)")
             held.append(gate)
         }
+        if let stale = targets.first(where: { $0.gate != nil && $0.gate!.memoryEpoch != $0.epoch }) {
+            let handle = stale.destination.exported.handle
+            targets.removeAll { $0.destination.exported.handle == handle }
+            throw WeightSyncError("engine rank \(stale.destination.rank) mapped new memory for its weights (a wake after a level-2 sleep) since this trainer attached: export and attach its destination again")
+        }
         if let backend {
             try backend.perform {
                 for t in targets { backend.copy(t.batch!) }
@@ -137,6 +144,7 @@ public final class WeightPusher: @unchecked Sendable {
                 }
             }
         }
+        for t in targets { t.gate?.noteWriteCompleted() }
         return targets.reduce(0) { $0 + $1.bytes }
     }
 

@@ -22,7 +22,8 @@ public final class WeightWriteGate: @unchecked Sendable {
         case push = 2
     }
 
-    /// Word 0: 0 free, else the holder; word 1: the holder's pid.
+    /// Word 0: 0 free, else the holder; word 1: the holder's pid; word 2: pushes completed; word 3: the
+    /// epoch of the rank's weight memory (raised when a wake maps new memory under the same addresses).
     private let memory: HostMemory
     private var state: UnsafeMutablePointer<UInt32> { memory.baseAddress.assumingMemoryBound(to: UInt32.self) }
     private var holderPID: UnsafeMutablePointer<UInt32> { state + 1 }
@@ -86,6 +87,19 @@ public final class WeightWriteGate: @unchecked Sendable {
         cshim_atomic_store_u32(state, 0)
         _ = cshim_futex_wake_all(state)
     }
+
+    /// Pushes that wrote every weight of the rank, ever (wraps). The engine compares it across a sleep.
+    public var completedWrites: UInt32 { cshim_atomic_load_u32(state + 2) }
+
+    /// Counts a push that wrote every weight; called by the pusher while it holds the gate.
+    public func noteWriteCompleted() { _ = cshim_atomic_fetch_add_u32(state + 2, 1) }
+
+    /// The epoch of the rank's weight memory. A pusher attached under another epoch would write into
+    /// memory the rank no longer maps, so its push is refused.
+    public var memoryEpoch: UInt32 { cshim_atomic_load_u32(state + 3) }
+
+    /// Called by the rank when its weights' memory was replaced (a level-2 wake on a GPU).
+    public func advanceMemoryEpoch() { _ = cshim_atomic_fetch_add_u32(state + 3, 1) }
 
     /// Runs `body` holding the gate.
     public func holding<T>(_ holder: Holder, timeout: Duration, what: @autoclosure () -> String, _ body: () throws -> T) throws -> T {

@@ -53,3 +53,7 @@ int cshim_cpu_has_avx2_fma(void);
 #include "CShimsAtomics.h"
 
 #endif
+
+/// fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length): frees the pages of a
+/// memfd's range for every process mapping it, which then reads zeros. Returns 0 or -1.
+int cshim_punch_hole(int fd, long long offset, long long length);

@@ -47,7 +47,8 @@ final class CUDAShareableAllocation: @unchecked Sendable {
     let address: CUdeviceptr
     /// Mapped bytes: the request rounded up to the allocation granularity.
     let size: Int
-    private let handle: CUmemGenericAllocationHandle
+    /// The physical allocation mapped at `address`; nil while released (``releasePhysical()``).
+    private let physical: Mutex<CUmemGenericAllocationHandle?>
     private let lent = Mutex<DescriptorReference?>(nil)
 
     init(device: CUDADevice, byteCount: Int) throws(CUDAError) {
@@ -66,7 +67,8 @@ final class CUDAShareableAllocation: @unchecked Sendable {
                 throw error
             }
         }
-        (self.size, self.handle, self.address) = (size, handle, address)
+        (self.size, self.address) = (size, address)
+        physical = Mutex(handle)
     }
 
     /// The bytes an allocation of `byteCount` takes: rounded up to the recommended granularity.
@@ -82,16 +84,23 @@ final class CUDAShareableAllocation: @unchecked Sendable {
 
     deinit {
         if let reference = lent.withLock({ $0 }), let exchange = try? DescriptorExchange.shared() { exchange.withdraw(reference) }
-        let (device, handle, address, size) = (device, handle, address, size)
+        let (device, handle, address, size) = (device, physical.withLock { $0 }, address, size)
         device.withContext {
-            device.unmap(address, size: size)
-            _ = device.driver.cuMemRelease(handle)
+            if handle != nil {
+                device.unmap(address, size: size)
+            } else {
+                _ = device.driver.cuMemAddressFree(address, size)
+            }
+            if let handle { _ = device.driver.cuMemRelease(handle) }
         }
     }
 
     /// Where another process fetches this allocation's file descriptor (exported once, then lent).
     func reference() throws -> DescriptorReference {
-        try lent.withLock { lent in
+        guard let handle = physical.withLock({ $0 }) else {
+            throw ComputeError("this device memory is released (asleep); wake it before sharing it")
+        }
+        return try lent.withLock { lent in
             if let known = lent { return known }
             var fd: Int32 = -1
             try device.withContext { () throws(CUDAError) in
@@ -109,6 +118,58 @@ final class CUDAShareableAllocation: @unchecked Sendable {
             let made = exchange.lend(fd)
             lent = made
             return made
+        }
+    }
+}
+
+extension CUDAShareableAllocation {
+    /// Whether physical memory is mapped at ``address`` now.
+    var isBacked: Bool { physical.withLock { $0 != nil } }
+
+    /// Unmaps and releases the physical memory while keeping the address range reserved (an engine's
+    /// sleep). The descriptor lent for it is withdrawn: a process that mapped it keeps the old memory
+    /// alive until it unmaps, and must fetch the new one after ``restorePhysical()``.
+    func releasePhysical() {
+        physical.withLock { physical in
+            guard let handle = physical else { return }
+            if let reference = lent.withLock({ $0 }), let exchange = try? DescriptorExchange.shared() { exchange.withdraw(reference) }
+            lent.withLock { $0 = nil }
+            let (device, address, size) = (device, address, size)
+            device.withContext {
+                _ = device.driver.cuMemUnmap(address, size)
+                _ = device.driver.cuMemRelease(handle)
+            }
+            physical = nil
+        }
+    }
+
+    /// Maps new physical memory (contents undefined) at the same addresses, so pointers into the range
+    /// (and CUDA graphs that captured them) stay valid.
+    func restorePhysical() throws(CUDAError) {
+        try physical.withLock { (physical: inout CUmemGenericAllocationHandle?) throws(CUDAError) in
+            guard physical == nil else { return }
+            let (device, address, size) = (device, address, size)
+            let driver = device.driver
+            var prop = device.shareableAllocationProperties
+            var handle: CUmemGenericAllocationHandle = 0
+            try device.withContext { () throws(CUDAError) in
+                try CUDAError.check(driver.cuMemCreate(&handle, size, &prop, 0), "cuMemCreate")
+                do throws(CUDAError) {
+                    try CUDAError.check(driver.cuMemMap(address, size, 0, handle, 0), "cuMemMap")
+                    var access = CUmemAccessDesc(location: CUmemLocation(type: CU_MEM_LOCATION_TYPE_DEVICE, id: device.handle),
+                                                 flags: CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+                    do throws(CUDAError) {
+                        try CUDAError.check(driver.cuMemSetAccess(address, size, &access, 1), "cuMemSetAccess")
+                    } catch {
+                        _ = driver.cuMemUnmap(address, size)
+                        throw error
+                    }
+                } catch {
+                    _ = driver.cuMemRelease(handle)
+                    throw error
+                }
+            }
+            physical = handle
         }
     }
 }

@@ -104,6 +104,13 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         return Tensor(deviceStorage: deviceStorage!, byteOffset: offset, dtype: dtype, shape: s)
     }
 
+    /// A contiguous tensor of `shape` and `dtype` at `offset` bytes into this one's memory (host or device).
+    public func view(byteOffset offset: Int, dtype: DType, shape: [Int]) -> Tensor {
+        precondition(offset >= 0 && offset + shape.reduce(1, *) * dtype.byteSize <= byteCount, "view of \(shape) \(dtype) at \(offset) outside \(byteCount) bytes")
+        if let memory { return Tensor(memory: memory, byteOffset: byteOffset + offset, dtype: dtype, shape: shape) }
+        return Tensor(deviceStorage: deviceStorage!, byteOffset: byteOffset + offset, dtype: dtype, shape: shape)
+    }
+
     /// The same elements under another shape (contiguous tensors only).
     public func reshaped(_ newShape: [Int]) -> Tensor {
         precondition(isContiguous && newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")

@@ -13,18 +13,29 @@ public final class KVCache: @unchecked Sendable {
         2 * layers * blockSize * kvHeads * headDim * DType.f32.byteSize
     }
 
-    public init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int, numBlocks: Int, backend: any ComputeBackend) throws(ComputeError) {
+    public convenience init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int, numBlocks: Int, backend: any ComputeBackend) throws(ComputeError) {
+        let bytes = Self.bytesPerBlock(layers: layers, kvHeads: kvHeads, headDim: headDim, blockSize: blockSize) * numBlocks
+        let storage = try backend.zeros([bytes / DType.f32.byteSize], dtype: .f32)
+        self.init(layers: layers, kvHeads: kvHeads, headDim: headDim, blockSize: blockSize, numBlocks: numBlocks, storage: storage)
+    }
+
+    /// A cache laid out in `storage`, one flat f32 tensor of at least `bytesPerBlock · numBlocks` bytes:
+    /// every layer's keys, then values, are views of it, so the whole cache is one allocation that a
+    /// sleep can release and a wake restore at the same addresses.
+    public init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int, numBlocks: Int, storage: Tensor) {
         self.blockSize = blockSize
         self.numBlocks = numBlocks
         let shape = [numBlocks * blockSize, kvHeads, headDim]
-        var k: [Tensor] = [], v: [Tensor] = []
-        for _ in 0..<layers {
-            k.append(try backend.zeros(shape, dtype: .f32))
-            v.append(try backend.zeros(shape, dtype: .f32))
-        }
-        keys = k
-        values = v
+        let layerBytes = shape.reduce(1, *) * DType.f32.byteSize
+        precondition(storage.isContiguous && storage.byteCount >= 2 * layers * layerBytes, "KV cache storage of \(storage.byteCount) bytes is too small")
+        func view(_ i: Int) -> Tensor { storage.view(byteOffset: i * layerBytes, dtype: .f32, shape: shape) }
+        keys = (0..<layers).map { view(2 * $0) }
+        values = (0..<layers).map { view(2 * $0 + 1) }
+        self.storage = storage
     }
+
+    /// The one allocation every layer's keys and values view.
+    public let storage: Tensor
 
     public var byteCount: Int { (keys + values).reduce(0) { $0 + $1.byteCount } }
 }

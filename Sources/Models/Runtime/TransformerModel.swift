@@ -53,6 +53,12 @@ public final class TransformerModel: @unchecked Sendable {
                     blockSize: blockSize, numBlocks: numBlocks, backend: backend)
     }
 
+    /// Creates the KV cache in `storage` (one flat f32 tensor of `cacheBytesPerBlock · numBlocks` bytes).
+    public func makeCache(blockSize: Int, numBlocks: Int, storage: Tensor) -> KVCache {
+        KVCache(layers: config.numLayers, kvHeads: localKVHeads, headDim: config.headDim,
+                blockSize: blockSize, numBlocks: numBlocks, storage: storage)
+    }
+
     /// Cache bytes per block for this replica.
     public func cacheBytesPerBlock(blockSize: Int) -> Int {
         KVCache.bytesPerBlock(layers: config.numLayers, kvHeads: localKVHeads, headDim: config.headDim, blockSize: blockSize)
