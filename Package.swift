@@ -1,27 +1,31 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// colocate runs on Linux only: it is built on memfd, SCM_RIGHTS, SO_PEERCRED, prctl(PR_SET_PDEATHSIG),
+// futexes and the CUDA driver. Say so here rather than fail deep inside a build.
+#if !os(Linux)
+#error("colocate builds and runs on Linux only (memfd, SCM_RIGHTS, SO_PEERCRED, prctl, futex, CUDA)")
+#endif
+
 let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 
 // Numeric modules are optimised in every configuration: `swift run colocate demo` and `swift test` build
-// debug, and an unoptimised SIMD kernel is ~100x slower. On x86-64 the kernels target x86-64-v3
+// debug, and an unoptimised SIMD kernel is ~100x slower. Release keeps `-O`, never `-Ounchecked`: bounds
+// and overflow checks stay on, above all where data arrives from another process; a hot loop that
+// needs it drops them locally (`&+`, unsafe buffer pointers). On x86-64 the kernels target x86-64-v3
 // (AVX2 + FMA + F16C; every x86 server of the last decade); `Compute.CPUFeatures` checks it at start.
 #if arch(x86_64)
 let vectorISA = ["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c"]
 #else
 let vectorISA: [String] = []
 #endif
-let fast: [SwiftSetting] = strict + [
-    .unsafeFlags(["-O"] + vectorISA, .when(configuration: .debug)),
-    .unsafeFlags(["-Ounchecked"] + vectorISA, .when(configuration: .release)),
-]
+let fast: [SwiftSetting] = strict + [.unsafeFlags(["-O"] + vectorISA)]
 
 let package = Package(
     name: "colocate",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "colocate", targets: ["colocate"]),
-        .library(name: "Colocate", targets: ["Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training"]),
+        .library(name: "Colocate", targets: ["Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "Colocation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -41,17 +45,31 @@ let package = Package(
         .target(name: "WeightSync", dependencies: ["Compute", "Models", "CShims"], swiftSettings: strict),
         .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives"], swiftSettings: strict),
         .target(name: "Engine", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: fast),
+        // The seed's trainer + engine layout over devices; above Cluster, which knows nothing of either.
+        .target(name: "Colocation", dependencies: ["Cluster", "Compute"], swiftSettings: strict),
+        // `cuda-check` and the actors tests and benchmarks spawn (not in the production worker registry).
+        .target(name: "Diagnostics", dependencies: ["Compute", "Models", "Cluster", "Collectives"], swiftSettings: strict),
+        // `colocate bench …`: measurements, beside the CLI and never below it.
+        .target(
+            name: "Benchmarks",
+            dependencies: [
+                "Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "Colocation", "Diagnostics",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: fast),
+        // Thin commands: parse flags, call into the modules.
         .executableTarget(
             name: "colocate",
             dependencies: [
-                "Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "CShims",
+                "Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "Colocation", "Diagnostics", "Benchmarks",
+                "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict),
-        .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
+        .testTarget(name: "ComputeTests", dependencies: ["Compute", "CShims"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Compute"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Compute"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Compute", "Diagnostics"]),
+        .testTarget(name: "ColocationTests", dependencies: ["Colocation", "Cluster", "Compute"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Compute"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Training", "WeightSync", "Cluster", "Models", "Compute"]),
         // System tests: the built binary, and the library driving real worker processes of it.

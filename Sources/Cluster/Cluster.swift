@@ -372,7 +372,8 @@ public final class Cluster: Sendable {
             control: ActorRef.Control(
                 stop: { [weak self] in await self?.stopActor(id) },
                 kill: { if !process.hasExited { process.signalGroup(SIGKILL) } },
-                termination: { try? process.exit.peek?.get() }))
+                termination: { try? process.exit.peek?.get() }),
+            callTimeout: options.callTimeout)
     }
 
     // MARK: Stopping workers

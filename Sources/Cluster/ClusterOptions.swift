@@ -13,6 +13,9 @@ public struct ClusterOptions: Sendable {
     public var socketParentDirectory: String?
     /// How long a worker may take from spawn to ready before it is killed.
     public var workerStartTimeout: Duration = .seconds(30)
+    /// How long an actor call waits for its reply unless the call gives its own `timeout`. A worker
+    /// that hangs while alive fails the call with `ClusterError` `.timedOut` naming the actor.
+    public var callTimeout: Duration = ActorRef.defaultCallTimeout
     /// How long a stopping worker may take to exit before it is killed.
     public var stopGracePeriod: Duration = .seconds(2)
     /// Extra environment for every worker.

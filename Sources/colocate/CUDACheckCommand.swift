@@ -1,13 +1,8 @@
 import Collectives
 import ArgumentParser
-import Compute
-import Foundation
+import Diagnostics
 
-/// `colocate cuda-check`: checks the CUDA layer on this machine's GPUs. Every op against a naive CPU
-/// reference (random data, several shapes; max abs errors), GEMM throughput, device copy bandwidth, a
-/// CUDA IPC round trip with a child process, NCCL all-reduce across the GPUs, and the error paths
-/// (budget, handle of another GPU, handle of a dead process). With `--models DIR`, instead: the model
-/// runtime on the GPU against the Hugging Face fixtures (`CUDAModelCheck`). Exits non-zero when a
+/// `colocate cuda-check`: flags only; the checks are `Diagnostics.CUDACheck`. Exits non-zero when a
 /// check fails.
 struct CUDACheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,93 +25,17 @@ struct CUDACheckCommand: AsyncParsableCommand {
     @Flag(help: .hidden)
     var ipcChild = false
 
-    mutating func run() async throws {
+    func run() async throws {
         if ipcChild {
-            try CUDAIPCCheckChild.run()
+            try CUDACheck.runIPCChild()
             return
         }
-        let cuda: CUDA
-        do {
-            cuda = try CUDA.load()
-        } catch {
-            print(error)
-            throw ExitCode(2)
-        }
-        var report = CUDACheckReport()
-        try describe(cuda)
-        let gpu = try cuda.device(device)
-        let clock = ContinuousClock()
-        let start = clock.now
-        let backend = try CUDABackend(device: gpu, memoryUtilization: 0.5)
-        print("backend ready (kernels compiled or read from the cache, cuBLASLt) in \(microseconds(clock.now - start)) µs")
-        print("kernels: \(try gpu.kernelImageKinds().values.sorted().reduce(into: [String: Int]()) { $0[$1, default: 0] += 1 })")
-
-        if let models {
-            var check = CUDAModelCheck(backend: backend, directory: models)
-            report = try check.run()
-            print("\n\(report.summary)")
-            if report.failures > 0 { throw ExitCode(1) }
-            return
-        }
-
-        var parity = CUDAParityCheck(backend: backend, report: report)
-        try parity.runAll()
-        report = parity.report
-        report.merge(try CUDACopyBatchCheck(backend: backend).run())
-        if !parityOnly {
-            try CUDAThroughputCheck(backend: backend).run(bytes: bytes)
-            report.merge(try CUDAIPCCheck(backend: backend, bytes: bytes).run())
-            report.merge(try await CUDANCCLCheck(cuda: cuda).run())
-            budgetCheck(gpu, report: &report)
-        }
-        print("\n\(report.summary)")
-        if report.failures > 0 { throw ExitCode(1) }
-    }
-
-    private func describe(_ cuda: CUDA) throws {
-        print("CUDA driver \(cuda.driverVersion / 1000).\(cuda.driverVersion % 1000 / 10)")
-        let visible = ProcessInfo.processInfo.environment["CUDA_VISIBLE_DEVICES"]
-        let devices = try cuda.devices()
-        for d in devices {
-            let p = try cuda.properties(d.ordinal)
-            print("  cuda:\(d.ordinal) \(p.name) \(d.uuid) \(d.capacity >> 20) MiB sm_\(p.architecture) \(p.multiprocessorCount) SMs pci \(p.pciAddress)")
-        }
-        // The driver has applied the variable already: the list above is what it names.
-        print("CUDA_VISIBLE_DEVICES=\(visible ?? "(unset)")")
-        let nvrtc = try NVRTC.load()
-        print("NVRTC \(nvrtc.version.major).\(nvrtc.version.minor) from \(nvrtc.path); archs \(nvrtc.supportedArchitectures.map(String.init).joined(separator: ","))")
-        if let version = try? NCCLCommunicator.version() { print("NCCL \(version)") }
-        let info = try cuda.device(device).memoryInfo()
-        print("cuda:\(device) memory: \(info.free >> 20) MiB free of \(info.total >> 20) MiB")
-    }
-
-    private func budgetCheck(_ gpu: CUDADevice, report: inout CUDACheckReport) {
-        print("\n== budget")
-        do {
-            let small = try CUDAAllocator(device: gpu, memoryUtilization: 0.001)
-            let kept = try small.allocate(byteCount: small.budget / 2)
-            _ = try small.allocate(byteCount: small.budget)
-            print("  allocation beyond the budget succeeded (kept \(kept.byteCount) bytes)")
-            report.fail("budget")
-        } catch {
-            print("  refused as expected: \(error)")
-            report.pass("budget")
-        }
-    }
-}
-
-/// Pass/fail tally of `cuda-check`.
-struct CUDACheckReport {
-    var passed: [String] = []
-    var failed: [String] = []
-    var failures: Int { failed.count }
-    mutating func pass(_ name: String) { passed.append(name) }
-    mutating func fail(_ name: String) { failed.append(name) }
-    mutating func merge(_ other: CUDACheckReport) {
-        passed += other.passed
-        failed += other.failed
-    }
-    var summary: String {
-        "cuda-check: \(passed.count) passed, \(failed.count) failed" + (failed.isEmpty ? "" : " (\(failed.joined(separator: ", ")))")
+        var check = CUDACheck()
+        check.device = device
+        check.bytes = bytes
+        check.parityOnly = parityOnly
+        check.models = models
+        let status = try await check.run()
+        if status != 0 { throw ExitCode(status) }
     }
 }

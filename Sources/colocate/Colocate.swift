@@ -17,9 +17,3 @@ struct Colocate: AsyncParsableCommand {
         await main(nil)
     }
 }
-
-struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Benchmarks (run them in release: swift run -c release colocate bench …).",
-        subcommands: [BenchSync.self, BenchSyncIPC.self, BenchCopy.self, BenchDecode.self, BenchMatmul.self, BenchRPC.self])
-}

@@ -1,4 +1,5 @@
 import Cluster
+import Colocation
 import Compute
 import Engine
 import Foundation

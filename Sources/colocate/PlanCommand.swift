@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import Colocation
 
 /// `colocate plan`: the seed's colocated layout for a device set, or the reason it cannot work.
 struct PlanCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import Diagnostics
 import Engine
 import Training
 
@@ -10,10 +11,13 @@ struct WorkerCommand: AsyncParsableCommand {
         abstract: "Host one actor for a cluster driver (started by the driver, not by hand).",
         shouldDisplay: false)
 
-    /// Every actor type a worker can host. Register new actor types here.
+    /// Also host the test and benchmark actors (`DiagnosticActors`): for tests and `bench rpc`.
+    @Flag(help: .hidden)
+    var diagnosticActors = false
+
+    /// Every actor type a production worker can host. Register new actor types here.
     static var registry: ActorRegistry {
         var registry = ActorRegistry()
-        registry.register(EchoActor.self)
         registry.register(TrainerActor.self)
         registry.register(EngineWorker.self)
         return registry
@@ -21,6 +25,8 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         WorkerExtensions.register(WeightStatsExtension.self)
-        await WorkerRuntime.run(registry: WorkerCommand.registry)
+        var registry = WorkerCommand.registry
+        if diagnosticActors { DiagnosticActors.register(into: &registry) }
+        await WorkerRuntime.run(registry: registry)
     }
 }

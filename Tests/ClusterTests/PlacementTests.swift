@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Compute
+import Diagnostics
 import Foundation
 import Testing
 @testable import Cluster

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Testing
 import Compute
+import Diagnostics
 @testable import Cluster
 
 /// The built `colocate` executable that hosts workers: `$COLOCATE_EXECUTABLE`, else beside the test
@@ -41,10 +42,11 @@ enum ColocateBinary {
     }
 }
 
-/// A local cluster whose workers run the built `colocate worker`.
+/// A local cluster whose workers run the built `colocate worker`, with the diagnostic actors.
 func makeCluster(_ devices: DeviceSpec = .cpu(count: 4, capacity: 64 << 20), configure: (inout ClusterOptions) -> Void = { _ in }) throws -> Cluster {
     var options = ClusterOptions()
     options.workerExecutable = try ColocateBinary.require()
+    options.workerArguments = DiagnosticActors.workerArguments
     options.cpus = 8
     configure(&options)
     return try Cluster.local(devices: devices, options: options)

@@ -1,4 +1,5 @@
-import Compute
+import CShims
+@testable import Compute
 import Foundation
 import Testing
 
@@ -19,6 +20,27 @@ struct DescriptorExchangeTests {
         var bytes = [UInt8](repeating: 0, count: 64)
         let n = pread(fd, &bytes, bytes.count, 0)
         return String(decoding: bytes.prefix(max(0, n)).prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    @Test("A client that connects and says nothing does not stall another's fetch")
+    func slowClientDoesNotStallOthers() throws {
+        let exchange = try DescriptorExchange.shared()
+        let (fd, _) = try memfd(holding: "weights v2")
+        let reference = exchange.lend(fd)
+        defer { exchange.withdraw(reference) }
+
+        // Connected and silent: served one at a time, the exchange would wait its full 2 s read
+        // timeout on this one before the fetch below is even read.
+        let silent = reference.socketName.withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { cshim_connect_abstract($0.baseAddress, $0.count, 1_000) }
+        }
+        try #require(silent >= 0)
+        defer { close(silent) }
+        // The listen queue is first come, first served: the exchange takes the silent one first.
+
+        let fetched = try DescriptorExchange.fetch(reference, timeoutMilliseconds: 1_000)
+        defer { close(fetched) }
+        #expect(contents(of: fetched) == "weights v2")
     }
 
     @Test("A lent descriptor is fetched as a new descriptor of the same object")

@@ -2,7 +2,7 @@ import Compute
 
 /// The bookkeeping of one node: which devices and CPUs the placement groups reserve, and which device
 /// shares the actors placed in each bundle hold. Pure value type: no processes, no waiting — `Cluster`
-/// wraps it in a lock and `ColocatedLayout` uses it to check a plan without starting anything.
+/// wraps it in a lock and `PlacementCheck` uses it to check a plan without starting anything.
 struct ResourceLedger: Sendable {
     enum GroupState: Sendable, Equatable {
         case pending, created

@@ -11,6 +11,10 @@ import Synchronization
 /// descriptors that ride before it are never interleaved with another frame. When the peer goes away
 /// (EOF, error, or `close()`), every pending and later call fails with the error `closeReason`
 /// produces — for a worker process, one that names its exit status — so nothing waits forever.
+///
+/// A call also ends at its deadline (`ClusterError.Code.timedOut`, naming the peer) and when its task
+/// is cancelled; a late reply is dropped. `close()` never waits for a send in progress: it shuts the
+/// socket down (which fails a blocked send at once) under a lock that is only held for that.
 final class Connection: Sendable {
     struct Hooks: Sendable {
         /// Name of the peer for errors ("trainer-0", "driver").
@@ -35,8 +39,11 @@ final class Connection: Sendable {
     private let fd: Int32
     private let hooks: Mutex<Hooks>
     private let state = Mutex(State())
-    /// Guards writes and the descriptor's life: `true` once the reader closed it.
-    private let writer = Mutex(false)
+    /// Serialises writes; held for the whole of a send, which may block on a full socket.
+    private let writer = Mutex(())
+    /// Guards the descriptor's life: `true` once the reader closed it. Held only for a `shutdown` or the
+    /// `close`, never across a send, so `close()` does not wait behind a blocked send.
+    private let life = Mutex(false)
     private let started = Atomic(false)
 
     /// Adopts a connected socket. Nothing is read until `start()`.
@@ -69,29 +76,57 @@ final class Connection: Sendable {
 
     // MARK: Calls
 
-    /// Sends a call and waits for its reply frame. A failure frame throws `RemoteError`.
-    func call(name: String, payload: [UInt8], attachments: [OwnedFD] = []) async throws -> Frame {
+    /// Sends a call and waits for its reply frame. A failure frame throws `RemoteError`; no reply
+    /// within `timeout` throws `ClusterError` `.timedOut`, cancelling the task `.cancelled` (the call
+    /// may still run on the peer; its reply is dropped).
+    func call(name: String, payload: [UInt8], attachments: [OwnedFD] = [], timeout: Duration? = nil) async throws -> Frame {
         try Connection.validate(attachments)
-        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<Frame, any Error>) in
-            let registered: Result<UInt64, any Error> = state.withLock { s in
-                if let failure = s.failure { return .failure(failure) }
-                s.nextID &+= 1
-                s.pending[s.nextID] = c
-                return .success(s.nextID)
+        let id = state.withLock { s in
+            s.nextID &+= 1
+            return s.nextID
+        }
+        // Encoded before anything is registered: a message too large fails here, and only this call.
+        let bytes = try Frame(kind: .call, requestID: id, name: name, payload: payload).encoded(fdCount: attachments.count)
+        let peer = peerName
+        let timer = timeout.map { timeout in
+            Task { [weak self] in
+                try await Task.sleep(for: timeout)
+                self?.fail(id, ClusterError(.timedOut, "actor '\(peer)' did not answer '\(name)' within \(timeout)"))
             }
-            switch registered {
-            case .failure(let error):
-                c.resume(throwing: error)
-            case .success(let id):
+        }
+        defer { timer?.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Frame, any Error>) in
+                let failure: (any Error)? = state.withLock { s in
+                    if let failure = s.failure { return failure }
+                    s.pending[id] = c
+                    return nil
+                }
+                if let failure {
+                    c.resume(throwing: failure)
+                    return
+                }
+                // Cancelled before the continuation was registered: the handler found nothing to end.
+                if Task.isCancelled {
+                    fail(id, ClusterError(.cancelled, "the call '\(name)' to actor '\(peer)' was cancelled"))
+                    return
+                }
                 do {
-                    try write(Frame(kind: .call, requestID: id, name: name, payload: payload), attachments: attachments)
+                    try write(bytes, requestID: id, attachments: attachments)
                 } catch {
                     // A failed send leaves the stream unusable (part of a frame may be out): end the
                     // connection; the reader then fails this call and the others with the peer's fate.
                     breakConnection()
                 }
             }
+        } onCancel: {
+            fail(id, ClusterError(.cancelled, "the call '\(name)' to actor '\(peer)' was cancelled"))
         }
+    }
+
+    /// Ends call `id` with `error`, if it is still waiting.
+    private func fail(_ id: UInt64, _ error: any Error) {
+        state.withLock { $0.pending.removeValue(forKey: id) }?.resume(throwing: error)
     }
 
     func reply(to requestID: UInt64, payload: [UInt8], attachments: [OwnedFD] = []) {
@@ -101,16 +136,26 @@ final class Connection: Sendable {
             replyFailure(to: requestID, message: error.message)
             return
         }
+        let bytes: [UInt8]
         do {
-            try write(Frame(kind: .reply, requestID: requestID, name: "", payload: payload), attachments: attachments)
+            bytes = try Frame(kind: .reply, requestID: requestID, name: "", payload: payload).encoded(fdCount: attachments.count)
+        } catch {
+            replyFailure(to: requestID, message: "the reply is too large to send: \(error.message)")
+            return
+        }
+        do {
+            try write(bytes, requestID: requestID, attachments: attachments)
         } catch {
             breakConnection()
         }
     }
 
     func replyFailure(to requestID: UInt64, message: String) {
+        // A message too long for a frame is cut: the failure itself must arrive.
+        let text = Array(message.utf8.prefix(1 << 20))
         do {
-            try write(Frame(kind: .failure, requestID: requestID, name: "", payload: Array(message.utf8)), attachments: [])
+            let bytes = try Frame(kind: .failure, requestID: requestID, name: "", payload: text).encoded(fdCount: 0)
+            try write(bytes, requestID: requestID, attachments: [])
         } catch {
             breakConnection()
         }
@@ -125,19 +170,21 @@ final class Connection: Sendable {
         }
     }
 
-    /// Shuts the socket down so that the reader ends (unless it already closed the descriptor).
+    /// Shuts the socket down so that the reader ends (unless it already closed the descriptor). A send
+    /// blocked on the socket fails at once; this does not wait for it.
     private func breakConnection() {
-        writer.withLock { closed in
+        life.withLock { closed in
             if !closed { _ = shutdown(fd, Int32(SHUT_RDWR)) }
         }
     }
 
-    private func write(_ frame: Frame, attachments: [OwnedFD]) throws(ClusterError) {
-        let bytes = frame.encoded(fdCount: attachments.count)
+    /// Sends an encoded frame and its descriptors. The descriptor stays open while this runs: the
+    /// reader closes it only under `writer` (see `finish`).
+    private func write(_ bytes: [UInt8], requestID: UInt64, attachments: [OwnedFD]) throws(ClusterError) {
         let carrier = attachments.count > 1
-            ? Frame(kind: .fdCarrier, requestID: frame.requestID, name: "", payload: []).encoded(fdCount: 0) : []
-        try writer.withLock { (closed) throws(ClusterError) in
-            guard !closed else { throw ClusterError("connection to '\(peerName)' is closed") }
+            ? try Frame(kind: .fdCarrier, requestID: requestID, name: "", payload: []).encoded(fdCount: 0) : []
+        try writer.withLock { (_) throws(ClusterError) in
+            guard !life.withLock({ $0 }) else { throw ClusterError(.connectionClosed, "connection to '\(peerName)' is closed") }
             for a in attachments.dropLast() {
                 try UnixSocket.sendAll(fd, carrier, attach: a.rawValue)
             }
@@ -200,10 +247,13 @@ final class Connection: Sendable {
     private func finish() {
         let h = hooks.withLock { $0 }
         let error = h.closeReason?() ?? ActorDiedError(actor: h.peerName, pid: nil, termination: nil)
-        writer.withLock { closed in
-            if !closed {
-                closed = true
-                Glibc.close(fd)
+        // No send is in progress once `writer` is ours, and none starts after `closed` is set.
+        writer.withLock { _ in
+            life.withLock { closed in
+                if !closed {
+                    closed = true
+                    Glibc.close(fd)
+                }
             }
         }
         let pending = state.withLock { s in

@@ -32,8 +32,19 @@ struct Frame: Sendable {
     static let maximumLength = 1 << 30
 
     /// Serialises the frame with `fdCount` as given (the descriptors themselves travel separately).
-    func encoded(fdCount: Int) -> [UInt8] {
+    /// The sender checks what the reader will check: a frame over `maximumLength`, or a name over
+    /// 65535 bytes, is refused here rather than sent and dropped with the whole connection there.
+    func encoded(fdCount: Int) throws(ClusterError) -> [UInt8] {
         let nameBytes = Array(name.utf8)
+        guard nameBytes.count <= Int(UInt16.max) else {
+            throw ClusterError(.messageTooLarge, "a call name of \(nameBytes.count) bytes is longer than the 65535 a frame carries")
+        }
+        guard payload.count <= Frame.maximumLength - (Frame.headerSize - 4) - nameBytes.count else {
+            throw ClusterError(.messageTooLarge, "a message of \(payload.count) bytes is larger than the \(Frame.maximumLength) bytes a frame carries")
+        }
+        guard (0...255).contains(fdCount) else {
+            throw ClusterError(.messageTooLarge, "a message carries at most 255 file descriptors, got \(fdCount)")
+        }
         var out = [UInt8]()
         out.reserveCapacity(Frame.headerSize + nameBytes.count + payload.count)
         let length = UInt32(Frame.headerSize - 4 + nameBytes.count + payload.count)

@@ -36,14 +36,18 @@ enum UnixSocket {
         }
     }
 
-    /// The next connection, or nil once the listener is shut down or fails.
+    /// The next connection, or nil once the listener is shut down or fails. Out of descriptors or
+    /// memory, it waits (`AcceptBackoff`) instead of spinning: the pending connection stays queued.
     static func accept(_ listener: Int32) -> Int32? {
+        var backoff = AcceptBackoff()
         while true {
             let fd = cshim_accept_cloexec(listener)
             if fd >= 0 { return fd }
-            switch errno {
-            case EINTR, ECONNABORTED, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPROTO: continue
-            default: return nil
+            let code = errno
+            switch backoff.next(after: code) {
+            case .retry: continue
+            case .wait(let delay): usleep(UInt32(delay.inMicroseconds))
+            case .stop: return nil
             }
         }
     }
@@ -101,5 +105,40 @@ enum UnixSocket {
                 try body(sa, socklen_t(MemoryLayout<sockaddr_un>.size))
             }
         }
+    }
+}
+
+/// What an accept loop does after a failed `accept`: retry at once after a transient failure of one
+/// connection, wait before retrying when the process or the system is out of descriptors or memory
+/// (retrying at once would spin a core until something else closes a descriptor), stop otherwise.
+struct AcceptBackoff {
+    enum Action: Equatable {
+        case retry
+        case wait(Duration)
+        case stop
+    }
+
+    /// The first wait; each consecutive resource failure doubles it, up to `longest`.
+    static let shortest: Duration = .milliseconds(1)
+    static let longest: Duration = .milliseconds(200)
+    private var delay: Duration = .zero
+
+    mutating func next(after code: Int32) -> Action {
+        switch code {
+        case EINTR, ECONNABORTED, EPROTO:
+            return .retry
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+            delay = delay == .zero ? Self.shortest : min(delay * 2, Self.longest)
+            return .wait(delay)
+        default:
+            return .stop
+        }
+    }
+}
+
+extension Duration {
+    var inMicroseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
     }
 }

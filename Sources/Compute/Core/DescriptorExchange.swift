@@ -49,7 +49,8 @@ public struct DescriptorReference: Sendable, Hashable {
 /// abstract socket named by its pid and a random nonce; a peer connects, presents the id and secret,
 /// and gets a duplicate of the descriptor. Handles stay plain values (like CUDA IPC handles) that any
 /// control plane can carry, and no process needs the right to trace another (`pidfd_getfd` would).
-/// Requests are served one at a time on a thread of their own, each bounded by a timeout.
+/// Each connection is served on a thread of its own, bounded by a timeout, so a client that connects
+/// and says nothing delays nobody else; the peer's uid is checked before a byte of its request is read.
 public final class DescriptorExchange: @unchecked Sendable {
     /// This process's exchange, started on first use.
     public static func shared() throws(ComputeError) -> DescriptorExchange { try started.get() }
@@ -117,13 +118,40 @@ public final class DescriptorExchange: @unchecked Sendable {
     }
     private static let requestBytes = 24
     private static let serveTimeoutMilliseconds: Int32 = 2_000
+    /// Connections served at once; beyond it a new one is closed unanswered (its fetch fails and
+    /// names the reason) rather than starting threads without bound.
+    static let maximumConcurrentRequests = 64
+    private let serving = Atomic<Int>(0)
 
     private func serve() -> Never {
+        var idleMicroseconds: UInt32 = 0
         while true {
             let connection = cshim_accept_cloexec(listener)
-            guard connection >= 0 else { continue }  // EINTR, ECONNABORTED: take the next one
-            answer(connection)
-            close(connection)
+            guard connection >= 0 else {
+                // Out of descriptors or memory: wait (doubling, up to 200 ms) rather than spin.
+                // EINTR, ECONNABORTED: take the next one at once.
+                switch errno {
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    idleMicroseconds = min(max(idleMicroseconds * 2, 1_000), 200_000)
+                    usleep(idleMicroseconds)
+                default: break
+                }
+                continue
+            }
+            idleMicroseconds = 0
+            guard serving.add(1, ordering: .relaxed).newValue <= Self.maximumConcurrentRequests else {
+                serving.subtract(1, ordering: .relaxed)
+                close(connection)
+                continue
+            }
+            if !startDetachedThread({ [self] in
+                answer(connection)
+                close(connection)
+                serving.subtract(1, ordering: .relaxed)
+            }) {
+                serving.subtract(1, ordering: .relaxed)
+                close(connection)
+            }
         }
     }
 
@@ -131,28 +159,48 @@ public final class DescriptorExchange: @unchecked Sendable {
         _ = cshim_set_socket_timeouts(connection, Self.serveTimeoutMilliseconds)
         var peerPID: pid_t = 0, peerUID: uid_t = 0, peerGID: gid_t = 0
         guard cshim_peer_credentials(connection, &peerPID, &peerUID, &peerGID) == 0 else { return }
+        // Who asks is known before anything is read: a process of another user gets its refusal
+        // without this process reading (or waiting for) a byte from it.
+        guard peerUID == geteuid() || peerUID == 0 else {
+            var byte = Answer.otherUser.rawValue
+            _ = cshim_send_with_fd(connection, &byte, 1, -1)
+            return
+        }
         var request = [UInt8](repeating: 0, count: Self.requestBytes)
         guard readFully(connection, &request) else { return }
         var input = OpaqueBytesReader(request)
         let id = input.get(UInt64.self), secret = [input.get(UInt64.self), input.get(UInt64.self)]
-        var status = Answer.unknown
-        var fd: Int32 = -1
-        if peerUID != geteuid() && peerUID != 0 {
-            status = .otherUser
-        } else {
-            // Sent under the lock, so a concurrent withdraw cannot close the descriptor mid-send.
-            lent.withLock { state in
-                guard let entry = state.byID[id], entry.secret == secret else { return }
-                status = .granted
-                fd = entry.fd
-                var byte = status.rawValue
-                _ = cshim_send_with_fd(connection, &byte, 1, fd)
-            }
+        // Sent under the lock, so a concurrent withdraw cannot close the descriptor mid-send.
+        let granted = lent.withLock { state in
+            guard let entry = state.byID[id], entry.secret == secret else { return false }
+            var byte = Answer.granted.rawValue
+            _ = cshim_send_with_fd(connection, &byte, 1, entry.fd)
+            return true
         }
-        if status != .granted {
-            var byte = status.rawValue
+        if !granted {
+            var byte = Answer.unknown.rawValue
             _ = cshim_send_with_fd(connection, &byte, 1, -1)
         }
+    }
+
+    /// Runs `body` on a new detached thread; false when none could be started.
+    private func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+        final class Box: @unchecked Sendable {
+            let body: @Sendable () -> Void
+            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        }
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(Box(body)).toOpaque()
+        let rc = pthread_create(&thread, nil, { argument in
+            Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue().body()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<Box>.fromOpaque(context).release()
+            return false
+        }
+        pthread_detach(thread)
+        return true
     }
 
     /// Fetches the descriptor `reference` names from its lender (which may be this process): a new

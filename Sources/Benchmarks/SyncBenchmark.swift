@@ -1,5 +1,5 @@
-import ArgumentParser
 import Cluster
+import Colocation
 import Compute
 import Engine
 import Foundation
@@ -11,34 +11,25 @@ import WeightSync
 /// their own processes on colocated virtual devices — timed from "trainers start exporting" to "every
 /// engine rank holds the new weights". The ceiling it is compared with is this machine's memcpy
 /// bandwidth, measured in the same run.
-struct BenchSync: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sync", abstract: "Weight sync time, trainer export → every engine rank updated (median of warm runs).")
+public struct SyncBenchmark: Sendable {
+    public var devices: String?
+    public var tensorParallelSize: Int = 2
+    /// The model directory (the CLI makes a preset's when none is given).
+    public var model: String?
+    public var engineDtype: String = "f32"
+    public var iterations: Int = 5
+    public var device: String = "cpu"
 
-    @Option(help: "Devices: cpu:N or cpu:N:SIZE (default cpu:2), or cuda (default with --device cuda).")
-    var devices: String?
-    @Option(name: .customLong("tp"), help: "Tensor-parallel size of each engine.")
-    var tensorParallelSize: Int = 2
-    @Option(help: "Model preset (created once in the cache) when no --model is given.")
-    var preset: String = "opt-125m"
-    @Option(help: "Model directory.")
-    var model: String?
-    @Option(help: "Engine weight dtype: f32, bf16 or f16 (trainers hold f32).")
-    var engineDtype: String = "f32"
-    @Option(help: "Timed iterations (after one warm-up).")
-    var iterations: Int = 5
-    @Option(help: "Device kind: cpu or cuda.")
-    var device: String = "cpu"
+    public var method: String = "pull"
 
-    @Option(help: "pull: engine ranks copy from the trainers' exports (the seed's way); push: trainers copy into the engine ranks' weights.")
-    var method: String = "pull"
+    public init() {}
 
-    func run() async throws {
-        guard device == "cpu" || device == "cuda" else { throw CLIError("unknown device '\(device)' (use cpu or cuda)") }
-        guard iterations >= 1 else { throw CLIError("--iterations must be ≥ 1") }
-        guard method == "pull" || method == "push" else { throw CLIError("--method must be pull or push, not '\(method)'") }
-        let dir = try model ?? ModelCache.ensure(preset: preset) { print($0) }
-        let engineType = try CLIParse.dtype(engineDtype)
+    public func run() async throws {
+        guard device == "cpu" || device == "cuda" else { throw BenchmarkError("unknown device '\(device)' (use cpu or cuda)") }
+        guard iterations >= 1 else { throw BenchmarkError("--iterations must be ≥ 1") }
+        guard method == "pull" || method == "push" else { throw BenchmarkError("--method must be pull or push, not '\(method)'") }
+        guard let dir = model else { throw BenchmarkError("bench sync needs a model directory") }
+        let engineType = try BenchmarkError.dtype(engineDtype)
         let cluster = try Cluster.local(devices: DeviceSpec(parsing: devices ?? (device == "cuda" ? "cuda" : "cpu:2")))
         do {
             try await measure(cluster, dir, engineType)
@@ -131,7 +122,7 @@ struct BenchSync: AsyncParsableCommand {
         }
         for e in engines {
             guard try await e.collectiveRPC(CompareWeights(exports: try await exportsOf(trainers))).allSatisfy(\.equal) else {
-                throw CLIError("after the sync an engine's weights differ from its trainers'")
+                throw BenchmarkError("after the sync an engine's weights differ from its trainers'")
             }
         }
         let median = times.sorted()[times.count / 2]

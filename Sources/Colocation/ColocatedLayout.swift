@@ -1,3 +1,4 @@
+import Cluster
 import Compute
 
 /// The layout of vLLM's `rlhf_colocate.py`, for any device count: a placement group of one-device
@@ -69,12 +70,13 @@ public struct ColocatedLayout: Sendable {
         self.trainers = trainers
         self.engines = engines
         // The cluster's own accounting decides what fits.
-        var ledger = ResourceLedger(devices: devices, cpus: 0)
-        let group = try ledger.createGroup(name: "colocate", bundles: bundles, strategy: .pack)
-        for (id, slot) in (trainers + engines.flatMap { $0 }).enumerated() {
-            let outcome = try ledger.reserveShare(group: group, bundle: slot.bundleIndex, share: slot.share,
-                                                  holderID: id, holderName: slot.name)
-            if case .busy(let why) = outcome { throw ClusterError("infeasible layout: \(why)") }
+        let reservations = (trainers + engines.flatMap { $0 }).map {
+            PlacementCheck.Reservation(bundleIndex: $0.bundleIndex, share: $0.share, holderName: $0.name)
+        }
+        do {
+            try PlacementCheck.check(devices: devices, bundles: bundles, reservations: reservations)
+        } catch {
+            throw ClusterError("infeasible layout: \(error.message)")
         }
     }
 

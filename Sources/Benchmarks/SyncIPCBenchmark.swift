@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import ArgumentParser
 import Compute
 import Foundation
 import Models
@@ -19,58 +18,44 @@ import WeightSync
 /// out like the trainer's (merged copies), the full `ExportedWeights` JSON every time, and the notice
 /// into one allocation per parameter (one copy per parameter) — and a plain D2D copy of the same
 /// bytes through the same IPC mapping. The ranks handle requests on their GPU's executor thread.
-struct BenchSyncIPC: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sync-ipc",
-        abstract: "Measure trainer → engine weight sync through CUDA IPC (one flat buffer, one handle).")
+public struct SyncIPCBenchmark: Sendable {
+    public var device: String = "cuda"
+    public var preset: String = "opt-125m"
+    public var dtype: String = "f16"
+    public var engineDtype: String?
+    public var iters: Int = 20
+    public var settleMs: Int = 0
+    public var tp: Int = 1
+    public var copyMethod: String = "batched"
+    public var gpuTiming: Bool = false
+    public var sharing: String?
+    public var child: Bool = false
+    public var rank: Int = 0
 
-    @Option(help: "Device: cuda.")
-    var device = "cuda"
-    @Option(help: "Model shapes: opt-125m, opt-10gb, or another preset.")
-    var preset = "opt-125m"
-    @Option(help: "Trainer weight dtype: f32, bf16 or f16.")
-    var dtype = "f16"
-    @Option(help: "Engine weight dtype (default: the trainer's; a different one converts in the copy).")
-    var engineDtype: String?
-    @Option(help: "Warm syncs per variant.")
-    var iters = 20
-    @Option(help: "Idle time between the trainer's last GPU work and the sync, in ms (0: sync right after, as in RL).")
-    var settleMs = 0
-    @Option(help: "Tensor-parallel size: engine ranks, one per GPU (each GPU also holds a trainer).")
-    var tp = 1
-    @Option(help: "How a rank runs an update's copies: batched (one copy_batch launch) or per-copy (one driver call each).")
-    var copyMethod = "batched"
-    @Flag(help: "Also report the GPU time of each rank's copies (CUDA events around them).")
-    var gpuTiming = false
-    @Option(help: "How the weight buffers are shared: fd (cuMemCreate, a file descriptor) or ipc (cuMemAlloc, CUDA IPC). Default: fd where the GPU supports it.")
-    var sharing: String?
-    @Flag(help: .hidden)
-    var child = false
-    @Option(help: .hidden)
-    var rank = 0
+    public init() {}
 
-    func run() throws {
-        let trainerType = try CLIParse.dtype(dtype)
-        let engineType = try engineDtype.map(CLIParse.dtype) ?? trainerType
+    public func run() throws {
+        let trainerType = try BenchmarkError.dtype(dtype)
+        let engineType = try engineDtype.map(BenchmarkError.dtype) ?? trainerType
         guard let method = CUDAWeightImporter.CopyMethod(rawValue: copyMethod) else {
-            throw CLIError("--copy-method must be batched or per-copy, not '\(copyMethod)'")
+            throw BenchmarkError("--copy-method must be batched or per-copy, not '\(copyMethod)'")
         }
         if let sharing {
-            guard CUDAMemorySharing(rawValue: sharing) != nil else { throw CLIError("--sharing must be fd or ipc, not '\(sharing)'") }
+            guard CUDAMemorySharing(rawValue: sharing) != nil else { throw BenchmarkError("--sharing must be fd or ipc, not '\(sharing)'") }
             setenv("COLOCATE_CUDA_SHARING", sharing, 1)  // the ranks inherit it
         }
         if child {
             try SyncIPCEngineRank.run(preset: preset, engineType: engineType, rank: rank, worldSize: tp, copyMethod: method, gpuTiming: gpuTiming)
             return
         }
-        guard device == "cuda" else { throw CLIError("sync-ipc measures CUDA IPC: use --device cuda") }
-        guard iters >= 1 && iters <= 10_000 else { throw CLIError("--iters must be in 1...10000") }
+        guard device == "cuda" else { throw BenchmarkError("sync-ipc measures CUDA IPC: use --device cuda") }
+        guard iters >= 1 && iters <= 10_000 else { throw BenchmarkError("--iters must be in 1...10000") }
         if let reason = CUDA.unavailableReason {
-            throw CLIError(reason.hasPrefix("CUDA is not available") ? reason : "CUDA is not available: \(reason)")
+            throw BenchmarkError(reason.hasPrefix("CUDA is not available") ? reason : "CUDA is not available: \(reason)")
         }
         let cuda = try CUDA.load()
         let visible = try cuda.deviceCount()
-        guard tp >= 1 && tp <= visible else { throw CLIError("--tp \(tp) needs \(tp) GPUs; this process sees \(visible)") }
+        guard tp >= 1 && tp <= visible else { throw BenchmarkError("--tp \(tp) needs \(tp) GPUs; this process sees \(visible)") }
         let config = try ModelPreset.named(preset).config()
         try ParameterTable.validate(config: config, tensorParallelSize: tp)
         let table = ParameterTable(config: config)
@@ -90,7 +75,7 @@ struct BenchSyncIPC: ParsableCommand {
         let engineLayout = WeightLayout(shardsOf: table, dtype: engineType, worldSize: tp)
         var pushers: [(backend: CUDABackend, weights: CUDABuffer, batch: CUDACopyBatch)] = []
         for (r, t) in trainers.enumerated() {
-            guard let handle = try ranks[r].reply().weightsHandle else { throw CLIError("engine rank \(r) did not export its weights") }
+            guard let handle = try ranks[r].reply().weightsHandle else { throw BenchmarkError("engine rank \(r) did not export its weights") }
             let gpu = try cuda.device(r)
             let backend = try CUDABackend(device: gpu, memoryUtilization: 0.95)
             let weights = try gpu.open(handle)
@@ -216,7 +201,7 @@ struct EngineRankProcess {
         do {
             try process.run()
         } catch {
-            throw CLIError("cannot start engine rank \(rank): \(error)")
+            throw BenchmarkError("cannot start engine rank \(rank): \(error)")
         }
     }
 
@@ -230,9 +215,9 @@ struct EngineRankProcess {
 
     /// The next reply; throws the rank's error, or when it exited.
     func reply() throws -> SyncIPCReply {
-        guard let line = try reader.next() else { throw CLIError("engine rank \(rank) exited") }
+        guard let line = try reader.next() else { throw BenchmarkError("engine rank \(rank) exited") }
         let reply = try decoder.decode(SyncIPCReply.self, from: Data(line))
-        if !reply.ok { throw CLIError(reply.error ?? "engine rank \(rank) failed") }
+        if !reply.ok { throw BenchmarkError(reply.error ?? "engine rank \(rank) failed") }
         return reply
     }
 

@@ -1,36 +1,32 @@
-import ArgumentParser
 import Cluster
+import Diagnostics
 import Histogram
 
 /// `colocate bench rpc`: the latency of an empty actor call and the time from spawn to a ready worker.
-struct BenchRPC: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "rpc",
-        abstract: "Measure actor call round trips (p50/p99) and worker start time (spawn -> ready).")
+public struct RPCBenchmark: Sendable {
+    /// Round trips measured per call kind.
+    public var calls: Int = 20_000
+    /// Round trips before measuring.
+    public var warmup: Int = 2_000
+    /// Workers started (and stopped) to measure start time.
+    public var spawns: Int = 20
 
-    @Option(help: "Round trips measured per call kind.")
-    var calls: Int = 20_000
+    public init() {}
 
-    @Option(help: "Round trips before measuring.")
-    var warmup: Int = 2_000
-
-    @Option(help: "Workers started (and stopped) to measure start time.")
-    var spawns: Int = 20
-
-    func validate() throws {
+    public func run() async throws {
         guard calls >= 1, warmup >= 0, spawns >= 1 else {
-            throw ValidationError("--calls and --spawns must be >= 1, --warmup >= 0")
+            throw BenchmarkError("--calls and --spawns must be >= 1, --warmup >= 0")
         }
-    }
-
-    func run() async throws {
-        let cluster = try Cluster.local(devices: .cpu(count: 1))
+        // The echo actor is not in the production worker registry: its workers are told to add it.
+        var options = ClusterOptions()
+        options.workerArguments = DiagnosticActors.workerArguments
+        let cluster = try Cluster.local(devices: .cpu(count: 1), options: options)
         do {
-            var start = BenchRPC.histogram()
+            var start = RPCBenchmark.histogram()
             for _ in 0..<spawns {
                 let began = ContinuousClock.now
                 let actor = try await cluster.spawn(actorType: EchoActor.typeName, config: EchoActor.Config())
-                _ = start.record(BenchRPC.nanoseconds(ContinuousClock.now - began))
+                _ = start.record(RPCBenchmark.nanoseconds(ContinuousClock.now - began))
                 await actor.stop()
             }
             let actor = try await cluster.spawn(actorType: EchoActor.typeName, config: EchoActor.Config(), name: "bench")
@@ -40,10 +36,10 @@ struct BenchRPC: AsyncParsableCommand {
             await cluster.shutdown()
 
             print("what                                   count       p50       p99     p99.9       max")
-            print(BenchRPC.row("worker start (spawn -> ready)", start))
-            print(BenchRPC.row("empty call, built-in Ping", ping))
-            print(BenchRPC.row("empty call, actor Noop (mailbox)", noop))
-            print(BenchRPC.row("actor Echo, 1 KiB string", echo))
+            print(RPCBenchmark.row("worker start (spawn -> ready)", start))
+            print(RPCBenchmark.row("empty call, built-in Ping", ping))
+            print(RPCBenchmark.row("empty call, actor Noop (mailbox)", noop))
+            print(RPCBenchmark.row("actor Echo, 1 KiB string", echo))
         } catch {
             await cluster.shutdown()
             throw error
@@ -52,11 +48,11 @@ struct BenchRPC: AsyncParsableCommand {
 
     private func measure<C: RemoteCall>(_ call: C, on actor: ActorRef) async throws -> Histogram<UInt64> {
         for _ in 0..<warmup { _ = try await actor.call(call) }
-        var h = BenchRPC.histogram()
+        var h = RPCBenchmark.histogram()
         for _ in 0..<calls {
             let began = ContinuousClock.now
             _ = try await actor.call(call)
-            _ = h.record(BenchRPC.nanoseconds(ContinuousClock.now - began))
+            _ = h.record(RPCBenchmark.nanoseconds(ContinuousClock.now - began))
         }
         return h
     }

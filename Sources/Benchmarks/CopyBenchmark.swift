@@ -1,4 +1,3 @@
-import ArgumentParser
 import Compute
 import Foundation
 
@@ -6,32 +5,26 @@ import Foundation
 /// path (`cuMemcpyDtoDAsync`) against the `copy_batch` kernel weight sync uses, at several tile sizes,
 /// and a copy right after the GPU sat idle against copies back to back. The yardstick of `bench
 /// sync-ipc`'s "% of D2D".
-struct BenchCopy: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "copy",
-        abstract: "Measure device-to-device copy bandwidth: cuMemcpy against the copy_batch kernel.")
+public struct CopyBenchmark: Sendable {
+    public var device: String = "cuda"
+    public var sizes: String = "250.5,1073.7,10348.3"
+    public var tiles: String = "16,64,256,1024"
+    public var iters: Int = 10
 
-    @Option(help: "Device: cuda.")
-    var device = "cuda"
-    @Option(help: "Copy sizes in MB (10^6 bytes), comma-separated.")
-    var sizes = "250.5,1073.7,10348.3"
-    @Option(help: "copy_batch tile sizes in KiB, comma-separated.")
-    var tiles = "16,64,256,1024"
-    @Option(help: "Copies per measurement (median reported).")
-    var iters = 10
+    public init() {}
 
-    func run() throws {
-        guard device == "cuda" else { throw CLIError("bench copy measures GPU copies: use --device cuda") }
-        guard iters >= 1 && iters <= 1000 else { throw CLIError("--iters must be in 1...1000") }
+    public func run() throws {
+        guard device == "cuda" else { throw BenchmarkError("bench copy measures GPU copies: use --device cuda") }
+        guard iters >= 1 && iters <= 1000 else { throw BenchmarkError("--iters must be in 1...1000") }
         let byteCounts = try sizes.split(separator: ",").map { text -> Int in
-            guard let mb = Double(text.trimmingCharacters(in: .whitespaces)), mb > 0, mb < 1e6 else { throw CLIError("--sizes: '\(text)' is not a size in MB") }
+            guard let mb = Double(text.trimmingCharacters(in: .whitespaces)), mb > 0, mb < 1e6 else { throw BenchmarkError("--sizes: '\(text)' is not a size in MB") }
             return Int(mb * 1e6) / 256 * 256
         }
         let tileBytes = try tiles.split(separator: ",").map { text -> Int in
-            guard let kib = Int(text.trimmingCharacters(in: .whitespaces)), kib >= 1, kib <= 1 << 16 else { throw CLIError("--tiles: '\(text)' is not a size in KiB") }
+            guard let kib = Int(text.trimmingCharacters(in: .whitespaces)), kib >= 1, kib <= 1 << 16 else { throw BenchmarkError("--tiles: '\(text)' is not a size in KiB") }
             return kib << 10
         }
-        if let reason = CUDA.unavailableReason { throw CLIError(reason) }
+        if let reason = CUDA.unavailableReason { throw BenchmarkError(reason) }
         let gpu = try CUDA.load().device(0)
         let backend = try CUDABackend(device: gpu, memoryUtilization: 0.95)
         let largest = byteCounts.max()!

@@ -1,3 +1,4 @@
+import Compute
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,38 +1,38 @@
-import ArgumentParser
 import Compute
 import Foundation
 import Models
 
-/// `colocate bench decode`: generation throughput of one model replica (CPU or one GPU), the way HF
-/// `generate` is measured by the anchor script (prompt 128, 128 new tokens, greedy, EOS ignored).
-struct BenchDecode: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "decode", abstract: "Tokens/s of generation for a preset at several batch sizes.")
+/// Generation throughput of one model replica (CPU or one GPU), the way HF `generate` is measured by
+/// the anchor script (prompt 128, 128 new tokens, greedy, EOS ignored): `colocate bench decode`.
+public struct DecodeBenchmark: Sendable {
+    /// A preset's shapes with random weights, or a model directory.
+    public enum Source: Sendable {
+        case preset(String)
+        case directory(String)
+    }
+    public var source: Source
+    public var batchSizes: [Int]
+    public var promptTokens: Int
+    public var newTokens: Int
+    public var weightType: DType
 
-    @Option(help: "Model preset (random weights with its shapes).")
-    var preset: String = "opt-125m"
-    @Option(help: "Model directory instead of a preset.")
-    var model: String?
-    @Option(help: "Batch sizes, comma-separated.")
-    var batch: String = "1,16"
-    @Option(help: "Prompt tokens per sequence.")
-    var promptTokens: Int = 128
-    @Option(help: "New tokens per sequence.")
-    var newTokens: Int = 128
-    @Option(help: "Weight dtype: f32, bf16 or f16.")
-    var dtype: String = "f32"
-    @Option(help: "Device: cpu, cuda or cuda:N.")
-    var device: String = "cpu"
+    public init(source: Source, batchSizes: [Int], promptTokens: Int, newTokens: Int, weightType: DType) {
+        self.source = source
+        self.batchSizes = batchSizes
+        self.promptTokens = promptTokens
+        self.newTokens = newTokens
+        self.weightType = weightType
+    }
 
-    func run() async throws {
-        let backend = try Backends.make(device: device)
-        let weightType = try CLIParse.dtype(dtype)
+    /// Prints one line per batch size.
+    public func run(on backend: any ComputeBackend) async throws {
         let transformer: TransformerModel
         let name: String
-        if let model {
+        switch source {
+        case .directory(let model):
             transformer = try LocalModel(directory: model, dtype: weightType, backend: backend).model
             name = model
-        } else {
+        case .preset(let preset):
             let p = try ModelPreset.named(preset)
             let config = try p.config()
             var weights: [String: Tensor] = [:]
@@ -40,13 +40,9 @@ struct BenchDecode: AsyncParsableCommand {
             transformer = try TransformerModel(config: config, weights: weights, backend: backend)
             name = preset
         }
-        let sizes = try batch.split(separator: ",").map { s -> Int in
-            guard let v = Int(s), v > 0 else { throw CLIError("bad batch size '\(s)'") }
-            return v
-        }
         print("bench decode: \(name) on \(backend.device), weights \(weightType), prompt \(promptTokens), new \(newTokens), \(ProcessInfo.processInfo.activeProcessorCount) cores")
         print("batch | new tokens/s (prefill+decode) | decode tokens/s | prefill ms")
-        for b in sizes {
+        for b in batchSizes {
             var rng = SplitMix64(seed: UInt64(b))
             let vocab = transformer.config.vocabSize
             let prompts = (0..<b).map { _ in (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(vocab - 4)) + 4 } }

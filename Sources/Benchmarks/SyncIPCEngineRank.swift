@@ -94,7 +94,7 @@ struct SyncIPCEngineRank {
         } else if let notice = request.notice {
             exported = try layouts.resolve(notice)
         } else {
-            throw CLIError("a request needs an export or a notice")
+            throw BenchmarkError("a request needs an export or a notice")
         }
         let weights = request.target == .separate ? try separateWeights() : flatTensors
         let decoded = monotonicNanoseconds()
@@ -163,7 +163,7 @@ struct SyncIPCEngineRank {
     /// A plain device-to-device copy of the bytes a sync writes, from the trainer's buffer (through the
     /// IPC mapping) into the flat weights: the bandwidth the sync is compared with. Median of 7.
     func measureCopyBandwidth() throws -> SyncIPCReply {
-        guard let exported = lastExport else { throw CLIError("measure the copy bandwidth after a sync") }
+        guard let exported = lastExport else { throw BenchmarkError("measure the copy bandwidth after a sync") }
         let source = try importer.open(exported.handle)
         let destinationBytes = table.specs.reduce(0) { $0 + $1.shard.shardShape(of: $1.shape, worldSize: worldSize).reduce(1, *) } * engineType.byteSize
         let bytes = min(destinationBytes, exported.handle.byteCount, flat.layout.totalBytes)

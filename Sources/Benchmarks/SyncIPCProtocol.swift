@@ -80,7 +80,7 @@ final class LineReader {
             var chunk = [UInt8](repeating: 0, count: 1 << 16)
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw CLIError("reading a pipe failed: \(String(cString: strerror(errno)))") }
+            guard n >= 0 else { throw BenchmarkError("reading a pipe failed: \(String(cString: strerror(errno)))") }
             if n == 0 { return nil }
             buffer += chunk[0..<n]
         }
@@ -96,7 +96,7 @@ func writeLine(_ bytes: Data, to fd: Int32) throws {
         while done < raw.count {
             let n = write(fd, raw.baseAddress! + done, raw.count - done)
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw CLIError("writing a pipe failed: \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw BenchmarkError("writing a pipe failed: \(String(cString: strerror(errno)))") }
             done += n
         }
     }
@@ -108,7 +108,7 @@ enum PushedLine {
     static func encode(fill: UInt8) -> Data { Data([tag]) + Data(String(format: "%02x", fill).utf8) }
     static func decode(_ line: [UInt8]) throws -> UInt8 {
         guard line.count == 3, line[0] == tag, let fill = UInt8(String(decoding: line[1...], as: UTF8.self), radix: 16) else {
-            throw CLIError("malformed pushed line")
+            throw BenchmarkError("malformed pushed line")
         }
         return fill
     }
@@ -137,10 +137,10 @@ enum CompactNoticeLine {
             switch c {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
             case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-            default: throw CLIError("bad hex digit in a notice line")
+            default: throw BenchmarkError("bad hex digit in a notice line")
             }
         }
-        guard line.first == tag, line.count % 2 == 1, line.count >= 5 else { throw CLIError("malformed notice line") }
+        guard line.first == tag, line.count % 2 == 1, line.count >= 5 else { throw BenchmarkError("malformed notice line") }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(line.count / 2)
         var i = 1

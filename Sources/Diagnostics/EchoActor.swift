@@ -1,3 +1,4 @@
+import Cluster
 import Compute
 #if canImport(Glibc)
 import Glibc
@@ -6,7 +7,20 @@ import Synchronization
 
 // A small actor that exercises the cluster end to end: echo, typed failures, slow calls, descriptor
 // passing with shared memory, calls to peers and to the driver, and a nested driver. Tests and
-// `colocate bench rpc` spawn it; `colocate worker` registers it.
+// `colocate bench rpc` spawn it. It is not in the production worker registry: a worker hosts it only
+// when started with `DiagnosticActors.workerArguments`.
+
+/// The actors kept out of production workers: a cluster that needs them starts its workers with
+/// `workerArguments` (`colocate worker --diagnostic-actors`), which registers them too.
+public enum DiagnosticActors {
+    /// `ClusterOptions.workerArguments` for workers that also host the diagnostic actors.
+    public static let workerArguments = ["worker", "--diagnostic-actors"]
+
+    /// Adds the diagnostic actors to `registry`.
+    public static func register(into registry: inout ActorRegistry) {
+        registry.register(EchoActor.self)
+    }
+}
 
 /// Replies with the actor's greeting followed by `text`.
 public struct Echo: RemoteCall {
@@ -192,7 +206,9 @@ public final class EchoActor: ClusterActor {
             try await self.context.driver.call(Echo(call.text))
         }
         handlers.on(SpawnChild.self) { _, _ in
-            let cluster = try Cluster.local(devices: .cpu(count: 1))
+            var options = ClusterOptions()
+            options.workerArguments = DiagnosticActors.workerArguments
+            let cluster = try Cluster.local(devices: .cpu(count: 1), options: options)
             let child = try await cluster.spawn(actorType: EchoActor.typeName, config: Config(), name: "\(self.context.actorName)-child")
             self.nested.withLock { $0 = (cluster, child) }
             return child.pid ?? -1
