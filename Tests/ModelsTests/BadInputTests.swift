@@ -32,11 +32,12 @@ func withFIFO<R>(at path: String, _ body: () throws -> R) throws -> R {
     @Test func fifoIsRefusedBeforeReading() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        for (i, read) in [
-            { (p: String) throws -> Void in _ = try FileIO.readFile(p) },
-            { (p: String) throws -> Void in _ = try SafeTensorsFile(path: p) },
-            { (p: String) throws -> Void in _ = try Tokenizer(path: p) },
-        ].enumerated() {
+        let readers: [(String) throws -> Void] = [
+            { _ = try FileIO.readFile($0) },
+            { _ = try SafeTensorsFile(path: $0) },
+            { _ = try Tokenizer(path: $0) },
+        ]
+        for (i, read) in readers.enumerated() {
             let path = dir.file("fifo-\(i)")
             try withFIFO(at: path) {
                 #expect { try read(path) } throws: { "\($0)".contains("is a FIFO, not a regular file") }
@@ -67,7 +68,7 @@ func withFIFO<R>(at path: String, _ body: () throws -> R) throws -> R {
         #expect(lstat(fifo, &st) == 0 && st.st_mode & S_IFMT == S_IFIFO)
         // A device node like /dev/null (where the system lets us make one: as root).
         let device = dir.file("null")
-        if mknod(device, S_IFCHR | 0o666, makedev(1, 3)) == 0 {
+        if mknod(device, S_IFCHR | 0o666, dev_t(1 << 8 | 3) /* makedev(1, 3) */) == 0 {
             #expect { try SafeTensorsWriter.write(tensors, to: device) } throws: { "\($0)".contains("is a character device; refusing") }
             #expect(lstat(device, &st) == 0 && st.st_mode & S_IFMT == S_IFCHR)
         }
