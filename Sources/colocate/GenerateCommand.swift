@@ -36,7 +36,7 @@ struct Generate: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1, got \(maxTokens)") }
+        guard maxTokens >= 1 else { throw CLIError("--max-tokens must be at least 1, got \(maxTokens)") }
     }
 
     func run() async throws {
