@@ -126,7 +126,7 @@ import Testing
         let model = try modelCopy(in: dir)
         unlink(model + "/model.safetensors")
         try FileManager.default.createDirectory(atPath: model + "/model.safetensors", withIntermediateDirectories: false)
-        try expectOneLineError(["generate", "--model", model, "--prompt-ids", "2,5"], "model.safetensors is a directory, not a safetensors file")
+        try expectOneLineError(["generate", "--model", model, "--prompt-ids", "2,5"], "model.safetensors is a directory, not a regular file")
     }
 
     @Test func initModelOntoAFileSaysSo() throws {

@@ -92,7 +92,7 @@ func withFIFO<R>(at path: String, _ body: () throws -> R) throws -> R {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try FileManager.default.createDirectory(atPath: dir.file("model.safetensors"), withIntermediateDirectories: false)
-        #expect { try Checkpoint(directory: dir.path) } throws: { "\($0)".contains("model.safetensors is a directory, not a safetensors file") }
+        #expect { try Checkpoint(directory: dir.path) } throws: { "\($0)".contains("model.safetensors is a directory, not a regular file") }
     }
 
     /// A model directory like `preset`'s whose weights named `poisoned` are all NaN.

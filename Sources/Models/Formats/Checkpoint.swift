@@ -46,7 +46,7 @@ public final class Checkpoint: @unchecked Sendable {
             for path in [single, index] {
                 var st = stat()
                 if stat(path, &st) == 0 {
-                    throw CheckpointError("\(path) is \(FileIO.kindName(st.st_mode)), not a safetensors file")
+                    throw CheckpointError("\(path) is \(FileIO.kindName(st.st_mode)), not a regular file")
                 }
             }
             throw CheckpointError("no \(Self.singleFileName) or \(Self.indexFileName) in \(directory)")
