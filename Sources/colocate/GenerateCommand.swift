@@ -20,7 +20,7 @@ struct Generate: AsyncParsableCommand {
     var temperature: Float = 1.0
     @Option(help: "Nucleus sampling probability mass (1 = off).")
     var topP: Float = 1.0
-    @Option(help: "Keep only the K most likely tokens (-1 = off).")
+    @Option(parsing: .unconditional, help: "Keep only the K most likely tokens (-1 = off).")
     var topK: Int = -1
     @Option(help: "Sampler seed (reproducible output).")
     var seed: UInt64?

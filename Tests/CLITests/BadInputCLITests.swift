@@ -195,5 +195,8 @@ import Testing
             try expectOneLineError(["generate", "--model", fixture, "--prompt-ids", "2", "--max-tokens", value],
                                    "--max-tokens must be at least 1, got \(value)")
         }
+        // -1 is top-k's documented "off", so it must parse as a value too.
+        let r = try runColocate(["generate", "--model", fixture, "--prompt-ids", "2", "--max-tokens", "2", "--top-k", "-1", "--seed", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
     }
 }
