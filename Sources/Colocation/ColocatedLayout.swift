@@ -95,8 +95,11 @@ public struct ColocatedLayout: Sendable {
     /// The layout as a table: bundle → device → actors and their shares.
     public func table() -> String {
         var rows = [["bundle", "device", "memory", "actors (share of device)", "used"]]
+        // Grouped once: filtering every slot for every bundle is quadratic in the devices.
+        var slotsOfBundle = [[Slot]](repeating: [], count: devices.count)
+        for slot in trainers + engines.flatMap({ $0 }) { slotsOfBundle[slot.bundleIndex].append(slot) }
         for (b, device) in devices.enumerated() {
-            let slots = trainers.filter { $0.bundleIndex == b } + engines.flatMap { $0 }.filter { $0.bundleIndex == b }
+            let slots = slotsOfBundle[b]
             let actors = slots.map { "\($0.name) \($0.share)" }.joined(separator: ", ")
             let used = slots.reduce(DeviceShare.zero) { $0 + $1.share }
             rows.append([String(b), "\(device.uuid) (\(device.kind):\(device.ordinal))", ByteCount.format(device.capacity),

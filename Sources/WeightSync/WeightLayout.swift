@@ -12,6 +12,18 @@ public struct WeightLayout: Sendable, Codable, Equatable {
 
         public var count: Int { shape.reduce(1, *) }
         public var byteCount: Int { count * dtype.byteSize }
+
+        /// The entry's byte count, or nil when a dimension is negative or the size overflows an `Int`.
+        var checkedByteCount: Int? {
+            var total = dtype.byteSize
+            for d in shape {
+                guard d >= 0 else { return nil }
+                let (product, overflow) = total.multipliedReportingOverflow(by: d)
+                guard !overflow else { return nil }
+                total = product
+            }
+            return total
+        }
     }
 
     /// Every tensor starts on a 256-byte boundary: cache-line aligned for SIMD on CPU, and aligned for
@@ -48,6 +60,35 @@ public struct WeightLayout: Sendable, Codable, Equatable {
     }
 
     public subscript(name: String) -> Entry? { entries.first { $0.name == name } }
+
+    /// Checks what a layout from another process must satisfy before any size is computed from it:
+    /// non-negative dimensions and offsets, sizes that fit in an `Int`, and every tensor inside
+    /// `totalBytes`. (Which tensors, shapes and dtypes an engine accepts is `WeightUpdateCheck`'s.)
+    public func validate() throws(WeightSyncError) {
+        guard totalBytes >= 0 else { throw WeightSyncError("weight layout has a negative size \(totalBytes)") }
+        for entry in entries {
+            guard let bytes = entry.checkedByteCount else {
+                throw WeightSyncError("weight layout tensor \(entry.name) has shape \(entry.shape), which is negative or too large to address")
+            }
+            guard MemoryHandle.range(offset: entry.offset, byteCount: bytes, fitsIn: totalBytes) else {
+                throw WeightSyncError("weight layout tensor \(entry.name) (\(bytes) bytes at \(entry.offset)) lies outside the layout's \(totalBytes) bytes")
+            }
+        }
+    }
+
+    private enum CodingKeys: String, CodingKey { case entries, totalBytes }
+
+    /// Decodes and ``validate()``s, so that a layout from the wire is safe to compute sizes from.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        entries = try c.decode([Entry].self, forKey: .entries)
+        totalBytes = try c.decode(Int.self, forKey: .totalBytes)
+        do {
+            try validate()
+        } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.message))
+        }
+    }
 }
 
 /// Where a trainer can write an engine rank's weights itself (push sync): the rank's weight buffer,

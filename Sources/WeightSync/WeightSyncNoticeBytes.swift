@@ -53,11 +53,19 @@ extension WeightSyncNotice {
         let opaque = Array(try take(Int(try get(UInt16.self))))
         let uuidBytes = try take(Int(try get(UInt16.self)))
         guard at == bytes.count else { throw WeightSyncError("a weight sync notice has \(bytes.count - at) trailing bytes") }
-        guard byteCount >= 0, offset >= 0, let uuid = String(validating: uuidBytes, as: UTF8.self) else {
-            throw WeightSyncError("a weight sync notice has an invalid range or device UUID")
+        guard let uuid = String(validating: uuidBytes, as: UTF8.self) else {
+            throw WeightSyncError("a weight sync notice has a device UUID that is not UTF-8")
         }
-        self.init(handle: MemoryHandle(deviceUUID: uuid, kind: Self.kindCodes[Int(kind)],
-                                       byteCount: Int(byteCount), offset: Int(offset), opaque: opaque, ownerPID: pid),
-                  version: version, layoutFingerprint: fingerprint)
+        guard let count = Int(exactly: byteCount), let start = Int(exactly: offset) else {
+            throw WeightSyncError("a weight sync notice's range (\(byteCount) bytes at \(offset)) does not fit in this machine's sizes")
+        }
+        let handle = MemoryHandle(deviceUUID: uuid, kind: Self.kindCodes[Int(kind)],
+                                  byteCount: count, offset: start, opaque: opaque, ownerPID: pid)
+        do {
+            try handle.validate()
+        } catch {
+            throw WeightSyncError("a weight sync notice has \(error.message)")
+        }
+        self.init(handle: handle, version: version, layoutFingerprint: fingerprint)
     }
 }

@@ -13,8 +13,18 @@ enum CLIParse {
         let parts = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         guard !parts.isEmpty, !list.isEmpty else { throw CLIError("no token ids given") }
         return try parts.map { p in
-            guard let v = Int32(p), v >= 0 else { throw CLIError("'\(p)' is not a token id (a non-negative integer)") }
-            return v
+            // Parsed wide first, so that an id past 32 bits is reported as written, not clamped.
+            if let wide = Int(p) {
+                guard wide >= 0, let v = Int32(exactly: wide) else {
+                    throw CLIError("token id \(wide) is out of range (ids are 0...\(Int32.max))")
+                }
+                return v
+            }
+            let digits = p.hasPrefix("-") ? p.dropFirst() : Substring(p)
+            if !digits.isEmpty && digits.allSatisfy({ ("0"..."9").contains($0) }) {
+                throw CLIError("token id \(p) is out of range (ids are 0...\(Int32.max))")
+            }
+            throw CLIError("'\(p)' is not a token id (a non-negative integer)")
         }
     }
 
@@ -35,8 +45,28 @@ enum CLIParse {
 
 enum CLIOutput {
     static func printJSON(_ object: Any) throws {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        // JSONSerialization's errors are NSCocoaErrorDomain codes; the usual cause is a NaN or an
+        // infinity, which JSON cannot hold.
+        guard JSONSerialization.isValidJSONObject(object), !containsNonFinite(object) else {
+            throw CLIError("cannot print the result as JSON: it holds a value JSON cannot represent (NaN or infinity)")
+        }
+        let data: Data
+        do {
+            data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        } catch {
+            throw CLIError("cannot print the result as JSON: \((error as NSError).localizedDescription)")
+        }
         print(String(decoding: data, as: UTF8.self))
+    }
+
+    private static func containsNonFinite(_ value: Any) -> Bool {
+        switch value {
+        case let d as Double: !d.isFinite
+        case let f as Float: !f.isFinite
+        case let array as [Any]: array.contains(where: containsNonFinite)
+        case let object as [String: Any]: object.values.contains(where: containsNonFinite)
+        default: false
+        }
     }
 }
 

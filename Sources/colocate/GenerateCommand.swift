@@ -13,13 +13,14 @@ struct Generate: AsyncParsableCommand {
     var prompt: String?
     @Option(help: "Prompt as token ids, comma-separated (e.g. 2,31414,232).")
     var promptIds: String?
-    @Option(help: "New tokens to generate at most.")
+    // `.unconditional`: `--max-tokens -1` is a value to reject with a reason, not a missing value.
+    @Option(parsing: .unconditional, help: "New tokens to generate at most.")
     var maxTokens: Int = 16
     @Option(help: "Sampling temperature; 0 is greedy.")
     var temperature: Float = 1.0
     @Option(help: "Nucleus sampling probability mass (1 = off).")
     var topP: Float = 1.0
-    @Option(help: "Keep only the K most likely tokens (-1 = off).")
+    @Option(parsing: .unconditional, help: "Keep only the K most likely tokens (-1 = off).")
     var topK: Int = -1
     @Option(help: "Sampler seed (reproducible output).")
     var seed: UInt64?
@@ -33,6 +34,10 @@ struct Generate: AsyncParsableCommand {
     var device: String = "cpu"
     @Flag(help: "Print {\"outputs\":[{\"ids\":[...],\"text\":\"...\",\"logprobs\":[...]}]}.")
     var json = false
+
+    func validate() throws {
+        guard maxTokens >= 1 else { throw CLIError("--max-tokens must be at least 1, got \(maxTokens)") }
+    }
 
     func run() async throws {
         try CLIParse.requireUTF8Arguments()
@@ -83,16 +88,21 @@ struct Logits: AsyncParsableCommand {
     var device: String = "cpu"
 
     func run() async throws {
+        try SafeTensorsWriter.checkDestination(output)  // before any work: never onto a device or link
         let backend = try Backends.make(device: device)
         let file = try SafeTensorsFile(path: input)
         guard let info = file.info("input_ids") else { throw CLIError("\(input) has no tensor input_ids") }
         guard info.shape.count == 2, info.dtype == .i64 || info.dtype == .i32 else {
             throw CLIError("input_ids must be int64 [batch, tokens], got \(info.dtype) \(info.shape)")
         }
-        let flat = try file.tensor("input_ids").integers()
-        let t = info.shape[1]
-        let rows = (0..<info.shape[0]).map { r in flat[r * t..<(r + 1) * t].map { Int32(clamping: $0) } }
         let local = try LocalModel(directory: model, dtype: try CLIParse.dtype(dtype), backend: backend)
+        let flat = try file.tensor("input_ids").integers()
+        let t = info.shape[1], vocab = local.config.vocabSize
+        // Checked as stored (64-bit): an id is reported as it is, not clamped to 32 bits.
+        for (i, id) in flat.enumerated() where id < 0 || id >= vocab {
+            throw CLIError("input_ids[\(i / max(t, 1))][\(i % max(t, 1))] is \(id), outside the vocabulary (size \(vocab))")
+        }
+        let rows = (0..<info.shape[0]).map { r in flat[r * t..<(r + 1) * t].map { Int32($0) } }
         let logits = try local.logits(inputIds: rows)
         try SafeTensorsWriter.write([(name: "logits", tensor: logits)], to: output)
     }
@@ -121,6 +131,10 @@ struct InitModel: AsyncParsableCommand {
         let p = try ModelPreset.named(preset)
         guard p.architecture == architecture.rawValue else {
             throw CLIError("preset '\(preset)' is \(p.architecture), not \(arch) (\(arch) presets: \(ModelPreset.names(for: architecture).joined(separator: ", ")))")
+        }
+        var st = stat()
+        if stat(out, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR {
+            throw CLIError("\(out) exists and is not a directory; --out names the directory to write the model into")
         }
         try ModelDirectory.write(preset: p, to: out, seed: seed, dtype: try CLIParse.dtype(dtype))
         print("wrote \(preset) (\(arch)) to \(out)")

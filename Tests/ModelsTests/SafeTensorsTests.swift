@@ -326,17 +326,35 @@ private func bytes(of t: Tensor) -> [UInt8] {
         #expect { try file.tensor("v") } throws: { ($0 as? SafeTensorsError)?.kind == .tensorNotFound }
     }
 
-    @Test func validFilesWithHolesEmptyTensorsAndNoMetadataAreAccepted() throws {
+    @Test func validFilesWithEmptyTensorsAndNoMetadataAreAccepted() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let path = dir.file("ok.safetensors")
-        let header = #"{"b": {"dtype":"U8","shape":[2],"data_offsets":[6,8]}, "e": {"dtype":"F32","shape":[0],"data_offsets":[6,6]}, "a": {"dtype":"I32","shape":[1],"data_offsets":[0,4]}}"#
-        try writeRaw(path, header: header, data: [1, 0, 0, 0, 9, 9, 7, 8])
+        let header = #"{"b": {"dtype":"U8","shape":[2],"data_offsets":[4,6]}, "e": {"dtype":"F32","shape":[0],"data_offsets":[4,4]}, "a": {"dtype":"I32","shape":[1],"data_offsets":[0,4]}}"#
+        try writeRaw(path, header: header, data: [1, 0, 0, 0, 7, 8])
         let file = try SafeTensorsFile(path: path)
         #expect(file.tensorNames == ["a", "e", "b"])
         #expect(try file.tensor("b").integers() == [7, 8])
         #expect(try file.tensor("a").integers() == [1])
         #expect(file.metadata.isEmpty)
+        // No tensors at all and no data is a valid (empty) file.
+        try writeRaw(dir.file("empty.safetensors"), header: "{}")
+        #expect(try SafeTensorsFile(path: dir.file("empty.safetensors")).tensorNames.isEmpty)
+    }
+
+    /// As the reference loader (the safetensors crate's `validate`): the tensors' data must tile the
+    /// data section, so a hole before, between or after tensors is an error.
+    @Test func holesAndTrailingBytesAreRejected() throws {
+        let a = #""a": {"dtype":"U8","shape":[2],"data_offsets":[0,2]}"#
+        try expectFailure(.gapInData, header: #"{\#(a), "b": {"dtype":"U8","shape":[2],"data_offsets":[4,6]}}"#,
+                          data: .init(repeating: 0, count: 6), tensor: "b")
+        try expectFailure(.gapInData, header: #"{"b": {"dtype":"U8","shape":[2],"data_offsets":[1,3]}}"#,
+                          data: .init(repeating: 0, count: 3), tensor: "b")
+        // An empty tensor is at a place too: inside another's bytes it overlaps, past the end it leaves a gap.
+        try expectFailure(.overlappingTensors, header: #"{\#(a), "e": {"dtype":"F32","shape":[0],"data_offsets":[1,1]}}"#,
+                          data: .init(repeating: 0, count: 2), tensor: "e")
+        try expectFailure(.trailingData, header: "{\(a)}", data: .init(repeating: 0, count: 3))
+        try expectFailure(.trailingData, header: "{}", data: [0])
     }
 }
 

@@ -76,7 +76,10 @@ struct Frame: Sendable {
         guard headerSize + nameLength <= 4 + length else {
             throw ClusterError("protocol error: name length \(nameLength) exceeds the frame")
         }
-        let name = String(decoding: buffer[headerSize..<headerSize + nameLength], as: UTF8.self)
+        // Validated, not repaired: a name that is not UTF-8 is a corrupt frame, not some other call.
+        guard let name = String(validating: buffer[headerSize..<headerSize + nameLength], as: UTF8.self) else {
+            throw ClusterError("protocol error: the frame's call name is not UTF-8")
+        }
         let payload = Array(buffer[(headerSize + nameLength)..<(4 + length)])
         return (Frame(kind: kind, requestID: requestID, name: name, payload: payload), fdCount, 4 + length)
     }

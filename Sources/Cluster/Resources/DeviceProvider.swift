@@ -27,6 +27,9 @@ public enum DeviceSpec: Sendable, CustomStringConvertible {
             guard let count = Int(parts[1]), count >= 1 else {
                 throw ClusterError("device count '\(parts[1])' in '\(text)' is not a positive integer; \(valid)")
             }
+            guard count <= VirtualCPUDevices.maximumCount else {
+                throw ClusterError("device count \(count) in '\(text)' exceeds the maximum of \(VirtualCPUDevices.maximumCount) virtual CPU devices")
+            }
             var capacity: Int?
             if parts.count == 3 {
                 capacity = try ByteCount.parse(parts[2])

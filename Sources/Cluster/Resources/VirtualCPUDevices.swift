@@ -19,8 +19,15 @@ public struct VirtualCPUDevices: DeviceProvider, CustomStringConvertible {
 
     public var description: String { "cpu:\(count)" }
 
+    /// The most virtual devices one node offers: far beyond any real node's GPUs, and small enough that
+    /// planning over them and their per-device bookkeeping stays instant.
+    public static let maximumCount = 4096
+
     public func devices() throws -> [Device] {
         guard count >= 1 else { throw ClusterError("a node needs at least 1 virtual CPU device, got \(count)") }
+        guard count <= Self.maximumCount else {
+            throw ClusterError("\(count) virtual CPU devices is more than the maximum of \(Self.maximumCount)")
+        }
         let physical = VirtualCPUDevices.physicalMemory
         let each: Int
         if let capacity {

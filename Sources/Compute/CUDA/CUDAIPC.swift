@@ -73,7 +73,7 @@ extension CUDABuffer {
     /// Only memory this process allocated can be exported (not a mapping of another's).
     public func exportHandle(offset: Int = 0, byteCount count: Int? = nil) throws -> MemoryHandle {
         let count = count ?? (byteCount - offset)
-        guard offset >= 0, count >= 0, offset + count <= byteCount else {
+        guard MemoryHandle.range(offset: offset, byteCount: count, fitsIn: byteCount) else {
             throw ComputeError("cannot export \(count) bytes at \(offset) of a buffer of \(byteCount) bytes")
         }
         guard let root = allocationRoot else {
@@ -125,16 +125,14 @@ extension CUDADevice {
         guard handle.opaque.count == opaqueBytes else {
             throw ComputeError("a \(handle.kind.rawValue) handle has \(opaqueBytes) opaque bytes, not \(handle.opaque.count)")
         }
-        guard handle.offset >= 0, handle.byteCount >= 0 else {
-            throw ComputeError("invalid memory handle range: \(handle.byteCount) bytes at \(handle.offset)")
-        }
+        try handle.validate()
         try handle.checkOwnerAlive()
 
         if handle.ownerPID == getpid() {
             guard let root = exportedAllocations.withLock({ $0[handle.opaque]?.buffer }) else {
                 throw ComputeError("the memory handle names an allocation of this process that has been freed")
             }
-            guard handle.offset + handle.byteCount <= root.byteCount else { throw rangeError(handle, root.byteCount) }
+            try handle.checkRange(within: root.byteCount)
             return root.view(offset: handle.offset, byteCount: handle.byteCount)
         }
 
@@ -144,7 +142,7 @@ extension CUDADevice {
             mappings[handle.opaque] = WeakIPCMapping(mapping: opened)
             return opened
         }
-        guard handle.offset + handle.byteCount <= mapping.size else { throw rangeError(handle, mapping.size) }
+        try handle.checkRange(within: mapping.size)
         return CUDABuffer(device: self, address: mapping.base + UInt64(handle.offset), byteCount: handle.byteCount,
                           owner: .mapping(mapping))
     }
@@ -161,8 +159,12 @@ extension CUDADevice {
                 try CUDAError.check(driver.cuIpcOpenMemHandle(&pointer, ipc, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS), "cuIpcOpenMemHandle_v2")
                 var base: CUdeviceptr = 0
                 var size = 0
-                if driver.cuMemGetAddressRange(&base, &size, pointer) != CUDA_SUCCESS || base != pointer {
-                    size = Int.max  // unknown: trust the exporter's range
+                // The allocation's size bounds every range opened from it; without it no range can be
+                // checked, so the handle is refused rather than trusted.
+                guard driver.cuMemGetAddressRange(&base, &size, pointer) == CUDA_SUCCESS, base == pointer, size > 0 else {
+                    _ = driver.cuIpcCloseMemHandle(pointer)
+                    throw CUDAError(library: .driver, code: 1 /* CUDA_ERROR_INVALID_VALUE */, api: "cuMemGetAddressRange",
+                                    message: "the size of the opened allocation is unknown, so its range cannot be checked")
                 }
                 return (pointer, size)
             }
@@ -176,12 +178,7 @@ extension CUDADevice {
     }
 
     private func mapFileDescriptor(_ handle: MemoryHandle) throws -> IPCMapping {
-        let reference = try DescriptorReference(bytes: handle.opaque)
-        var sizeField = OpaqueBytesReader(Array(handle.opaque[DescriptorReference.byteCount...]))
-        let size = Int(sizeField.get(UInt64.self))
-        guard reference.pid == handle.ownerPID, size > 0 else {
-            throw ComputeError("malformed CUDA file-descriptor handle (pid \(reference.pid) in a handle of \(handle.ownerPID), size \(size))")
-        }
+        let (reference, size) = try handle.fileDescriptorReference()
         let fd = try DescriptorExchange.fetch(reference)
         defer { close(fd) }
         do {
@@ -191,8 +188,22 @@ extension CUDADevice {
             throw ComputeError("cannot map the shared CUDA memory of process \(handle.ownerPID) on \(uuid): \(error)")
         }
     }
+}
 
-    private func rangeError(_ handle: MemoryHandle, _ size: Int) -> ComputeError {
-        ComputeError("the memory handle's range (\(handle.byteCount) bytes at \(handle.offset)) exceeds the exported allocation of \(size) bytes")
+extension MemoryHandle {
+    /// The ``DescriptorReference`` and allocation size in a `.cudaFileDescriptor` handle's opaque
+    /// bytes, checked: the reference names the handle's owner, and the size is positive and fits in
+    /// an `Int` (it comes from another process, maybe not one of ours).
+    func fileDescriptorReference() throws(ComputeError) -> (reference: DescriptorReference, size: Int) {
+        guard opaque.count == fileDescriptorHandleBytes else {
+            throw ComputeError("a \(kind.rawValue) handle has \(fileDescriptorHandleBytes) opaque bytes, not \(opaque.count)")
+        }
+        let reference = try DescriptorReference(bytes: opaque)
+        var sizeField = OpaqueBytesReader(Array(opaque[DescriptorReference.byteCount...]))
+        let rawSize = sizeField.get(UInt64.self)
+        guard reference.pid == ownerPID, let size = Int(exactly: rawSize), size > 0 else {
+            throw ComputeError("malformed CUDA file-descriptor handle (pid \(reference.pid) in a handle of \(ownerPID), size \(rawSize))")
+        }
+        return (reference, size)
     }
 }

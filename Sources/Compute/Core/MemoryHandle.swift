@@ -63,12 +63,52 @@ public struct MemoryHandle: Codable, Sendable, Hashable, CustomStringConvertible
 
     /// The same handle narrowed to `byteCount` bytes at `offset` within this one.
     public func slice(offset extra: Int, byteCount count: Int) throws(ComputeError) -> MemoryHandle {
-        guard extra >= 0, count >= 0, extra + count <= byteCount else {
+        guard MemoryHandle.range(offset: extra, byteCount: count, fitsIn: byteCount) else {
             throw ComputeError("slice of \(count) bytes at \(extra) is outside a handle of \(byteCount) bytes")
         }
+        let (start, overflow) = offset.addingReportingOverflow(extra)
+        guard !overflow else { throw ComputeError("slice at \(extra) of a handle at offset \(offset) overflows a 64-bit offset") }
         var out = self
-        out.offset += extra
+        out.offset = start
         out.byteCount = count
         return out
+    }
+
+    /// Whether `byteCount` bytes at `offset` lie within `size` bytes, without overflow whatever the
+    /// values (they may come from another process).
+    public static func range(offset: Int, byteCount: Int, fitsIn size: Int) -> Bool {
+        offset >= 0 && byteCount >= 0 && size >= 0 && offset <= size && byteCount <= size - offset
+    }
+
+    /// Checks that the handle's range lies within an exported allocation of `allocationSize` bytes.
+    public func checkRange(within allocationSize: Int) throws(ComputeError) {
+        guard MemoryHandle.range(offset: offset, byteCount: byteCount, fitsIn: allocationSize) else {
+            throw ComputeError("the memory handle's range (\(byteCount) bytes at \(offset)) exceeds the exported allocation of \(allocationSize) bytes")
+        }
+    }
+
+    /// Checks what any handle must satisfy, whoever made it: a non-negative range whose end fits in
+    /// an `Int`, and a positive owner pid (`kill` treats 0 and negative pids as process groups).
+    public func validate() throws(ComputeError) {
+        guard offset >= 0, byteCount >= 0, !offset.addingReportingOverflow(byteCount).overflow else {
+            throw ComputeError("invalid memory handle range: \(byteCount) bytes at \(offset)")
+        }
+        guard ownerPID > 0 else { throw ComputeError("invalid memory handle owner pid \(ownerPID)") }
+    }
+
+    private enum CodingKeys: String, CodingKey { case deviceUUID, kind, byteCount, offset, opaque, ownerPID }
+
+    /// Decodes and ``validate()``s: a handle from the wire with a range or pid that cannot be right is
+    /// a decoding error, not a trap or a wrong mapping later.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(deviceUUID: try c.decode(String.self, forKey: .deviceUUID), kind: try c.decode(Kind.self, forKey: .kind),
+                  byteCount: try c.decode(Int.self, forKey: .byteCount), offset: try c.decode(Int.self, forKey: .offset),
+                  opaque: try c.decode([UInt8].self, forKey: .opaque), ownerPID: try c.decode(Int32.self, forKey: .ownerPID))
+        do {
+            try validate()
+        } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.message))
+        }
     }
 }

@@ -42,6 +42,13 @@ public final class Checkpoint: @unchecked Sendable {
             return
         }
         guard FileIO.isRegularFile(index) else {
+            // Something that is there but not a file is named as what it is, not reported as absent.
+            for path in [single, index] {
+                var st = stat()
+                if stat(path, &st) == 0 {
+                    throw CheckpointError("\(path) is \(FileIO.kindName(st.st_mode)), not a regular file")
+                }
+            }
             throw CheckpointError("no \(Self.singleFileName) or \(Self.indexFileName) in \(directory)")
         }
         let weightMap = try Self.readWeightMap(index)

@@ -37,15 +37,44 @@ enum FileIO {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
-    /// Reads a whole regular file.
-    static func readFile(_ path: String, maxBytes: Int = maxJSONFileBytes) throws(FileIOError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// What a `stat` mode is, for messages: "a directory", "a FIFO", ….
+    static func kindName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFREG: "a regular file"
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        case S_IFLNK: "a symbolic link"
+        default: "not a regular file"
+        }
+    }
+
+    /// Opens `path` for reading only if it is a regular file. `O_NONBLOCK` keeps the open itself from
+    /// waiting for a writer when the path is a FIFO; the type is checked on the descriptor (no race
+    /// with a rename), and reads of a regular file ignore the flag.
+    static func openRegularFile(_ path: String) throws(FileIOError) -> (fd: Int32, size: Int) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw FileIOError(path, "cannot open") }
-        defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FileIOError(path, "cannot stat") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileIOError(path, "not a regular file", errno: nil) }
-        let size = Int(st.st_size)
+        guard fstat(fd, &st) == 0 else {
+            let e = FileIOError(path, "cannot stat")
+            close(fd)
+            throw e
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw FileIOError(path, "is \(kindName(st.st_mode)), not a regular file", errno: nil)
+        }
+        return (fd, Int(st.st_size))
+    }
+
+    /// Reads a whole regular file; anything else (a FIFO, a device, a directory) is refused before a
+    /// byte is read, so that it can neither block nor stream without end.
+    static func readFile(_ path: String, maxBytes: Int = maxJSONFileBytes) throws(FileIOError) -> [UInt8] {
+        let (fd, size) = try openRegularFile(path)
+        defer { close(fd) }
         guard size <= maxBytes else { throw FileIOError(path, "file of \(size) bytes is too large (limit \(maxBytes))", errno: nil) }
         var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
@@ -62,10 +91,25 @@ enum FileIO {
         return bytes
     }
 
-    /// Creates or replaces `path` atomically with what `body` writes.
+    /// Throws unless `path` is absent or a regular file: a write-then-rename would replace a symbolic
+    /// link, a device node or a FIFO with a regular file (as root, `/dev/null` itself).
+    static func checkReplaceable(_ path: String) throws(FileIOError) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            if errno == ENOENT { return }
+            throw FileIOError(path, "cannot examine the output")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw FileIOError(path, "is \(kindName(st.st_mode)); refusing to replace it (give the path of a regular file or a new one)", errno: nil)
+        }
+    }
+
+    /// Creates or replaces `path` atomically with what `body` writes. Only a regular file (or
+    /// nothing) at `path` is replaced; see ``checkReplaceable(_:)``.
     static func writeAtomically(
         _ path: String, _ body: (inout AtomicFileWriter) throws(FileIOError) -> Void
     ) throws(FileIOError) {
+        try checkReplaceable(path)
         let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileIOError(path, "cannot create temporary file \(temporary)") }
@@ -95,14 +139,21 @@ enum FileIO {
         }
     }
 
-    /// Creates `path` (and missing parents) as a directory; an existing directory is fine.
+    /// Creates `path` (and missing parents) as a directory; an existing directory is fine, an existing
+    /// file is an error that says so.
     static func makeDirectories(_ path: String) throws(FileIOError) {
         if isDirectory(path) { return }
         var prefix = path.hasPrefix("/") ? "/" : ""
         for component in path.split(separator: "/") {
             prefix += component
             if !isDirectory(prefix) {
-                guard mkdir(prefix, 0o755) == 0 || errno == EEXIST else { throw FileIOError(prefix, "cannot create directory") }
+                var st = stat()
+                if stat(prefix, &st) == 0 {
+                    throw FileIOError(prefix, "is \(kindName(st.st_mode)), not a directory; cannot create a directory there", errno: nil)
+                }
+                guard mkdir(prefix, 0o755) == 0 || errno == EEXIST && isDirectory(prefix) else {
+                    throw FileIOError(prefix, "cannot create directory")
+                }
             }
             prefix += "/"
         }

@@ -324,9 +324,13 @@ private struct JSONParser {
             while !atEnd, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(current) { index += 1 }
             guard index > digits else { throw error("invalid number") }
         }
+        // Far more digits than any double carries: refuse rather than convert megabytes of them.
+        guard index - start <= 1024 else { throw JSONParseError(message: "number of \(index - start) characters is too long", offset: start) }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         if isInteger, let i = Int(text) { return .int(i) }
         guard let d = Double(text) else { throw JSONParseError(message: "invalid number", offset: start) }
+        // `1e999` parses as infinity, which no JSON value means and no field accepts.
+        guard d.isFinite else { throw JSONParseError(message: "number \(text.count > 40 ? String(text.prefix(40)) + "…" : text) is out of range", offset: start) }
         return .double(d)
     }
 }

@@ -34,6 +34,10 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Sendable, Equata
         case sizeMismatch
         /// Two tensors' byte ranges overlap.
         case overlappingTensors
+        /// Bytes of the data section that no tensor covers lie before a tensor (a hole).
+        case gapInData
+        /// Bytes of the data section that no tensor covers follow the last tensor.
+        case trailingData
         /// `__metadata__` is not an object of strings.
         case invalidMetadata
         /// A lookup of a name that the file does not hold.

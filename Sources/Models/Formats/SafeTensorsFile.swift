@@ -31,13 +31,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Maps and validates `path`. Nothing is returned unless every tensor entry is valid.
     public init(path: String) throws(SafeTensorsError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SafeTensorsError(.cannotOpen, path: path, "cannot open: \(String(cString: strerror(errno)))") }
+        let fd: Int32, size: Int
+        do {
+            (fd, size) = try FileIO.openRegularFile(path)  // a FIFO is refused, not waited on
+        } catch {
+            throw SafeTensorsError(.cannotOpen, path: path, error.message)
+        }
         defer { close(fd) }  // the mapping stays valid after the descriptor is closed
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw SafeTensorsError(.cannotOpen, path: path, "cannot stat: \(String(cString: strerror(errno)))") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SafeTensorsError(.cannotOpen, path: path, "not a regular file") }
-        let size = Int(st.st_size)
         guard size >= 8 else {
             throw SafeTensorsError(.fileTooSmall, path: path, "file of \(size) bytes is too small for a safetensors header (8 bytes at least)")
         }

@@ -23,8 +23,9 @@ public struct SafeTensorInfo: Sendable, Hashable {
 ///
 /// The JSON maps tensor names to `{"dtype", "shape", "data_offsets": [begin, end]}` (offsets relative
 /// to the data section) plus an optional `"__metadata__"` object of strings. Validation follows the
-/// reference implementation: every size is overflow-checked, every range lies in the file, ranges do
-/// not overlap, and each range holds exactly `product(shape) * dtype size` bytes.
+/// reference implementation: every size is overflow-checked, each range holds exactly
+/// `product(shape) * dtype size` bytes, and the ranges tile the data section (no overlap, no gap, no
+/// trailing bytes).
 struct SafeTensorsHeader {
     /// The limit of the reference implementation (`N_LEN`).
     static let maxHeaderBytes = 100_000_000
@@ -84,13 +85,26 @@ struct SafeTensorsHeader {
         }
         // Data-offset order; zero-sized tensors sort before a tensor starting at the same offset.
         tensors.sort { ($0.byteRange.lowerBound, $0.byteRange.upperBound, $0.name) < ($1.byteRange.lowerBound, $1.byteRange.upperBound, $1.name) }
+        // As the reference loader requires, the tensors tile the data section exactly: each begins
+        // where the previous ended, the first at 0, and the last ends at the end of the file.
         var previous: SafeTensorInfo?
-        for t in tensors where !t.byteRange.isEmpty {
-            if let p = previous, t.byteRange.lowerBound < p.byteRange.upperBound {
+        var end = dataStart
+        for t in tensors {
+            if t.byteRange.lowerBound < end, let p = previous {
                 throw SafeTensorsError(.overlappingTensors, path: path, tensor: t.name,
                                        "data \(Self.relative(t.byteRange, dataStart)) overlaps tensor '\(p.name)' at \(Self.relative(p.byteRange, dataStart))")
             }
+            if t.byteRange.lowerBound > end {
+                let after = if let p = previous { "tensor '\(p.name)' ends at \(p.byteRange.upperBound - dataStart)" } else { "the data section begins at 0" }
+                throw SafeTensorsError(.gapInData, path: path, tensor: t.name,
+                                       "data \(Self.relative(t.byteRange, dataStart)) leaves a gap: \(after)")
+            }
+            end = t.byteRange.upperBound
             previous = t
+        }
+        guard end == fileSize else {
+            throw SafeTensorsError(.trailingData, path: path,
+                                   "\(fileSize - end) bytes after the last tensor's data (the data section has \(dataSize) bytes, the tensors \(end - dataStart))")
         }
         self.tensors = tensors
     }

@@ -24,6 +24,16 @@ public enum SafeTensorsWriter {
         }
     }
 
+    /// Throws unless `write(_:metadata:to:)` may create or replace `path`: nothing there, or a regular
+    /// file (never a symbolic link, device or FIFO). Lets a command refuse its output before working.
+    public static func checkDestination(_ path: String) throws(SafeTensorsError) {
+        do {
+            try FileIO.checkReplaceable(path)
+        } catch {
+            throw SafeTensorsError(.writeFailed, path: path, error.message)
+        }
+    }
+
     /// The padded JSON header for `tensors`, validating that each can be written.
     static func headerBytes(
         _ tensors: [(name: String, tensor: Tensor)], metadata: [String: String], path: String

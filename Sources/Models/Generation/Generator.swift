@@ -151,6 +151,12 @@ public final class Generator: @unchecked Sendable {
                 seq.cached = seq.all.count
                 let (token, logprob) = devicePicks?[s]
                     ?? Sampler.sample(base! + s * vocab, vocab: vocab, params: params, rng: &seq.rng)
+                // NaN weights or a broken config give NaN logits, whose "samples" are garbage (token 0
+                // again and again): say so instead of returning them.
+                guard !logprob.isNaN, logprob != .infinity else {
+                    throw ModelError("the model's logits are not finite (NaN or infinity) at generation step \(seq.output.count + 1) of prompt \(seq.request)"
+                        + (params.n > 1 ? " (sample \(seq.sample))" : "") + "; check the weights and config.json")
+                }
                 seq.output.append(token)
                 seq.logprobs.append(logprob)
                 if stops.contains(token) {

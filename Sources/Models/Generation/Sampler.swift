@@ -11,7 +11,8 @@ public enum Sampler {
     /// Temperatures below this pick the most likely token (greedy).
     public static let greedyTemperature: Float = 1e-5
 
-    /// Returns the chosen token and its raw log-probability. `logits` has `vocab` entries.
+    /// Returns the chosen token and its raw log-probability. `logits` has `vocab` entries. When they
+    /// hold a NaN or +infinity there is no distribution, and the log-probability returned is NaN.
     public static func sample(_ logits: UnsafePointer<Float>, vocab: Int, params: SamplingParams,
                               rng: inout SplitMix64) -> (token: Int32, logprob: Float) {
         var maxIndex = 0
@@ -24,6 +25,9 @@ public enum Sampler {
         for i in 0..<vocab { sumExp += Double(expf(logits[i] - maxValue)) }
         let logZ = Float(log(sumExp)) + maxValue
         func logprob(_ t: Int) -> Float { logits[t] - logZ }
+        // A NaN or +infinity anywhere makes the normaliser NaN: no distribution to draw from. The NaN
+        // log-probability tells the caller, which reports it (`Generator`).
+        guard logZ.isFinite else { return (Int32(maxIndex), .nan) }
 
         if params.temperature < greedyTemperature { return (Int32(maxIndex), logprob(maxIndex)) }
 

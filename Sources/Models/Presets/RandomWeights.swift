@@ -42,15 +42,16 @@ public enum RandomWeights {
 public enum ModelDirectory {
     public static func write(preset: ModelPreset, to directory: String, seed: UInt64, dtype: DType = .f32) throws {
         let config = try preset.config()
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // FileIO rather than Foundation: its errors are one line naming the path (an existing file at
+        // `directory`, a symbolic link as config.json), not NSCocoaErrorDomain codes.
+        try FileIO.makeDirectories(directory)
         var json = preset.configJSON
         json["torch_dtype"] = dtype == .f32 ? "float32" : dtype == .bf16 ? "bfloat16" : "float16"
-        try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
-            .write(to: URL(fileURLWithPath: directory + "/config.json"))
+        try FileIO.writeAtomically(directory + "/config.json",
+                                   bytes: Array(try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])))
         let generation: [String: Any] = ["bos_token_id": config.bosTokenId ?? 0, "eos_token_id": config.eosTokenIds.first ?? 0]
-        try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys])
-            .write(to: URL(fileURLWithPath: directory + "/generation_config.json"))
+        try FileIO.writeAtomically(directory + "/generation_config.json",
+                                   bytes: Array(try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys])))
         let weights = try RandomWeights.make(config: config, seed: seed, dtype: dtype)
         try Checkpoint.write(tensors: weights, to: directory, maxShardBytes: 4 << 30)
         try SyntheticTokenizer.write(vocabSize: config.vocabSize, bos: config.bosTokenId, eos: config.eosTokenIds.first,

@@ -68,6 +68,18 @@ public final class LocalModel: @unchecked Sendable {
             let rows = try model.forward(tokens: inputIds.flatMap { $0 }, layout: layout, cache: cache, logitRows: Array(0..<(b * t)))
             return try model.backend.download(rows)
         }
+        try Self.checkFinite(logits, tokens: t)
         return logits.reshaped([b, t, v])
+    }
+
+    /// Throws naming the first row (batch row, position) of `logits` ([B·T, V] f32 on the host) that
+    /// holds a NaN or an infinity: NaN weights or a broken config, not results.
+    static func checkFinite(_ logits: Tensor, tokens t: Int) throws {
+        let v = logits.shape.last ?? 0
+        let p = logits.pointer(Float.self)
+        for i in 0..<logits.count where !p[i].isFinite {
+            let row = i / max(v, 1)
+            throw ModelError("the model's logits are not finite (\(p[i]) at batch row \(row / t), position \(row % t), token \(i % max(v, 1))); check the weights and config.json")
+        }
     }
 }

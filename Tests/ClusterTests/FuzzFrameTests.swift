@@ -1,0 +1,87 @@
+import Compute
+import Foundation
+import Testing
+
+@testable import Cluster
+
+/// Frames and call payloads come from other processes: mutated streams are parsed frame by frame
+/// as a connection's reader does, and each either parses within the bytes it has or is a protocol
+/// error, never a trap or a read past the buffer.
+@Suite struct FuzzFrameTests {
+    static let iterations = 4000
+
+    static func stream() throws -> [UInt8] {
+        let handle = MemoryHandle(deviceUUID: "CPU-1", kind: .cpuSharedMemory, byteCount: 64, offset: 0,
+                                  opaque: Array(repeating: 3, count: 24), ownerPID: 99)
+        return Frame(kind: .call, requestID: 7, name: "engine.sync", payload: try WireCodec.encode(handle)).encoded(fdCount: 1)
+            + Frame(kind: .fdCarrier, requestID: 8, name: "", payload: []).encoded(fdCount: 0)
+            + Frame(kind: .reply, requestID: 7, name: "", payload: Array("{\"ok\":true}".utf8)).encoded(fdCount: 0)
+            + Frame(kind: .failure, requestID: 9, name: "", payload: Array("it broke".utf8)).encoded(fdCount: 0)
+    }
+
+    /// `Frame.parse` of the bytes (a plain-throws wrapper: typed-throws closures through
+    /// `withUnsafeBytes` crash the 6.3 compiler).
+    static func parse(_ bytes: ArraySlice<UInt8>) throws -> (frame: Frame, fdCount: Int, size: Int)? {
+        try bytes.withUnsafeBytes { b in try Frame.parse(b) }
+    }
+
+    @Test func mutatedStreamsParseWithinBoundsOrFail() throws {
+        let seed = try Self.stream()
+        var mutator = ByteMutator(seed: 0xF4A3_E5, donors: [seed])
+        var frames = 0, errors = 0
+        for _ in 0..<Self.iterations {
+            let input = mutator.mutated(seed)
+            var at = 0
+            do {
+                while at < input.count {
+                    let parsed = try Self.parse(input[at...])
+                    guard let (frame, fdCount, size) = parsed else { break }  // incomplete: wait for more bytes
+                    #expect(size >= Frame.headerSize && size <= input.count - at)
+                    #expect(fdCount <= 255 && frame.payload.count + frame.name.utf8.count == size - Frame.headerSize)
+                    // What parses re-encodes to the same bytes.
+                    #expect(frame.encoded(fdCount: fdCount) == Array(input[at..<(at + size)]))
+                    at += size
+                    frames += 1
+                }
+            } catch {
+                errors += 1
+                #expect("\(error)".hasPrefix("protocol error") && !"\(error)".contains("\n"), "\(error)")
+            }
+        }
+        #expect(frames > 0 && errors > 0, "frames \(frames), errors \(errors)")
+    }
+
+    @Test func lengthsAtTheLimitsAreProtocolErrors() throws {
+        for length in [UInt32.max, UInt32(Frame.maximumLength) + 1, 0, UInt32(Frame.headerSize - 5)] {
+            var bytes: [UInt8] = []
+            bytes.appendLittleEndian(length)
+            bytes += Array(repeating: 1, count: 32)
+            #expect(throws: ClusterError.self) { _ = try Self.parse(bytes[...]) }
+        }
+        // A name running past the frame, and a name that is not UTF-8.
+        var frame = Frame(kind: .call, requestID: 1, name: "ab", payload: []).encoded(fdCount: 0)
+        frame[14] = 200
+        #expect { _ = try Self.parse(frame[...]) } throws: { "\($0)".contains("name length 200") }
+        frame = Frame(kind: .call, requestID: 1, name: "ab", payload: []).encoded(fdCount: 0)
+        frame[Frame.headerSize] = 0xFF
+        #expect { _ = try Self.parse(frame[...]) } throws: { "\($0)".contains("not UTF-8") }
+    }
+
+    @Test func mutatedPayloadsDecodeOrFailWithAClusterError() throws {
+        let handle = MemoryHandle(deviceUUID: "CPU-1", kind: .cpuSharedMemory, byteCount: 64, offset: 8,
+                                  opaque: Array(repeating: 3, count: 24), ownerPID: 99)
+        let seed = try WireCodec.encode(handle)
+        var mutator = ByteMutator(seed: 0x3C0D_EC, donors: [seed, Array("[[[[{\"a\":1e999}]]]]".utf8)])
+        var decoded = 0
+        for _ in 0..<Self.iterations {
+            do {
+                let h = try WireCodec.decode(MemoryHandle.self, from: mutator.mutated(seed), what: "fuzz")
+                decoded += 1
+                #expect(h.offset >= 0 && h.byteCount >= 0 && !h.offset.addingReportingOverflow(h.byteCount).overflow)
+            } catch {
+                #expect("\(error)".hasPrefix("cannot decode fuzz"))
+            }
+        }
+        #expect(decoded > 0)
+    }
+}
