@@ -1,3 +1,4 @@
+import Colocation
 import Compute
 import Testing
 
