@@ -131,7 +131,7 @@ public final class LLM: Sendable {
         if ranks.ranks.count > 1 { _ = try await weightVersions() }
         let perRank = try await generateOnEveryRank(GenerateTokens(prompts: prompts, params: params))
         guard perRank.allSatisfy({ $0 == perRank[0] }) else {
-            throw EngineError("tensor-parallel ranks of \(ranks.name) produced different tokens")
+            throw EngineError(.ranksDisagree, "tensor-parallel ranks of \(ranks.name) produced different tokens")
         }
         return try zip(prompts, perRank[0]).map { prompt, completions in
             RequestOutput(prompt: nil, promptTokenIds: prompt, outputs: try completions.enumerated().map { i, c in
@@ -157,7 +157,7 @@ public final class LLM: Sendable {
                 if ranks.count > 1 && (error is ActorDiedError || onGPUs) {
                     for rank in ranks { rank.kill() }
                     group.cancelAll()
-                    throw EngineError("\(error); engine \(self.ranks.name) was stopped: its other ranks were waiting for the failed one in an all-reduce")
+                    throw EngineError(.rankFailed, "\(error); engine \(self.ranks.name) was stopped: its other ranks were waiting for the failed one in an all-reduce")
                 }
                 throw error
             }
@@ -174,7 +174,7 @@ public final class LLM: Sendable {
     public func weightVersions() async throws -> [Int] {
         let ranks = try await describe()
         if let torn = ranks.first(where: { !$0.weightsComplete }) {
-            throw EngineError("engine rank \(torn.rank) holds incomplete weights (a weight sync did not finish); sync the weights again")
+            throw EngineError(.incompleteWeights, "engine rank \(torn.rank) holds incomplete weights (a weight sync did not finish); sync the weights again")
         }
         return ranks.map(\.weightVersion)
     }

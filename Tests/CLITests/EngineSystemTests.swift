@@ -23,6 +23,17 @@ import WeightSync
     }
     static let madeModels = Mutex<Set<String>>([])
 
+    /// Polls `condition` until it holds (true) or `limit` passes (false): a bound on waiting for what
+    /// the OS does asynchronously (a process exiting), not a timing assertion.
+    func waitUntil(within limit: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return condition()
+    }
+
     func cluster(devices: Int) throws -> Cluster {
         var options = ClusterOptions()
         options.workerExecutable = colocateBinary().path
@@ -221,7 +232,8 @@ import WeightSync
         // The trainer dies; the next sync fails with a reason and the engine lets go of the memory.
         export = try await trainer.call(ExportWeights())
         trainer.kill()
-        try await Task.sleep(for: .milliseconds(200))
+        // Wait for the event itself: the trainer's process gone (not a guess at how long that takes).
+        #expect(await waitUntil { !export.exported.handle.ownerIsAlive })
         do {
             _ = try await llm.collectiveRPC(UpdateWeightsFromHandles(exports: [export.deviceUUID: export.exported]))
             Issue.record("a sync from a dead trainer succeeded")

@@ -83,7 +83,8 @@ import WeightSync
             "\(error)".contains("engine rank 1") && "\(error)".contains("incomplete weights")
         }
         #expect(try await llm.describe().map(\.weightsComplete) == [true, false])
-        await #expect(throws: EngineError.self) { try await llm.weightVersions() }
+        let torn = await #expect(throws: EngineError.self) { try await llm.weightVersions() }
+        #expect(torn?.code == .incompleteWeights)
 
         // A complete sync makes it whole again; here a pull, which writes under the gate as a push does.
         _ = try await llm.collectiveRPC(UpdateWeightsFromHandles(exports: try await exports(trainers)))
@@ -160,7 +161,7 @@ import WeightSync
         _ = try await trainers[0].call(AttachWeightDestinations(destinations: destinations))
         _ = try await trainers[0].call(PushWeights())
         await llm.shutdown()
-        try await Task.sleep(for: .milliseconds(200))
+        #expect(await system.waitUntil { !destinations[0].exported.handle.ownerIsAlive })
         await #expect { try await trainers[0].call(PushWeights()) } throws: { error in
             "\(error)".contains("engine rank 0") && "\(error)".contains("is gone")
         }
