@@ -84,15 +84,28 @@ public struct CUDACheck: Sendable {
 
     private func budgetCheck(_ gpu: CUDADevice, report: inout CUDACheckReport) {
         print("\n== budget")
+        // Only the budget's own refusal passes: any other error (a failed first allocation, a driver
+        // error) is a failure of the check, not the refusal it looks for.
+        let small: CUDAAllocator
+        let kept: CUDABuffer
         do {
-            let small = try CUDAAllocator(device: gpu, memoryUtilization: 0.001)
-            let kept = try small.allocate(byteCount: small.budget / 2)
+            small = try CUDAAllocator(device: gpu, memoryUtilization: 0.001)
+            kept = try small.allocate(byteCount: small.budget / 2)
+        } catch {
+            print("  could not set up the check: \(error)")
+            report.fail("budget")
+            return
+        }
+        do {
             _ = try small.allocate(byteCount: small.budget)
             print("  allocation beyond the budget succeeded (kept \(kept.byteCount) bytes)")
             report.fail("budget")
-        } catch {
+        } catch where error.code == .overBudget {
             print("  refused as expected: \(error)")
             report.pass("budget")
+        } catch {
+            print("  failed, but not with the budget's refusal: \(error)")
+            report.fail("budget")
         }
     }
 }

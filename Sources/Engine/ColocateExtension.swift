@@ -78,7 +78,8 @@ public struct ColocateExtension: WorkerExtension {
     func update(from exported: ExportedWeights, since start: ContinuousClock.Instant) throws -> UpdateWeightsFromHandles.Reply {
         let w = worker
         try w.checkWeightsAwake()
-        let bytes = try w.writeGate.holding(.push, timeout: .seconds(60), what: "cannot load weights into engine rank \(w.rank)") {
+        // The pull writes the weights as a push does: under the gate, marked incomplete until done.
+        let bytes = try w.writeGate.writing(timeout: .seconds(60), what: "cannot update the weights of engine rank \(w.rank)") {
             try w.backend.perform {
                 try w.importer.update(from: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
             }
@@ -98,7 +99,7 @@ public struct ColocateExtension: WorkerExtension {
         handlers.on(UpdateWeightsFromHandles.self) { call, _ in
             let start = ContinuousClock.now
             let exported = try export(for: call.exports)
-            let reply = try update(from: exported, since: start)
+            let reply = try await BlockingWork.run { try update(from: exported, since: start) }
             layouts.cache.remember(exported)
             return reply
         }
@@ -107,12 +108,15 @@ public struct ColocateExtension: WorkerExtension {
             guard let notice = call.notices[w.device.uuid] else {
                 throw WeightSyncError("no notice for this rank's device \(w.device.uuid) (notices are for: \(call.notices.keys.sorted().joined(separator: ", ")))")
             }
-            return try update(from: try layouts.cache.resolve(notice), since: start)
+            let exported = try layouts.cache.resolve(notice)
+            return try await BlockingWork.run { try update(from: exported, since: start) }
         }
         handlers.on(CompareWeights.self) { call, _ in
             let exported = try export(for: call.exports)
-            let differing = try w.backend.perform {
-                try w.importer.mismatches(against: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+            let differing = try await BlockingWork.run {
+                try w.backend.perform {
+                    try w.importer.mismatches(against: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
+                }
             }
             return .init(equal: differing.isEmpty, mismatches: differing)
         }

@@ -29,6 +29,11 @@ public struct DescribeRank: RemoteCall {
         public var budgetBytes: Int
         public var usedBytes: Int
         public var weightDType: DType
+        /// Complete weight syncs into this rank so far (pushes and pulls; 0: the loaded weights).
+        public var weightVersion: Int
+        /// False when a sync began and did not finish (its trainer died mid-push): the rank refuses to
+        /// generate until a complete sync.
+        public var weightsComplete: Bool
     }
     public static let name = "engine.describe"
     public init() {}

@@ -53,7 +53,7 @@ struct SleepState: Sendable {
     var weightsNeedSync = false
     /// The gate's count of completed pushes when the weights' memory last changed hands: a push
     /// completed after it wrote the memory the rank now maps.
-    var pushesAtRelease: UInt32 = 0
+    var pushesAtRelease = 0
 }
 
 extension EngineWorkerState {
@@ -64,7 +64,7 @@ extension EngineWorkerState {
             let what = [s.weightsAsleep ? "weights" : nil, s.kvCacheAsleep ? "KV cache" : nil].compactMap { $0 }.joined(separator: " and ")
             throw EngineError("engine rank \(rank) is asleep (its \(what) released): call wakeUp before generating")
         }
-        if s.weightsNeedSync && writeGate.completedWrites != s.pushesAtRelease {
+        if s.weightsNeedSync && writeGate.version != s.pushesAtRelease {
             sleep.withLock { $0.weightsNeedSync = false }
         } else if s.weightsNeedSync {
             throw EngineError("engine rank \(rank) woke from a level-2 sleep and has no weights yet: sync weights (push or pull) before generating")
@@ -99,7 +99,7 @@ extension EngineWorkerState {
                             $0.weightsAsleep = true
                             $0.weightsNeedSync = true
                             // Host memory stays the same pages of one memfd: a push while asleep lands.
-                            $0.pushesAtRelease = writeGate.completedWrites
+                            $0.pushesAtRelease = writeGate.version
                         }
                     }
                 }
@@ -117,7 +117,7 @@ extension EngineWorkerState {
                         if try restoreWeights() {
                             // New device memory: trainers must map it again, and only pushes from now on count.
                             writeGate.advanceMemoryEpoch()
-                            sleep.withLock { $0.pushesAtRelease = writeGate.completedWrites }
+                            sleep.withLock { $0.pushesAtRelease = writeGate.version }
                         }
                         sleep.withLock { $0.weightsAsleep = false }
                     }

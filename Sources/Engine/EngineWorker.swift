@@ -200,9 +200,13 @@ public final class EngineWorker: ClusterActor {
             do {
                 // A push (which writes these weights without this process) waits for the generation, and
                 // a generation for a push: a few milliseconds at most, unless the trainer is stuck.
-                return try state.writeGate.holding(.generation, timeout: .seconds(60), what: "cannot generate on engine rank \(state.rank)") {
-                    try state.checkAwake()
-                    return try state.generator.generate(prompts: call.prompts, params: call.params)
+                // The gate's futex wait and the device's work block a thread: not one of the pool's.
+                return try await BlockingWork.run(name: "colocate.generate") {
+                    try state.writeGate.holding(.generation, timeout: .seconds(60), what: "cannot generate on engine rank \(state.rank)") {
+                        try state.checkAwake()
+                        try state.writeGate.requireCompleteWeights("cannot generate on engine rank \(state.rank)")
+                        return try state.generator.generate(prompts: call.prompts, params: call.params)
+                    }
                 }
             } catch let error as ModelError {
                 // Bad requests fail identically on every rank before any all-reduce: nobody waits.
@@ -220,10 +224,15 @@ public final class EngineWorker: ClusterActor {
             DescribeRank.Reply(rank: state.rank, worldSize: state.worldSize, device: state.device, pid: getpid(),
                                weightBytes: state.weights.values.reduce(0) { $0 + $1.byteCount },
                                kvCacheBlocks: state.generator.cache.numBlocks, blockSize: state.generator.cache.blockSize,
-                               budgetBytes: state.budget.limit, usedBytes: state.budget.used, weightDType: state.config.dtype)
+                               budgetBytes: state.budget.limit, usedBytes: state.budget.used, weightDType: state.config.dtype,
+                               weightVersion: state.writeGate.version, weightsComplete: state.writeGate.incompleteWriterPID == nil)
         }
-        handlers.on(SleepRank.self) { call, _ in try state.sleep(level: call.level) }
-        handlers.on(WakeRank.self) { call, _ in try state.wake(tags: call.tags) }
+        handlers.on(SleepRank.self) { call, _ in
+            try await BlockingWork.run(name: "colocate.sleep") { try state.sleep(level: call.level) }
+        }
+        handlers.on(WakeRank.self) { call, _ in
+            try await BlockingWork.run(name: "colocate.wake") { try state.wake(tags: call.tags) }
+        }
         for e in extensions { e.handlers(into: &handlers) }
     }
 }

@@ -127,9 +127,12 @@ public final class LLM: Sendable {
         var params = params
         // Every rank must draw the same random numbers: the driver fixes the seed.
         if params.seed == nil { params.seed = UInt64.random(in: .min ... .max) }
+        // A rank whose weights a sync left incomplete refuses to generate; alone, it would leave its
+        // peers waiting in an all-reduce. Asking every rank first turns that into a clean refusal.
+        if ranks.ranks.count > 1 { _ = try await weightVersions() }
         let perRank = try await generateOnEveryRank(GenerateTokens(prompts: prompts, params: params))
         guard perRank.allSatisfy({ $0 == perRank[0] }) else {
-            throw EngineError("tensor-parallel ranks of \(ranks.name) produced different tokens")
+            throw EngineError(.ranksDisagree, "tensor-parallel ranks of \(ranks.name) produced different tokens")
         }
         return try zip(prompts, perRank[0]).map { prompt, completions in
             RequestOutput(prompt: nil, promptTokenIds: prompt, outputs: try completions.enumerated().map { i, c in
@@ -155,7 +158,7 @@ public final class LLM: Sendable {
                 if ranks.count > 1 && (error is ActorDiedError || onGPUs) {
                     for rank in ranks { rank.kill() }
                     group.cancelAll()
-                    throw EngineError("\(error); engine \(self.ranks.name) was stopped: its other ranks were waiting for the failed one in an all-reduce")
+                    throw EngineError(.rankFailed, "\(error); engine \(self.ranks.name) was stopped: its other ranks were waiting for the failed one in an all-reduce")
                 }
                 throw error
             }
@@ -165,6 +168,17 @@ public final class LLM: Sendable {
 
     /// What each rank set itself up with (device, budget, KV cache).
     public func describe() async throws -> [DescribeRank.Reply] { try await collectiveRPC(DescribeRank()) }
+
+    /// The weight version each rank serves, in rank order (complete syncs so far; see
+    /// `DescribeRank.Reply.weightVersion`). Throws when a rank holds incomplete weights (a trainer
+    /// died mid-push), naming it.
+    public func weightVersions() async throws -> [Int] {
+        let ranks = try await describe()
+        if let torn = ranks.first(where: { !$0.weightsComplete }) {
+            throw EngineError(.incompleteWeights, "engine rank \(torn.rank) holds incomplete weights (a weight sync did not finish); sync the weights again")
+        }
+        return ranks.map(\.weightVersion)
+    }
 
     /// Stops every rank.
     public func shutdown() async { await ranks.stop() }

@@ -14,7 +14,7 @@ public struct MemoryBudget: Sendable, CustomStringConvertible {
 
     public init(device: Device, utilization: Double) throws(EngineError) {
         guard utilization > 0, utilization <= 1 else {
-            throw EngineError("memory utilization must be in (0, 1], got \(utilization)")
+            throw EngineError(.invalidArgument, "memory utilization must be in (0, 1], got \(utilization)")
         }
         self.device = device
         self.utilization = utilization
@@ -26,7 +26,7 @@ public struct MemoryBudget: Sendable, CustomStringConvertible {
     /// Charges `bytes` for `what`, or throws naming it and the budget.
     public mutating func charge(_ bytes: Int, for what: String) throws(EngineError) {
         guard bytes <= remaining else {
-            throw EngineError("\(what) needs \(Self.format(bytes)) but only \(Self.format(remaining)) of the budget remain (\(self))")
+            throw EngineError(.overBudget, "\(what) needs \(Self.format(bytes)) but only \(Self.format(remaining)) of the budget remain (\(self))")
         }
         used += bytes
         items.append((what, bytes))

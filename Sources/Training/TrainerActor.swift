@@ -112,19 +112,26 @@ public final class TrainerActor: ClusterActor {
         handlers.on(LoadModel.self) { call, _ in
             guard let device = context.device else { throw WeightSyncError("trainer \(context.actorName) was placed without a device") }
             let start = ContinuousClock.now
-            let loaded = try TrainerWeights(directory: call.directory, device: device, dtype: call.dtype)
+            // Its placement's share bounds its memory; spawned without a share, the device is its own.
+            let fraction = context.deviceFraction > 0 ? context.deviceFraction : 1
+            let loaded = try await BlockingWork.run(name: "colocate.load") {
+                try TrainerWeights(directory: call.directory, device: device, dtype: call.dtype, memoryFraction: fraction)
+            }
             box.value = loaded
             box.pusher = nil
             let t = ContinuousClock.now - start
             return .init(parameters: loaded.table.totalCount, bytes: loaded.byteCount,
                          seconds: t.inSeconds)
         }
+        // Device work waits on the device's thread: off the Swift concurrency pool (`BlockingWork`).
         handlers.on(ZeroWeights.self) { _, _ in
-            try box.loaded().zero()
+            let w = try box.loaded()
+            try await BlockingWork.run { try w.zero() }
             return Empty()
         }
         handlers.on(PerturbWeights.self) { call, _ in
-            try box.loaded().perturb(seed: call.seed, scale: call.scale)
+            let w = try box.loaded()
+            try await BlockingWork.run { try w.perturb(seed: call.seed, scale: call.scale) }
             return Empty()
         }
         handlers.on(ExportWeights.self) { _, _ in
@@ -147,7 +154,9 @@ public final class TrainerActor: ClusterActor {
             let start = monotonicNanoseconds()
             let w = try box.loaded()
             guard let pusher = box.pusher else { throw WeightSyncError("the trainer has no engine ranks attached (call AttachWeightDestinations first)") }
-            let bytes = try pusher.push(waitingAtMost: .milliseconds(Int64(max(0, call.waitSeconds) * 1000)))
+            let wait = Duration.milliseconds(Int64(max(0, call.waitSeconds) * 1000))
+            // Gate waits (up to `wait`) and device synchronisation block a thread: not one of the pool's.
+            let bytes = try await BlockingWork.run(name: "colocate.push") { try pusher.push(waitingAtMost: wait) }
             let end = monotonicNanoseconds()
             return .init(deviceUUID: w.buffer.device.uuid, bytes: bytes, version: w.buffer.version,
                          seconds: Double(end - start) / 1e9, startedAt: start, endedAt: end)

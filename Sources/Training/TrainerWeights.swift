@@ -1,3 +1,4 @@
+import Cluster
 import Compute
 import Models
 import WeightSync
@@ -13,18 +14,31 @@ public final class TrainerWeights: @unchecked Sendable {
     private let cuda: CUDABackend?
 
     /// Loads `directory` onto `device`; every parameter lands in its slot of the flat buffer.
-    public init(directory: String, device: Device, dtype: DType = .f32) throws {
+    ///
+    /// `memoryFraction` is the trainer's share of the device (its placement's fraction): what it
+    /// allocates there counts against `memoryFraction × capacity`, as an engine rank's against its
+    /// memory utilization, so a 0.4 trainer cannot take the memory its colocated engine ranks were
+    /// promised. Weights over the share are refused before anything is allocated, on virtual CPU
+    /// devices too; on a GPU the allocator enforces the same limit for everything after.
+    public init(directory: String, device: Device, dtype: DType = .f32, memoryFraction: Double = 1) throws {
         let config = try ModelConfig.load(directory: directory)
         let table = ParameterTable(config: config)
         let layout = WeightLayout(table: table, dtype: dtype)
+        guard memoryFraction > 0, memoryFraction <= 1 else {
+            throw WeightSyncError("a trainer's memory fraction must be in (0, 1], got \(memoryFraction)")
+        }
+        let share = Int(Double(device.capacity) * memoryFraction)
+        guard layout.totalBytes <= share else {
+            throw WeightSyncError("the trainer's \(dtype) weights need \(ByteCount.format(layout.totalBytes)) but its share of \(device.uuid) is \(memoryFraction) × \(ByteCount.format(device.capacity)) = \(ByteCount.format(share))")
+        }
         switch device.kind {
         case .cpu:
             buffer = try SharedWeightBuffer(layout: layout, device: device)
             cuda = nil
         case .cuda:
             let gpu = try CUDA.load().device(uuid: device.uuid)
-            let backend = try CUDABackend(device: gpu, memoryUtilization: 1.0)
-            buffer = try CUDAWeightBuffer(layout: layout, device: gpu)
+            let backend = try CUDABackend(device: gpu, memoryUtilization: memoryFraction)
+            buffer = try CUDAWeightBuffer(layout: layout, allocator: backend.allocator)
             cuda = backend
         }
         let views = buffer.tensors
@@ -35,13 +49,9 @@ public final class TrainerWeights: @unchecked Sendable {
 
     public var byteCount: Int { buffer.layout.totalBytes }
 
-    /// Sets every weight to zero (the seed's first step).
+    /// Sets every weight to zero (the seed's first step), whatever kind of buffer holds them.
     public func zero() throws {
-        if let gpu = buffer as? CUDAWeightBuffer {
-            try gpu.buffer.fill(byte: 0)
-        } else if let host = buffer as? SharedWeightBuffer {
-            memset(host.memory.baseAddress, 0, host.layout.totalBytes)
-        }
+        try buffer.zero()
         buffer.version += 1
     }
 

@@ -19,6 +19,10 @@ public final class CUDAWeightBuffer: ExportableWeightBuffer, @unchecked Sendable
     private let handle = Mutex<MemoryHandle?>(nil)
 
     /// Allocates `layout.totalBytes` in one allocation from `allocator` (inside its budget), zeroed.
+    public func zero() throws {
+        try buffer.fill(byte: 0)
+    }
+
     public init(layout: WeightLayout, allocator: CUDAAllocator, sharing: CUDAMemorySharing? = nil) throws {
         self.layout = layout
         buffer = try allocator.allocate(byteCount: layout.totalBytes, sharing: sharing ?? CUDAMemorySharing.preferred(for: allocator.device))

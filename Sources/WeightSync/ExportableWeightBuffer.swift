@@ -20,6 +20,8 @@ public protocol ExportableWeightBuffer: AnyObject, Sendable {
     func export() throws -> ExportedWeights
     /// The small per-sync message for engines that already know this layout (see ``WeightSyncNotice``).
     func exportNotice() throws -> WeightSyncNotice
+    /// Sets every byte of the buffer to zero (every float dtype's 0). Does not change `version`.
+    func zero() throws
 }
 
 extension ExportableWeightBuffer {

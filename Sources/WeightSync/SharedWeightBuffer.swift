@@ -15,6 +15,10 @@ public final class SharedWeightBuffer: ExportableWeightBuffer, @unchecked Sendab
 
     /// Allocates a zeroed shared-memory buffer for `layout` on a (virtual CPU) device. `name` is the
     /// memfd's name, as `/proc/<pid>/fd` and `maps` show it.
+    public func zero() {
+        memory.baseAddress.initializeMemory(as: UInt8.self, repeating: 0, count: layout.totalBytes)
+    }
+
     public init(layout: WeightLayout, device: Device, name: String = "colocate-weights") throws(ComputeError) {
         guard device.kind == .cpu else { throw ComputeError("shared weight buffers on \(device.kind) are made by the CUDA backend") }
         self.layout = layout

@@ -107,7 +107,11 @@ public final class WeightPusher: @unchecked Sendable {
     /// ranks are detached then, so that their memory (which a mapping keeps alive) is freed at once.
     ///
     /// Each rank's ``WeightWriteGate`` is held while writing: a rank that is generating is waited for,
-    /// up to `waitingAtMost`, and then the push fails without writing anything.
+    /// up to `waitingAtMost`, and then the push fails without writing anything. The ranks' weights are
+    /// marked incomplete while written, and whole again (a new version) once every byte is there.
+    ///
+    /// Blocks its thread (gate waits, device synchronisation): run it on a thread of its own
+    /// (`BlockingWork`), not on a Swift concurrency pool thread.
     @discardableResult
     public func push(waitingAtMost wait: Duration = .seconds(60)) throws -> Int {
         guard !targets.isEmpty else { throw WeightSyncError("no engine ranks attached: attach their weight destinations first") }
@@ -128,6 +132,9 @@ public final class WeightPusher: @unchecked Sendable {
             targets.removeAll { $0.destination.exported.handle == handle }
             throw WeightSyncError("engine rank \(stale.destination.rank) mapped new memory for its weights (a wake after a level-2 sleep) since this trainer attached: export and attach its destination again")
         }
+        // Incomplete from the first byte to the last: a trainer that dies (or fails) in between leaves
+        // the ranks refusing to generate until a complete sync.
+        for gate in held { gate.beginWrite() }
         if let backend {
             try backend.perform {
                 for t in targets { backend.copy(t.batch!) }
@@ -144,7 +151,7 @@ public final class WeightPusher: @unchecked Sendable {
                 }
             }
         }
-        for t in targets { t.gate?.noteWriteCompleted() }
+        for gate in held { gate.finishWrite() }
         return targets.reduce(0) { $0 + $1.bytes }
     }
 

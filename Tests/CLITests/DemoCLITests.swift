@@ -9,33 +9,33 @@ import Testing
         let model = try EngineSystemTests.model("opt-tiny")
         let r = try runColocate(["demo", "--model", model, "--devices", "cpu:\(devices):1GiB", "--tp", "\(tp)", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
-        let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(report["passed"] as? Bool == true)
-        let actors = report["actors"] as! [[String: Any]]
+        let actors = try #require(report["actors"] as? [[String: Any]])
         // One trainer per device plus one engine rank per device.
         #expect(actors.count == 2 * devices)
         for bundle in 0..<devices {
-            let uuids = Set(actors.filter { $0["bundle"] as? Int == bundle }.map { $0["deviceUUID"] as! String })
+            let uuids = Set(actors.filter { $0["bundle"] as? Int == bundle }.compactMap { $0["deviceUUID"] as? String })
             #expect(uuids.count == 1, "bundle \(bundle) actors must share one device")
         }
-        let steps = report["steps"] as! [[String: Any]]
+        let steps = try #require(report["steps"] as? [[String: Any]])
         #expect(steps.count == 6)
-        let before = report["before"] as! [[String: Any]], after = report["after"] as! [[String: Any]]
+        let before = try #require(report["before"] as? [[String: Any]]), after = try #require(report["after"] as? [[String: Any]])
         #expect(before.count == devices / tp && after.count == devices / tp)
-        #expect(after.allSatisfy { ($0["tokenIds"] as! [Int]).allSatisfy { $0 == 0 } }, "zero weights give all-zero logits → token 0")
+        #expect(after.allSatisfy { ($0["tokenIds"] as? [Int])?.allSatisfy { $0 == 0 } == true }, "zero weights give all-zero logits → token 0")
     }
 
     @Test func pushSyncPassesTheSameChecks() throws {
         let model = try EngineSystemTests.model("opt-tiny")
         let r = try runColocate(["demo", "--model", model, "--devices", "cpu:4:1GiB", "--tp", "2", "--sync", "push", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
-        let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(report["passed"] as? Bool == true)
-        let steps = report["steps"] as! [[String: Any]]
-        #expect((steps[4]["name"] as! String).contains("each trainer writes the shards"))
-        #expect((report["syncedBytesPerRank"] as! [Int]).count == 4)
-        let after = report["after"] as! [[String: Any]]
-        #expect(after.allSatisfy { ($0["tokenIds"] as! [Int]).allSatisfy { $0 == 0 } })
+        let steps = try #require(report["steps"] as? [[String: Any]])
+        #expect((steps[4]["name"] as? String)?.contains("each trainer writes the shards") == true)
+        #expect((report["syncedBytesPerRank"] as? [Int])?.count == 4)
+        let after = try #require(report["after"] as? [[String: Any]])
+        #expect(after.allSatisfy { ($0["tokenIds"] as? [Int])?.allSatisfy { $0 == 0 } == true })
     }
 
     @Test func infeasibleLayoutIsRefusedWithTheReason() throws {

@@ -23,6 +23,17 @@ import WeightSync
     }
     static let madeModels = Mutex<Set<String>>([])
 
+    /// Polls `condition` until it holds (true) or `limit` passes (false): a bound on waiting for what
+    /// the OS does asynchronously (a process exiting), not a timing assertion.
+    func waitUntil(within limit: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return condition()
+    }
+
     func cluster(devices: Int) throws -> Cluster {
         var options = ClusterOptions()
         options.workerExecutable = colocateBinary().path
@@ -71,7 +82,7 @@ import WeightSync
         return (trainer, llm)
     }
 
-    @Test func identicalWeightsLeaveGenerationUnchangedAndBF16EngineTakesF32Trainer() async throws {
+    @Test func bf16EngineTakesF32TrainersWeightsAndRefusesAnotherDevicesHandle() async throws {
         let dir = try Self.model("llama-tiny")
         let c = try cluster(devices: 2)
         let pg = try await group(c)
@@ -91,8 +102,57 @@ import WeightSync
             #expect(error.message.contains("handle is for device \(devices[0])"), "\(error)")
         }
         #expect(try await llm.generate(promptTokenIds: [[3, 4, 5]], params) == before)
+
+        // With a trainer on each device, the bf16 engine really takes the f32 trainers' weights: new
+        // weights (noise on both trainers), pulled, are on every rank (converted) and change the output.
+        let second = try await c.spawn(actorType: TrainerActor.typeName,
+                                       placement: ActorPlacement(group: pg, bundleIndex: 1, deviceFraction: 0.4), name: "trainer-1")
+        _ = try await second.call(LoadModel(directory: dir))
+        for t in [trainer, second] { _ = try await t.call(PerturbWeights(seed: 11, scale: 0.5)) }
+        var both: [String: ExportedWeights] = [:]
+        for t in [trainer, second] {
+            let e = try await t.call(ExportWeights())
+            #expect(e.exported.layout.entries.allSatisfy { $0.dtype == .f32 })
+            both[e.deviceUUID] = e.exported
+        }
+        _ = try await llm.collectiveRPC(UpdateWeightsFromHandles(exports: both))
+        #expect(try await llm.describe().allSatisfy { $0.weightDType == .bf16 })
+        #expect(try await llm.collectiveRPC(CompareWeights(exports: both)).allSatisfy(\.equal))
+        #expect(try await llm.generate(promptTokenIds: [[3, 4, 5]], params) != before)
         await c.shutdown()
     }
+
+    @Test func trainerMemoryCountsAgainstItsShare() async throws {
+        let dir = try Self.model("llama-tiny")
+        let bytes = ParameterTable(config: try ModelConfig.load(directory: dir)).totalCount * 4
+        // Devices twice the f32 weights: a 0.4 trainer's share (0.8 × the weights) cannot hold them.
+        var options = ClusterOptions()
+        options.workerExecutable = colocateBinary().path
+        let c = try Cluster.local(devices: .cpu(count: 1, capacity: 2 * bytes), options: options)
+        let pg = try await group(c)
+        let small = try await c.spawn(actorType: TrainerActor.typeName,
+                                      placement: ActorPlacement(group: pg, bundleIndex: 0, deviceFraction: 0.4), name: "small")
+        await #expect { try await small.call(LoadModel(directory: dir)) } throws: { error in
+            "\(error)".contains("its share of") && "\(error)".contains("0.4 ×")
+        }
+        await small.stop()
+        let whole = try await c.spawn(actorType: TrainerActor.typeName,
+                                      placement: ActorPlacement(group: pg, bundleIndex: 0, deviceFraction: 0.6), name: "whole")
+        #expect(try await whole.call(LoadModel(directory: dir)).bytes == bytes)
+        // zero() clears this buffer kind: the exported memory reads back all zeros.
+        func exportedBytesAreZero() async throws -> Bool {
+            let exported = try await whole.call(ExportWeights()).exported
+            let fd = try SharedMemoryIdentity(bytes: exported.handle.opaque).open()
+            let memory = try HostMemory.map(fileDescriptor: fd, byteCount: exported.handle.byteCount, device: .host, keepDescriptor: false)
+            return UnsafeRawBufferPointer(start: memory.baseAddress, count: exported.handle.byteCount).allSatisfy { $0 == 0 }
+        }
+        #expect(try await exportedBytesAreZero() == false)
+        _ = try await whole.call(ZeroWeights())
+        #expect(try await exportedBytesAreZero())
+        await c.shutdown()
+    }
+
+
 
     @Test func syncOnTwoDevicesUpdatesEveryRankAndMismatchedUpdateChangesNothing() async throws {
         let llama = try Self.model("llama-tiny"), qwen = try Self.model("qwen2-tiny")
@@ -172,7 +232,8 @@ import WeightSync
         // The trainer dies; the next sync fails with a reason and the engine lets go of the memory.
         export = try await trainer.call(ExportWeights())
         trainer.kill()
-        try await Task.sleep(for: .milliseconds(200))
+        // Wait for the event itself: the trainer's process gone (not a guess at how long that takes).
+        #expect(await waitUntil { !export.exported.handle.ownerIsAlive })
         do {
             _ = try await llm.collectiveRPC(UpdateWeightsFromHandles(exports: [export.deviceUUID: export.exported]))
             Issue.record("a sync from a dead trainer succeeded")

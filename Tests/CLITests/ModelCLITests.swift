@@ -15,8 +15,8 @@ import Testing
         let r = try runColocate(["generate", "--model", model, "--prompt-ids", "338,173,408,135,163,277,433,109",
                                  "--max-tokens", "16", "--temperature", "0", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
-        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
-        let outputs = json["outputs"] as! [[String: Any]]
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let outputs = try #require(json["outputs"] as? [[String: Any]])
         #expect(outputs.count == 1)
         #expect(outputs[0]["ids"] as? [Int] == [142, 446, 454, 276, 386, 206, 454, 276, 386, 206, 454, 276, 386, 216, 429, 466])
         #expect((outputs[0]["logprobs"] as? [Double])?.count == 16)
@@ -36,7 +36,8 @@ import Testing
         let a = try runColocate(args), b = try runColocate(args)
         #expect(a.status == 0, "\(a.stderr)")
         #expect(a.stdout == b.stdout)
-        let outputs = (try JSONSerialization.jsonObject(with: Data(a.stdout.utf8)) as! [String: Any])["outputs"] as! [[String: Any]]
+        let reply = try #require(try JSONSerialization.jsonObject(with: Data(a.stdout.utf8)) as? [String: Any])
+        let outputs = try #require(reply["outputs"] as? [[String: Any]])
         #expect(outputs.count == 2)
         #expect(outputs.allSatisfy { ($0["text"] as? String) != nil && ($0["ids"] as? [Int])?.count == 6 })
     }
@@ -50,8 +51,8 @@ import Testing
         #expect(r.status == 0, "\(r.stderr)")
         let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/logits.safetensors"))
         let headerLength = data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-        let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + Int(headerLength)))) as! [String: Any]
-        let logits = header["logits"] as! [String: Any]
+        let header = try #require(try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + Int(headerLength)))) as? [String: Any])
+        let logits = try #require(header["logits"] as? [String: Any])
         #expect(logits["dtype"] as? String == "F32")
         #expect(logits["shape"] as? [Int] == [2, 24, 512])
     }
@@ -81,7 +82,8 @@ import Testing
         let r = try runColocate(["generate", "--model", try colocateFixtures() + "/llama-tiny", "--prompt-ids", "2,5",
                                  "--max-tokens", "9223372036854775807", "--temperature", "0", "--ignore-eos", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
-        let outputs = (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any])["outputs"] as! [[String: Any]]
+        let reply = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let outputs = try #require(reply["outputs"] as? [[String: Any]])
         #expect((outputs[0]["ids"] as? [Int])?.count == 128 - 2, "prompt + new tokens fill the 128 positions")
         #expect(outputs[0]["finish_reason"] as? String == "length")
     }

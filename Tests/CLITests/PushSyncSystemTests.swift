@@ -63,6 +63,56 @@ import WeightSync
         await c.shutdown()
     }
 
+    @Test("A sync that did not finish leaves the rank refusing to generate until a complete one; every rank reports its weight version")
+    func incompleteSyncRefusesGeneration() async throws {
+        let (c, trainers, llm) = try await setUp(.f32)
+        let prompt: [[Int32]] = [[3, 4, 5]]
+        let params = SamplingParams(maxTokens: 4, temperature: 0)
+        #expect(try await llm.weightVersions() == [0, 0])
+        let destinations = try await llm.collectiveRPC(ExportWeightDestination()).map(\.destination)
+        for t in trainers { _ = try await t.call(AttachWeightDestinations(destinations: destinations)) }
+        for t in trainers { _ = try await t.call(PushWeights()) }
+        #expect(try await llm.weightVersions() == [1, 1])
+
+        // A writer began on rank 1 and never finished: what a trainer that dies mid-push leaves behind.
+        let gate = try WeightWriteGate(opening: try #require(destinations[1].gate))
+        try gate.acquire(.push, timeout: .seconds(5), what: "test")
+        gate.beginWrite()
+        gate.release()
+        await #expect { _ = try await llm.generate(promptTokenIds: prompt, params) } throws: { error in
+            "\(error)".contains("engine rank 1") && "\(error)".contains("incomplete weights")
+        }
+        #expect(try await llm.describe().map(\.weightsComplete) == [true, false])
+        let torn = await #expect(throws: EngineError.self) { try await llm.weightVersions() }
+        #expect(torn?.code == .incompleteWeights)
+
+        // A complete sync makes it whole again; here a pull, which writes under the gate as a push does.
+        _ = try await llm.collectiveRPC(UpdateWeightsFromHandles(exports: try await exports(trainers)))
+        #expect(try await llm.weightVersions() == [2, 2])
+        _ = try await llm.generate(promptTokenIds: prompt, params)
+        await c.shutdown()
+    }
+
+    @Test("A pull waits for the gate as a push does")
+    func pullTakesTheGate() async throws {
+        let (c, trainers, llm) = try await setUp(.f32)
+        let destinations = try await llm.collectiveRPC(ExportWeightDestination()).map(\.destination)
+        let gate = try WeightWriteGate(opening: try #require(destinations[0].gate))
+        // Rank 0 looks busy generating: its pull must wait until the gate is let go.
+        try gate.acquire(.generation, timeout: .seconds(5), what: "test")
+        let exported = try await exports(trainers)
+        let pull = Task {
+            _ = try await llm.collectiveRPC(UpdateWeightsFromHandles(exports: exported))
+            return monotonicNanoseconds()
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let released = monotonicNanoseconds()
+        gate.release()
+        #expect(try await pull.value > released)
+        #expect(try await llm.weightVersions() == [1, 1])
+        await c.shutdown()
+    }
+
     @Test(arguments: [DType.f32, .bf16])
     func pushedWeightsEqualTheTrainersAndMatchAPull(dtype: DType) async throws {
         let (c, trainers, llm) = try await setUp(dtype)
@@ -111,7 +161,7 @@ import WeightSync
         _ = try await trainers[0].call(AttachWeightDestinations(destinations: destinations))
         _ = try await trainers[0].call(PushWeights())
         await llm.shutdown()
-        try await Task.sleep(for: .milliseconds(200))
+        #expect(await system.waitUntil { !destinations[0].exported.handle.ownerIsAlive })
         await #expect { try await trainers[0].call(PushWeights()) } throws: { error in
             "\(error)".contains("engine rank 0") && "\(error)".contains("is gone")
         }

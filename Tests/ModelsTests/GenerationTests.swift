@@ -40,17 +40,46 @@ import Testing
         #expect(abs(Double(out.logprobs[0]) - expected) < 1e-4)
     }
 
+    /// The fixture model with `eos_token_id` set to `eos`: its weights, a config that differs in that.
+    func model(eos: Int32) throws -> LocalModel {
+        let source = URL(fileURLWithPath: try Fixtures.path("llama-tiny"))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("colocate-eos-\(getpid())-\(eos)")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let original = try Data(contentsOf: source.appendingPathComponent("config.json"))
+        var config = try #require(try JSONSerialization.jsonObject(with: original) as? [String: Any])
+        config["eos_token_id"] = Int(eos)
+        try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("config.json"))
+        try FileManager.default.copyItem(at: source.appendingPathComponent("model.safetensors"), to: dir.appendingPathComponent("model.safetensors"))
+        return try LocalModel(directory: dir.path, backend: CPUBackend())
+    }
+
     @Test func stopsAtEOSUnlessIgnored() throws {
+        let greedy = try model().generate(prompts: [[1, 5, 9]], params: SamplingParams(maxTokens: 6, temperature: 0, ignoreEOS: true))[0][0]
+        #expect(greedy.finishReason == .length && greedy.tokenIds.count == 6)
+        // Make the third greedy token the model's EOS: generation stops there (EOS included, as vLLM
+        // returns it)…
+        let eos = greedy.tokenIds[2]
+        let first = greedy.tokenIds.firstIndex(of: eos)!
+        let m = try model(eos: eos)
+        #expect(m.model.config.eosTokenIds == [Int(eos)])
+        let stopped = try m.generate(prompts: [[1, 5, 9]], params: SamplingParams(maxTokens: 6, temperature: 0))[0][0]
+        #expect(stopped.finishReason == .stop)
+        #expect(stopped.tokenIds == Array(greedy.tokenIds[...first]))
+        // …unless EOS is ignored: then it runs to max tokens, through the EOS, with the same tokens.
+        let ignoring = try m.generate(prompts: [[1, 5, 9]], params: SamplingParams(maxTokens: 6, temperature: 0, ignoreEOS: true))[0][0]
+        #expect(ignoring.finishReason == .length)
+        #expect(ignoring.tokenIds == greedy.tokenIds)
+    }
+
+    @Test func stopTokenIdsStopGeneration() throws {
         let m = try model()
-        // Make token 2 (EOS) a stop token via params and ask for many tokens: greedy output of this model
-        // is known not to contain 2, so use the first greedy token as an extra stop id instead.
-        let greedy = try m.generate(prompts: [[1, 5, 9]], params: SamplingParams(maxTokens: 6, temperature: 0))[0][0]
+        let greedy = try m.generate(prompts: [[1, 5, 9]], params: SamplingParams(maxTokens: 6, temperature: 0, ignoreEOS: true))[0][0]
         let stop = greedy.tokenIds[2]
         let stopped = try m.generate(prompts: [[1, 5, 9]], params: SamplingParams(maxTokens: 6, temperature: 0, stopTokenIds: [stop]))[0][0]
         #expect(stopped.finishReason == .stop)
-        #expect(stopped.tokenIds.last == stop)
-        #expect(stopped.tokenIds.count <= 3)
-        #expect(greedy.finishReason == .length)
+        #expect(stopped.tokenIds == Array(greedy.tokenIds[...greedy.tokenIds.firstIndex(of: stop)!]))
     }
 
     @Test func badRequestsAreErrors() throws {

@@ -77,7 +77,7 @@ public final class CUDAAllocator: Sendable {
     private func budgetError(_ requested: Int) -> ComputeError {
         let inUse = bytesInUse
         let origin = memoryUtilization.map { " (memory utilization \($0) × \(formatBytes(device.device.capacity)))" } ?? ""
-        return ComputeError("cannot allocate \(formatBytes(requested)) on \(device.uuid) (cuda:\(device.ordinal)): "
+        return ComputeError(.overBudget, "cannot allocate \(formatBytes(requested)) on \(device.uuid) (cuda:\(device.ordinal)): "
             + "\(formatBytes(inUse)) of the budget of \(formatBytes(budget))\(origin) in use, \(formatBytes(max(0, budget - inUse))) left")
     }
 }
