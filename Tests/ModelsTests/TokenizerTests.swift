@@ -116,8 +116,14 @@ import Models
     @Test func unsupportedComponentsAreRefused() throws {
         let base = #""model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}"#
         let cases: [(String, String)] = [
-            (#"{"normalizer": {"type": "NFC"}, "pre_tokenizer": {"type": "ByteLevel"}, \#(base)}"#, "normalizer NFC"),
-            (#"{"pre_tokenizer": {"type": "Metaspace"}, \#(base)}"#, "pre_tokenizer Metaspace"),
+            (#"{"normalizer": {"type": "Precompiled"}, "pre_tokenizer": {"type": "ByteLevel"}, \#(base)}"#, "normalizer Precompiled"),
+            (#"{"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "BertNormalizer"}]}, \#(base)}"#, "normalizer BertNormalizer"),
+            (#"{"pre_tokenizer": {"type": "BertPreTokenizer"}, \#(base)}"#, "pre_tokenizer BertPreTokenizer"),
+            (#"{"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "UnicodeScripts"}]}, \#(base)}"#, "pre_tokenizer UnicodeScripts"),
+            (#"{"post_processor": {"type": "Unknown"}, \#(base)}"#, "post_processor Unknown"),
+            (#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [], "dropout": 0.1}}"#, "dropout"),
+            (#"{"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(?<=a)b"}, "behavior": "Isolated"}, \#(base)}"#, "lookbehind"),
+            (#"{"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\p{Han}"}, "behavior": "Isolated"}, \#(base)}"#, "Han"),
             (#"{"pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "WordPiece"}, \#(base)}"#, "decoder WordPiece"),
             (#"{"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "Unigram", "vocab": []}}"#, "model type Unigram"),
         ]
