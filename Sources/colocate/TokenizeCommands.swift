@@ -17,15 +17,12 @@ struct TokenizerOption: ParsableArguments {
     @Option(name: .long, help: "Path to a tokenizer.json, or a directory containing one.")
     var tokenizer: String?
 
-    func validate() throws {
-        if (model == nil) == (tokenizer == nil) {
-            throw ValidationError("give exactly one of --model DIR or --tokenizer PATH")
-        }
-    }
-
     func load() throws -> Tokenizer {
-        if let model { return try Tokenizer(modelDirectory: model) }
-        return try Tokenizer(path: tokenizer!)
+        switch (model, tokenizer) {
+        case (let model?, nil): return try Tokenizer(modelDirectory: model)
+        case (nil, let tokenizer?): return try Tokenizer(path: tokenizer)
+        default: throw CommandFailure("give exactly one of --model DIR or --tokenizer PATH")
+        }
     }
 }
 

@@ -39,7 +39,8 @@ import Models
         #expect(cases.count >= 20)
         for c in cases {
             #expect(tokenizer.encode(c.text) == c.ids, "\(family) encode \(c.text.debugDescription)")
-            #expect(try tokenizer.decode(c.ids) == c.decoded, "\(family) decode \(c.ids)")
+            // Scalars, not String ==, which would call NFC and NFD text equal.
+            #expect(Array(try tokenizer.decode(c.ids).unicodeScalars) == Array(c.decoded.unicodeScalars), "\(family) decode \(c.ids)")
         }
     }
 
@@ -115,5 +116,51 @@ import Models
             let decoded = try tokenizer.decode(ids)
             #expect(decoded == text, "\(family) \(text.debugDescription)")
         }
+    }
+
+    /// `skip_special_tokens`: Hugging Face drops every special added token, which in the
+    /// SentencePiece-style file includes the `<0xNN>` byte tokens (so "Hello" loses its "H").
+    @Test func skipSpecialTokensMatchesHuggingFace() throws {
+        for family in ["qwen2-style", "llama3-style"] {
+            let tokenizer = try Self.load(family)
+            for c in try Self.golden(family) {
+                let expected = c.decoded.hasPrefix("<|begin_of_text|>") ? String(c.decoded.dropFirst("<|begin_of_text|>".count)) : c.decoded
+                #expect(Array(try tokenizer.decode(c.ids, skipSpecialTokens: true).unicodeScalars) == Array(expected.unicodeScalars))
+            }
+        }
+        let sp = try Self.load("sp-style")
+        let expected = [
+            "ello world",
+            "DON'T stop, we'll ",
+            "123456 and 3.14159",
+            "ete (decomposed)",
+            "café naïve",
+            "line1\r\nline2\n\n\nline3",
+            "   leading spaces",
+            "trailing spaces   ",
+            "\ttab\tseparated",
+            "日本語のテキスト 中文字符",
+            "emoi  mixed",
+            "x=1+2*3 def f(a, b):\n\treturn a",
+            "ﬁne ①② Ünïcödé",
+            "",
+            " ",
+            "  ",
+            "12345 engine   indented The x=1+2*3 12345",
+            "x=1+2*3 日本語のテキスト step naïve 2026-12-02 I'M def f(a, b):",
+            "def f(a, b): ①② answer DON'T x=1+2*3",
+            "x=1+2*3   indented 12345 answer DON'T we'll line\r\nbreak DON'T",
+            "ﬁne I'M def f(a, b):",
+            "def f(a, b):   indented \treturn café x=1+2*3 \treturn x=1+2*3 12345",
+            "URL:https://a.b/c?d=e 中文字符 colocate question answer step line\r\nbreak The",
+            "question URL:https://a.b/c?d=e 3.14159 ﬁne colocate 日本語のテキスト naïve The café",
+        ]
+        let cases = try Self.golden("sp-style")
+        #expect(cases.count == expected.count)
+        for (c, text) in zip(cases, expected) {
+            #expect(Array(try sp.decode(c.ids, skipSpecialTokens: true).unicodeScalars) == Array(text.unicodeScalars), "\(c.ids)")
+        }
+        // The chat prompt decodes with "<s> " as Hugging Face's Metaspace-style decoder gives it.
+        #expect(try sp.decode(sp.encode("<s>[INST] What is 2+3? [/INST]", addSpecialTokens: false)) == "<s> [INST] What is 2+3? [/INST]")
     }
 }
