@@ -37,6 +37,8 @@ final class BPEModel: Sendable {
     private let byteCache = Mutex<[[UInt8]: [Int32]]>([:])
     private let stringCache = Mutex<[String: [Int32]]>([:])
     private static let cacheLimit = 10_000
+    /// Longer words are not cached (as Hugging Face): a whole SentencePiece-style text is one word.
+    private static let cacheMaxWordBytes = 256
 
     init(json model: JSONValue) throws(TokenizerError) {
         if let dropout = model["dropout"], !dropout.isNull, dropout.doubleValue != 0 {
@@ -149,7 +151,8 @@ final class BPEModel: Sendable {
             out.append(byteIds[Int(word[0])])
             return
         }
-        if let hit = byteCache.withLock({ $0[word] }) {
+        let cacheable = word.count < Self.cacheMaxWordBytes
+        if cacheable, let hit = byteCache.withLock({ $0[word] }) {
             out += hit
             return
         }
@@ -160,9 +163,11 @@ final class BPEModel: Sendable {
             ids = word.map { byteIds[Int($0)] }
             merge(&ids)
         }
-        byteCache.withLock { cache in
-            if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
-            cache[word] = ids
+        if cacheable {
+            byteCache.withLock { cache in
+                if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
+                cache[word] = ids
+            }
         }
         out += ids
     }
@@ -170,7 +175,8 @@ final class BPEModel: Sendable {
     /// The ids of one word.
     func encode(word: String, into out: inout [Int32]) {
         guard !word.isEmpty else { return }
-        if let hit = stringCache.withLock({ $0[word] }) {
+        let cacheable = word.utf8.count < Self.cacheMaxWordBytes
+        if cacheable, let hit = stringCache.withLock({ $0[word] }) {
             out += hit
             return
         }
@@ -181,9 +187,11 @@ final class BPEModel: Sendable {
             ids = initialSymbols(word)
             merge(&ids)
         }
-        stringCache.withLock { cache in
-            if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
-            cache[word] = ids
+        if cacheable {
+            stringCache.withLock { cache in
+                if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
+                cache[word] = ids
+            }
         }
         out += ids
     }
