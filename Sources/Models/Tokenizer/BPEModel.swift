@@ -18,8 +18,8 @@ final class BPEModel: Sendable {
     let vocabulary: [String: Int32]
     /// The merges by rank, as written in the file.
     let mergeList: [(String, String)]
-    /// (left id, right id) packed into 64 bits → rank and merged id.
-    let merges: [UInt64: Merge]
+    /// (left id, right id) → rank and merged id.
+    let merges: MergeTable
     /// Token id of each byte's byte-level character; nil unless all 256 are in the vocabulary and no
     /// prefix or suffix changes the first symbols.
     let byteIds: [Int32]?
@@ -105,7 +105,7 @@ final class BPEModel: Sendable {
             table[Self.key(l, r)] = Merge(rank: Int32(rank), result: result)
         }
         self.mergeList = mergeList
-        self.merges = table
+        self.merges = MergeTable(table)
 
         var scalarIds: [UInt32: Int32] = [:]
         for (token, id) in vocabulary {
@@ -138,7 +138,7 @@ final class BPEModel: Sendable {
     }
 
     @inline(__always) static func key(_ a: Int32, _ b: Int32) -> UInt64 {
-        UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
+        MergeTable.key(a, b)
     }
 
     /// The ids of one ByteLevel word (its UTF-8 bytes, standing for their byte-level characters).
@@ -268,6 +268,49 @@ final class BPEModel: Sendable {
             i = next[i]
         }
         ids = result
+    }
+}
+
+/// The merges as an open-addressing hash table with a multiplicative hash: the merge loop looks up
+/// every adjacent pair, and the standard dictionary's seeded SipHash dominated it.
+struct MergeTable: Sendable {
+    private let keys: [UInt64]
+    private let values: [BPEModel.Merge]
+    private let mask: Int
+    private let shift: UInt64
+    /// Ids are below 2^24, so no key is all ones.
+    private static let empty = UInt64.max
+
+    @inline(__always) static func key(_ a: Int32, _ b: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
+    }
+
+    init(_ merges: [UInt64: BPEModel.Merge]) {
+        var capacity = 16
+        while capacity < merges.count * 2 { capacity <<= 1 }
+        var keys = [UInt64](repeating: Self.empty, count: capacity)
+        var values = [BPEModel.Merge](repeating: BPEModel.Merge(rank: 0, result: 0), count: capacity)
+        let bits = UInt64(capacity.trailingZeroBitCount)
+        shift = 64 - bits
+        mask = capacity - 1
+        for (k, v) in merges {
+            var slot = Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> shift)
+            while keys[slot] != Self.empty { slot = (slot + 1) & mask }
+            keys[slot] = k
+            values[slot] = v
+        }
+        self.keys = keys
+        self.values = values
+    }
+
+    @inline(__always) subscript(key: UInt64) -> BPEModel.Merge? {
+        var slot = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        while true {
+            let k = keys[slot]
+            if k == key { return values[slot] }
+            if k == Self.empty { return nil }
+            slot = (slot + 1) & mask
+        }
     }
 }
 

@@ -27,9 +27,7 @@ enum ByteLevel {
 
     /// A byte string in the byte-level alphabet (`"Ġhello"` for `" hello"`).
     static func encode<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {
-        var s = String.UnicodeScalarView()
-        for b in bytes { s.append(byteToScalar[Int(b)]) }
-        return String(s)
+        String(scalars: bytes.map { byteToScalar[Int($0)] })
     }
 
     /// The bytes a token stands for, or nil when it has a character outside the byte-level alphabet

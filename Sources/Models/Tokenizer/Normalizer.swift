@@ -51,17 +51,38 @@ indirect enum Normalizer: Sendable {
 
         /// `text` with every match replaced by `content`.
         func replacingMatches(in text: String, with content: String) -> String {
-            if case .string(let s) = self, !s.isEmpty, !text.contains(s) { return text }
+            if case .string(let literal) = self {
+                // On UTF-8 directly: a valid needle only matches a valid haystack at scalar boundaries.
+                let needle = Array(literal.utf8)
+                guard let first = needle.first else { return text }
+                let haystack = Array(text.utf8)
+                let replacement = Array(content.utf8)
+                var out: [UInt8] = []
+                out.reserveCapacity(haystack.count + haystack.count / 4)
+                var i = 0
+                while i < haystack.count {
+                    if haystack[i] == first && i + needle.count <= haystack.count
+                        && (needle.count == 1 || haystack[i..<(i + needle.count)].elementsEqual(needle)) {
+                        out += replacement
+                        i += needle.count
+                    } else {
+                        out.append(haystack[i])
+                        i += 1
+                    }
+                }
+                return String(decoding: out, as: UTF8.self)
+            }
             let scalars = Array(text.unicodeScalars)
-            var out = String.UnicodeScalarView()
+            var out: [Unicode.Scalar] = []
+            out.reserveCapacity(scalars.count)
             var last = 0
             for m in matches(in: scalars, bounds: 0..<scalars.count) {
-                out.append(contentsOf: scalars[last..<m.lowerBound])
-                out.append(contentsOf: content.unicodeScalars)
+                out += scalars[last..<m.lowerBound]
+                out += content.unicodeScalars
                 last = m.upperBound
             }
-            out.append(contentsOf: scalars[last...])
-            return String(out)
+            out += scalars[last...]
+            return String(scalars: out)
         }
     }
 
@@ -108,15 +129,16 @@ indirect enum Normalizer: Sendable {
             return text.decomposedStringWithCompatibilityMapping
         case .lowercase:
             // Per character, as Rust's `char::to_lowercase` (no context-dependent final sigma).
-            var out = String.UnicodeScalarView()
+            var out: [Unicode.Scalar] = []
+            out.reserveCapacity(text.utf8.count)
             for s in text.unicodeScalars {
                 if s.value < 0x80 {
                     out.append((0x41...0x5A).contains(s.value) ? Unicode.Scalar(s.value + 32)! : s)
                 } else {
-                    out.append(contentsOf: s.properties.lowercaseMapping.unicodeScalars)
+                    out += s.properties.lowercaseMapping.unicodeScalars
                 }
             }
-            return String(out)
+            return String(scalars: out)
         case .prepend(let p):
             return text.isEmpty ? text : p + text
         case .replace(let pattern, let content):

@@ -89,13 +89,11 @@ indirect enum TokenDecoder: Sendable {
                 var upper = chars.count
                 var k = 0
                 while k < stop && upper > lower && chars[upper - 1] == content { upper -= 1; k += 1 }
-                var s = String.UnicodeScalarView()
-                s.append(contentsOf: chars[lower..<upper])
-                return String(s)
+                return String(scalars: chars[lower..<upper])
             }
         case .metaspace(let replacement, let scheme):
             return tokens.enumerated().map { i, token in
-                var s = String.UnicodeScalarView()
+                var s: [Unicode.Scalar] = []
                 for c in token.unicodeScalars {
                     if c == replacement {
                         if i == 0 && scheme != .never { continue }  // (every one in the first token, as Hugging Face)
@@ -104,7 +102,7 @@ indirect enum TokenDecoder: Sendable {
                         s.append(c)
                     }
                 }
-                return String(s)
+                return String(scalars: s)
             }
         case .sequence(let list):
             var t = tokens

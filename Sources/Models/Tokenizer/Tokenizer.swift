@@ -273,9 +273,7 @@ public final class Tokenizer: Sendable {
             }
         } else {
             for r in pieces.ranges {
-                var s = String.UnicodeScalarView()
-                s.append(contentsOf: pieces.scalars[r])
-                model.encode(word: String(s), into: &ids)
+                model.encode(word: String(scalars: pieces.scalars[r]), into: &ids)
             }
         }
     }

@@ -115,3 +115,28 @@ enum UnicodeClasses {
         return (single(upper.properties.lowercaseMapping) ?? single(s.properties.lowercaseMapping) ?? s).value
     }
 }
+
+extension String {
+    /// A string of `scalars`, written as UTF-8 directly (appending to a `UnicodeScalarView` one by one
+    /// is several times slower).
+    init<C: Collection<Unicode.Scalar>>(scalars: C) {
+        self.init(unsafeUninitializedCapacity: scalars.count * 4) { buffer in
+            var n = 0
+            for s in scalars {
+                let v = s.value
+                if v < 0x80 {
+                    buffer[n] = UInt8(v); n += 1
+                } else if v < 0x800 {
+                    buffer[n] = UInt8(0xC0 | (v >> 6)); buffer[n + 1] = UInt8(0x80 | (v & 0x3F)); n += 2
+                } else if v < 0x10000 {
+                    buffer[n] = UInt8(0xE0 | (v >> 12)); buffer[n + 1] = UInt8(0x80 | ((v >> 6) & 0x3F))
+                    buffer[n + 2] = UInt8(0x80 | (v & 0x3F)); n += 3
+                } else {
+                    buffer[n] = UInt8(0xF0 | (v >> 18)); buffer[n + 1] = UInt8(0x80 | ((v >> 12) & 0x3F))
+                    buffer[n + 2] = UInt8(0x80 | ((v >> 6) & 0x3F)); buffer[n + 3] = UInt8(0x80 | (v & 0x3F)); n += 4
+                }
+            }
+            return n
+        }
+    }
+}
