@@ -111,11 +111,10 @@ enum ScalarClass {
             if v == 0x20 || (0x09...0x0D).contains(v) { return .whitespace }
             return .other
         }
-        if s.properties.isWhitespace { return .whitespace }
-        switch s.properties.generalCategory {
-        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter
-        case .decimalNumber, .letterNumber, .otherNumber: return .number
-        default: return .other
-        }
+        let bits = UnicodeClasses.of(s)
+        if bits & UnicodeClasses.whiteSpace != 0 { return .whitespace }
+        if bits & UnicodeClasses.letter != 0 { return .letter }
+        if bits & UnicodeClasses.number != 0 { return .number }
+        return .other
     }
 }

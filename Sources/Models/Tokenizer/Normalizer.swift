@@ -29,7 +29,7 @@ indirect enum Normalizer: Sendable {
         func matches(in text: [Unicode.Scalar], bounds: Range<Int>) -> [Range<Int>] {
             switch self {
             case .regex(let r):
-                if let known = KnownSplitPattern(pattern: r.pattern) { return known.matches(in: text, bounds: bounds) }
+                if let known = r.known { return known.matches(in: text, bounds: bounds) }
                 return r.matches(in: text, bounds: bounds)
             case .string(let s):
                 let needle = Array(s.unicodeScalars)

@@ -36,7 +36,12 @@ enum KnownSplitPattern: Sendable {
         let n = bounds.upperBound
         var out: [Range<Int>] = []
         out.reserveCapacity((n - bounds.lowerBound) / 3)
-        @inline(__always) func bits(_ k: Int) -> UInt32 { k < n ? UnicodeClasses.of(s[k]) : 0 }
+        let table = UnicodeClasses.bmp
+        @inline(__always) func bits(_ k: Int) -> UInt32 {
+            guard k < n else { return 0 }
+            let v = s[k].value
+            return v < 0x10000 ? table[Int(v)] : UnicodeClasses.compute(s[k])
+        }
         @inline(__always) func isNewline(_ k: Int) -> Bool { s[k] == "\r" || s[k] == "\n" }
         /// `(?i)` comparison with an ASCII lowercase letter: its uppercase, and `ſ` for s.
         @inline(__always) func folds(_ k: Int, _ lower: UInt32) -> Bool {

@@ -10,10 +10,13 @@
 /// hand-written matcher (`SplitPatterns`); this engine is the general fallback and their reference.
 struct TokenRegex: Sendable {
     let pattern: String
+    /// The hand-written matcher of this pattern, when it is one of the well-known ones.
+    let known: KnownSplitPattern?
     fileprivate let program: Program
 
     init(_ pattern: String) throws(TokenizerError) {
         self.pattern = pattern
+        known = KnownSplitPattern(pattern: pattern)
         var parser = Parser(Array(pattern.unicodeScalars))
         let node: Node
         do {

@@ -25,7 +25,9 @@ enum UnicodeClasses {
     /// Oniguruma's `\w`: letters, marks, decimal digits and connector punctuation.
     static let word = letter | mark | nd | pc
 
-    private static let bmp: [UInt32] = (0..<0x10000).map { v in
+    /// The masks of the Basic Multilingual Plane; hot loops take a local copy of the reference, since
+    /// every access to a static goes through a lazy-initialization check.
+    static let bmp: [UInt32] = (0..<0x10000).map { v in
         guard let s = Unicode.Scalar(UInt32(v)) else { return cs }  // surrogates
         return compute(s)
     }
