@@ -2,7 +2,7 @@ import Compute
 import Foundation
 import Testing
 
-import Models
+@testable import Models
 
 /// The Qwen2, Llama-3 and SentencePiece-style (Llama-2/Mistral) tokenizers against Hugging Face
 /// tokenizers' own output: every golden case's ids and decoded text exactly.
@@ -94,15 +94,23 @@ import Models
         #expect(try sp.decode(ids, skipSpecialTokens: true) == "hi there x")
     }
 
-    /// Llama-3's `ignore_merges`: a word in the vocabulary is one token even where merges would split it.
-    @Test func ignoreMergesKeepsVocabularyWords() throws {
-        let llama = try Self.load("llama3-style")
-        for (token, id) in llama.vocabulary where token.unicodeScalars.count > 1 && !token.contains("Ġ") && !token.contains("Ċ") {
-            let text = try llama.decode([id])
-            // Only words the split pattern keeps whole.
-            guard text.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic }) else { continue }
-            #expect(llama.encode(text, addSpecialTokens: false) == [id], "\(token)")
-        }
+    /// Llama-3's `ignore_merges`: a word in the vocabulary is one token even where the merges would
+    /// give others (ids from Hugging Face tokenizers).
+    @Test(arguments: [(true, [4, 5, 2, 3, 5, 3, 2, 3, 2] as [Int32]), (false, [3, 2, 5, 2, 3, 5, 3, 2, 3, 2])])
+    func ignoreMergesKeepsVocabularyWords(ignoreMerges: Bool, expected: [Int32]) throws {
+        let json = #"{"added_tokens": [], "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}, "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "ignore_merges": \#(ignoreMerges), "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4, "Ġ": 5}, "merges": ["a b"]}}"#
+        let tokenizer = try Tokenizer(json: Data(json.utf8))
+        #expect(tokenizer.encode("abc cab abcabc") == expected)
+        #expect(try tokenizer.decode(expected) == "abc cab abcabc")
+
+        // The same with all 256 byte characters in the vocabulary (the byte-table path): ids 0..<256 in
+        // byte order, then "ab" 256 and "abc" 257.
+        var vocab = ByteLevel.byteToScalar.enumerated().map { "\(String($0.element).debugDescription): \($0.offset)" }
+        vocab += [#""ab": 256"#, #""abc": 257"#]
+        let full = #"{"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}, "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "ignore_merges": \#(ignoreMerges), "vocab": {\#(vocab.joined(separator: ", "))}, "merges": ["a b"]}}"#
+        let byteTable = try Tokenizer(json: Data(full.utf8))
+        let map: [Int32: Int32] = [0: 97, 1: 98, 2: 99, 3: 256, 4: 257, 5: 32]
+        #expect(byteTable.encode("abc cab abcabc") == expected.map { map[$0]! })
     }
 
     @Test(arguments: families)
