@@ -105,7 +105,8 @@ import Testing
 
         // The same with all 256 byte characters in the vocabulary (the byte-table path): ids 0..<256 in
         // byte order, then "ab" 256 and "abc" 257.
-        var vocab = ByteLevel.byteToScalar.enumerated().map { "\(String($0.element).debugDescription): \($0.offset)" }
+        func quoted(_ s: Unicode.Scalar) -> String { s == "\\" || s == "\"" ? "\"\\\(s)\"" : "\"\(s)\"" }
+        var vocab = ByteLevel.byteToScalar.enumerated().map { "\(quoted($0.element)): \($0.offset)" }
         vocab += [#""ab": 256"#, #""abc": 257"#]
         let full = #"{"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}, "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "ignore_merges": \#(ignoreMerges), "vocab": {\#(vocab.joined(separator: ", "))}, "merges": ["a b"]}}"#
         let byteTable = try Tokenizer(json: Data(full.utf8))
