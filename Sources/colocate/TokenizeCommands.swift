@@ -8,25 +8,28 @@ struct CommandFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// `--tokenizer` accepts a `tokenizer.json` or a model directory holding one.
+/// Where the tokenizer comes from: `--model DIR` (a model directory) or `--tokenizer PATH` (a
+/// `tokenizer.json`, or a directory holding one). `tokenizer_config.json` beside it is applied.
 struct TokenizerOption: ParsableArguments {
-    @Option(name: .long, help: "Path to a tokenizer.json, or a model directory containing one.")
-    var tokenizer: String
+    @Option(name: .long, help: "A model directory containing tokenizer.json (and tokenizer_config.json).")
+    var model: String?
+
+    @Option(name: .long, help: "Path to a tokenizer.json, or a directory containing one.")
+    var tokenizer: String?
 
     func load() throws -> Tokenizer {
-        var path = tokenizer
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            path += "/tokenizer.json"
+        switch (model, tokenizer) {
+        case (let model?, nil): return try Tokenizer(modelDirectory: model)
+        case (nil, let tokenizer?): return try Tokenizer(path: tokenizer)
+        default: throw CommandFailure("give exactly one of --model DIR or --tokenizer PATH")
         }
-        return try Tokenizer(path: path)
     }
 }
 
 /// `colocate tokenize`: text → token ids.
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Encode text into token ids with a Hugging Face tokenizer.json (byte-level BPE).")
+        abstract: "Encode text into token ids with a Hugging Face tokenizer.json (BPE: GPT-2, Qwen2, Llama-3, Llama-2/Mistral).")
 
     @OptionGroup var options: TokenizerOption
 
@@ -36,8 +39,11 @@ struct Tokenize: ParsableCommand {
     @Flag(name: .long, help: "Print {\"ids\":[...]} instead of comma-separated ids.")
     var json = false
 
+    @Flag(name: .long, help: "Leave out the special tokens the post-processor adds (such as BOS).")
+    var noSpecialTokens = false
+
     func run() throws {
-        let ids = try options.load().encode(text)
+        let ids = try options.load().encode(text, addSpecialTokens: !noSpecialTokens)
         let list = ids.map(String.init).joined(separator: ",")
         print(json ? "{\"ids\":[\(list)]}" : list)
     }
@@ -46,7 +52,7 @@ struct Tokenize: ParsableCommand {
 /// `colocate detokenize`: token ids → text.
 struct Detokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Decode token ids into text with a Hugging Face tokenizer.json (byte-level BPE).")
+        abstract: "Decode token ids into text with a Hugging Face tokenizer.json.")
 
     @OptionGroup var options: TokenizerOption
 

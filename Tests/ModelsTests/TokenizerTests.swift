@@ -116,8 +116,14 @@ import Models
     @Test func unsupportedComponentsAreRefused() throws {
         let base = #""model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}"#
         let cases: [(String, String)] = [
-            (#"{"normalizer": {"type": "NFC"}, "pre_tokenizer": {"type": "ByteLevel"}, \#(base)}"#, "normalizer NFC"),
-            (#"{"pre_tokenizer": {"type": "Metaspace"}, \#(base)}"#, "pre_tokenizer Metaspace"),
+            (#"{"normalizer": {"type": "Precompiled"}, "pre_tokenizer": {"type": "ByteLevel"}, \#(base)}"#, "normalizer Precompiled"),
+            (#"{"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "BertNormalizer"}]}, \#(base)}"#, "normalizer BertNormalizer"),
+            (#"{"pre_tokenizer": {"type": "BertPreTokenizer"}, \#(base)}"#, "pre_tokenizer BertPreTokenizer"),
+            (#"{"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "UnicodeScripts"}]}, \#(base)}"#, "pre_tokenizer UnicodeScripts"),
+            (#"{"post_processor": {"type": "Unknown"}, \#(base)}"#, "post_processor Unknown"),
+            (#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [], "dropout": 0.1}}"#, "dropout"),
+            (#"{"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(?<=a)b"}, "behavior": "Isolated"}, \#(base)}"#, "lookbehind"),
+            (#"{"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\p{Han}"}, "behavior": "Isolated"}, \#(base)}"#, "Han"),
             (#"{"pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "WordPiece"}, \#(base)}"#, "decoder WordPiece"),
             (#"{"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "Unigram", "vocab": []}}"#, "model type Unigram"),
         ]
@@ -150,5 +156,85 @@ import Models
         // A long word merges in O(n log n) and round-trips.
         let long = String(repeating: "training", count: 5000)
         #expect(try plain.decode(plain.encode(long)) == long)
+    }
+}
+
+/// Files a user can get wrong, and `tokenizer_config.json`.
+@Suite struct TokenizerLoadingTests {
+    static let vocab = #"{"a": 0, "b": 1, "ab": 2}"#
+
+    static func json(vocab: String = vocab, added: String = "[]", post: String = "null") -> Data {
+        Data(#"{"added_tokens": \#(added), "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}, "post_processor": \#(post), "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": \#(vocab), "merges": ["a b"]}}"#.utf8)
+    }
+
+    @Test func anAbsurdAddedTokenIdIsRefused() throws {
+        let added = #"[{"id": 1000000000, "content": "<huge>", "special": true}]"#
+        #expect { try Tokenizer(json: Self.json(added: added)) } throws: {
+            ($0 as? TokenizerError)?.kind == .invalidFile && "\($0)".contains("1000000000") && "\($0)".contains("<huge>")
+        }
+        // A sparse but allowed id does not size a table by it, and decodes.
+        let sparse = try Tokenizer(json: Self.json(added: #"[{"id": 16000000, "content": "<far>", "special": true}]"#))
+        #expect(sparse.vocabSize == 16_000_001)
+        #expect(try sparse.decode([16_000_000, 2]) == "<far>ab")
+        #expect(sparse.encode("ab<far>") == [2, 16_000_000])
+        #expect { try sparse.decode([15_999_999]) } throws: { "\($0)".contains("has no token") }
+    }
+
+    @Test func emptyVocabulariesAndDuplicateIdsAreRefused() throws {
+        #expect { try Tokenizer(json: Self.json(vocab: "{}")) } throws: { "\($0)".contains("vocab is empty") }
+        #expect { try Tokenizer(json: Self.json(vocab: #"{"a": 0, "b": 0, "ab": 2}"#)) } throws: {
+            ($0 as? TokenizerError)?.kind == .invalidFile && "\($0)".contains("id 0 to both")
+        }
+        #expect { try Tokenizer(json: Self.json(vocab: #"{"a": 0, "b": 1, "ab": -2}"#)) } throws: { "\($0)".contains("\"ab\"") }
+        let clash = #"[{"id": 5, "content": "<x>"}, {"id": 5, "content": "<y>"}]"#
+        #expect { try Tokenizer(json: Self.json(added: clash)) } throws: { "\($0)".contains("id 5 to both") }
+    }
+
+    @Test func aFIFOIsRefusedWithoutOpeningIt() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("tokenizer.json")
+        #expect(mkfifo(path, 0o600) == 0)
+        // Opening a FIFO with no writer would block forever; the check comes first.
+        #expect { try Tokenizer(path: path) } throws: {
+            ($0 as? TokenizerError)?.kind == .io && "\($0)".contains("not a regular file")
+        }
+        #expect { try Tokenizer(modelDirectory: dir.path) } throws: { "\($0)".contains("not a regular file") }
+    }
+
+    @Test func configTokensTemplatesAndAddBos() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try Self.json(added: #"[{"id": 3, "content": "<s>", "special": true}, {"id": 4, "content": "</s>", "special": true}]"#,
+                      post: #"{"type": "ByteLevel"}"#).write(to: URL(fileURLWithPath: dir.file("tokenizer.json")))
+        let config = #"""
+            {"bos_token": {"__type": "AddedToken", "content": "<s>", "lstrip": false}, "eos_token": "</s>",
+             "add_bos_token": true, "add_eos_token": true,
+             "chat_template": [{"name": "default", "template": "D"}, {"name": "tool_use", "template": "T"}]}
+            """#
+        try Data(config.utf8).write(to: URL(fileURLWithPath: dir.file("tokenizer_config.json")))
+        let tokenizer = try Tokenizer(modelDirectory: dir.path)
+        #expect(tokenizer.config?.bosToken == "<s>")
+        #expect(tokenizer.bosTokenId == 3 && tokenizer.eosTokenId == 4)
+        #expect(tokenizer.config?.chatTemplate == "D")
+        #expect(tokenizer.config?.chatTemplate(named: "tool_use") == "T")
+        // The ByteLevel post-processor adds nothing, so add_bos_token / add_eos_token apply.
+        #expect(tokenizer.encode("ab") == [3, 2, 4])
+        #expect(tokenizer.encode("ab", addSpecialTokens: false) == [2])
+        // A chat_template.jinja beside the config replaces its default template.
+        try Data("{{ bos_token }}J".utf8).write(to: URL(fileURLWithPath: dir.file("chat_template.jinja")))
+        let withFile = try Tokenizer(path: dir.file("tokenizer.json"))
+        #expect(withFile.config?.chatTemplate == "{{ bos_token }}J")
+        #expect(withFile.config?.chatTemplate(named: "tool_use") == "T")
+
+        // A post-processor that adds tokens wins over add_bos_token.
+        try Self.json(added: #"[{"id": 3, "content": "<s>", "special": true}, {"id": 4, "content": "</s>", "special": true}]"#,
+                      post: #"{"type": "RobertaProcessing", "cls": ["<s>", 3], "sep": ["</s>", 4]}"#).write(to: URL(fileURLWithPath: dir.file("tokenizer.json")))
+        #expect(try Tokenizer(modelDirectory: dir.path).encode("ab") == [3, 2, 4])
+        try Data(#"{"add_bos_token": true, "bos_token": "<nope>"}"#.utf8).write(to: URL(fileURLWithPath: dir.file("tokenizer_config.json")))
+        try Self.json(post: #"{"type": "ByteLevel"}"#).write(to: URL(fileURLWithPath: dir.file("tokenizer.json")))
+        #expect { try Tokenizer(modelDirectory: dir.path) } throws: { "\($0)".contains("<nope>") }
+        try Data(#"{"chat_template": 7}"#.utf8).write(to: URL(fileURLWithPath: dir.file("tokenizer_config.json")))
+        #expect { try Tokenizer(modelDirectory: dir.path) } throws: { "\($0)".contains("chat_template") }
     }
 }

@@ -27,9 +27,7 @@ enum ByteLevel {
 
     /// A byte string in the byte-level alphabet (`"Ġhello"` for `" hello"`).
     static func encode<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {
-        var s = String.UnicodeScalarView()
-        for b in bytes { s.append(byteToScalar[Int(b)]) }
-        return String(s)
+        String(scalars: bytes.map { byteToScalar[Int($0)] })
     }
 
     /// The bytes a token stands for, or nil when it has a character outside the byte-level alphabet
@@ -113,11 +111,10 @@ enum ScalarClass {
             if v == 0x20 || (0x09...0x0D).contains(v) { return .whitespace }
             return .other
         }
-        if s.properties.isWhitespace { return .whitespace }
-        switch s.properties.generalCategory {
-        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter
-        case .decimalNumber, .letterNumber, .otherNumber: return .number
-        default: return .other
-        }
+        let bits = UnicodeClasses.of(s)
+        if bits & UnicodeClasses.whiteSpace != 0 { return .whitespace }
+        if bits & UnicodeClasses.letter != 0 { return .letter }
+        if bits & UnicodeClasses.number != 0 { return .number }
+        return .other
     }
 }

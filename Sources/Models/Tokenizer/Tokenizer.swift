@@ -1,11 +1,14 @@
 import Foundation
 
-/// A Hugging Face `tokenizer.json` of the byte-level BPE family (GPT-2, OPT, RoBERTa and the tokenizers
-/// `colocate init-model` writes): added tokens, the ByteLevel pre-tokenizer with GPT-2's split pattern,
-/// a BPE model and the ByteLevel decoder. Other components are refused with a clear error rather than
-/// tokenizing differently from Hugging Face.
+/// A Hugging Face `tokenizer.json` with a BPE model, run as Hugging Face tokenizers runs it: added
+/// tokens are found in the raw text (non-normalized ones) or in the normalized text (normalized ones);
+/// the text between them is normalized, pre-tokenized and encoded by BPE; the post-processor adds
+/// special tokens; `decode` maps ids to tokens and runs the decoder. This covers GPT-2/OPT, Qwen2,
+/// Llama-3 and the SentencePiece-style BPE of Llama-2/Mistral. Components it does not implement are
+/// refused by name rather than tokenizing differently from Hugging Face.
 ///
-/// `encode` adds no special tokens (the ByteLevel post-processor adds none).
+/// `tokenizer_config.json` beside the file, when present, gives the BOS/EOS tokens, `add_bos_token` /
+/// `add_eos_token` (used where the post-processor adds no token) and the chat template.
 public final class Tokenizer: Sendable {
     /// An entry of `added_tokens`: matched in the raw text before anything else.
     public struct AddedToken: Sendable, Hashable {
@@ -31,6 +34,9 @@ public final class Tokenizer: Sendable {
         }
     }
 
+    /// Ids above this are refused: no real vocabulary comes close, and a table of them would not fit.
+    public static let maxTokenId = 1 << 24
+
     /// The BPE vocabulary (token → id), without added tokens that are not in it.
     public let vocabulary: [String: Int32]
     /// The merges, by rank.
@@ -42,33 +48,68 @@ public final class Tokenizer: Sendable {
     public let addPrefixSpace: Bool
     /// ByteLevel `use_regex`: split with GPT-2's pattern (else each text segment is one word).
     public let useRegex: Bool
+    /// `tokenizer_config.json`, when one was loaded.
+    public let config: TokenizerConfig?
 
-    private let idToToken: [String?]
+    let normalizer: Normalizer?
+    let preTokenizer: PreTokenizer?
+    let postProcessor: PostProcessor?
+    let decoder: TokenDecoder?
+    let model: BPEModel
+    private let tokens: TokenTable
     private let specialIds: Set<Int32>
     private let addedByContent: [String: AddedToken]
-    /// Added tokens by the first byte of their content, longest first.
-    private let addedByFirstByte: [UInt8: [(bytes: [UInt8], token: AddedToken)]]
-    private let bpe: BPEModel
+    private let rawAddedTokens: AddedTokenMatcher
+    private let normalizedAddedTokens: AddedTokenMatcher
+    /// Special tokens from `add_bos_token` / `add_eos_token`, where no post-processor adds any.
+    private let configPrefix: [Int32]
+    private let configSuffix: [Int32]
 
+    /// Loads a `tokenizer.json`, or the one in a model directory, with the `tokenizer_config.json`
+    /// (and `chat_template.jinja`) beside it when there is one.
     public convenience init(path: String) throws(TokenizerError) {
-        let bytes: [UInt8]
+        var file = path
+        var directory = (path as NSString).deletingLastPathComponent
+        if FileIO.isDirectory(path) {
+            directory = path
+            file = path + "/tokenizer.json"
+        }
+        if directory.isEmpty { directory = "." }
+        let bytes = try Self.readRegularFile(file)
+        let config = try TokenizerConfig.load(directory: directory)
         do {
-            bytes = try FileIO.readFile(path)
+            try self.init(json: bytes, config: config)
+        } catch {
+            throw TokenizerError(error.kind, "\(file): \(error.message)")
+        }
+    }
+
+    /// Loads the tokenizer of a model directory (`tokenizer.json`, `tokenizer_config.json`).
+    public convenience init(modelDirectory: String) throws(TokenizerError) {
+        guard FileIO.isDirectory(modelDirectory) else {
+            throw TokenizerError(.io, "\(modelDirectory): not a directory")
+        }
+        try self.init(path: modelDirectory)
+    }
+
+    /// Reads a file after checking that it is a regular file, so that a FIFO or device is refused
+    /// before `open` could block on it.
+    static func readRegularFile(_ path: String) throws(TokenizerError) -> [UInt8] {
+        if FileManager.default.fileExists(atPath: path) && !FileIO.isRegularFile(path) {
+            throw TokenizerError(.io, "\(path): not a regular file")
+        }
+        do {
+            return try FileIO.readFile(path)
         } catch {
             throw TokenizerError(.io, "\(error)")
         }
-        do {
-            try self.init(json: bytes)
-        } catch {
-            throw TokenizerError(error.kind, "\(path): \(error.message)")
-        }
     }
 
-    public convenience init(json: Data) throws(TokenizerError) {
-        try self.init(json: [UInt8](json))
+    public convenience init(json: Data, config: TokenizerConfig? = nil) throws(TokenizerError) {
+        try self.init(json: [UInt8](json), config: config)
     }
 
-    public init(json bytes: [UInt8]) throws(TokenizerError) {
+    public init(json bytes: [UInt8], config: TokenizerConfig? = nil) throws(TokenizerError) {
         let json: JSONValue
         do {
             json = try JSONValue.parse(bytes)
@@ -76,109 +117,82 @@ public final class Tokenizer: Sendable {
             throw TokenizerError(.invalidFile, "not valid JSON: \(error)")
         }
         guard json.objectMembers != nil else { throw TokenizerError(.invalidFile, "not a JSON object") }
+        self.config = config
 
-        // Components: only what byte-level BPE needs; anything that would change the result is refused.
-        if let normalizer = json["normalizer"], !normalizer.isNull {
-            throw TokenizerError(.unsupported, "unsupported normalizer \(normalizer["type"]?.stringValue ?? normalizer.typeName) (supported: none)")
+        // Components; anything not implemented is refused by name.
+        func component(_ key: String) -> JSONValue? {
+            guard let v = json[key], !v.isNull else { return nil }
+            return v
         }
-        guard let pre = json["pre_tokenizer"], pre["type"]?.stringValue == "ByteLevel" else {
-            let type = json["pre_tokenizer"]?["type"]?.stringValue ?? "none"
-            throw TokenizerError(.unsupported, "unsupported pre_tokenizer \(type) (supported: ByteLevel)")
-        }
-        addPrefixSpace = pre["add_prefix_space"]?.boolValue ?? false
-        useRegex = pre["use_regex"]?.boolValue ?? true
-        if let decoder = json["decoder"], !decoder.isNull, decoder["type"]?.stringValue != "ByteLevel" {
-            throw TokenizerError(.unsupported, "unsupported decoder \(decoder["type"]?.stringValue ?? decoder.typeName) (supported: ByteLevel)")
-        }
-        guard let model = json["model"], model.objectMembers != nil else {
+        normalizer = try component("normalizer").map { (v) throws(TokenizerError) in try Normalizer(json: v) }
+        preTokenizer = try component("pre_tokenizer").map { (v) throws(TokenizerError) in try PreTokenizer(json: v) }
+        postProcessor = try component("post_processor").map { (v) throws(TokenizerError) in try PostProcessor(json: v) }
+        decoder = try component("decoder").map { (v) throws(TokenizerError) in try TokenDecoder(json: v) }
+        let byteLevel = preTokenizer?.byteLevelOptions
+        addPrefixSpace = byteLevel?.addPrefixSpace ?? false
+        useRegex = byteLevel?.useRegex ?? false
+        guard let modelJSON = json["model"], modelJSON.objectMembers != nil else {
             throw TokenizerError(.invalidFile, "no model")
         }
-        let modelType = model["type"]?.stringValue ?? "BPE"
+        let modelType = modelJSON["type"]?.stringValue ?? "BPE"
         guard modelType == "BPE" else {
             throw TokenizerError(.unsupported, "unsupported model type \(modelType) (supported: BPE)")
         }
-        for option in ["continuing_subword_prefix", "end_of_word_suffix", "unk_token"] {
-            if let v = model[option], !v.isNull, v != .string("") {
-                throw TokenizerError(.unsupported, "unsupported BPE option \(option) = \(v.serialized())")
-            }
-        }
-        if model["byte_fallback"]?.boolValue == true {
-            throw TokenizerError(.unsupported, "unsupported BPE option byte_fallback = true")
-        }
-
-        // Vocabulary.
-        guard let vocabMembers = model["vocab"]?.objectMembers else {
-            throw TokenizerError(.invalidFile, "model has no vocab object")
-        }
-        var vocabulary: [String: Int32] = [:]
-        vocabulary.reserveCapacity(vocabMembers.count)
-        var maxId: Int32 = -1
-        for (token, value) in vocabMembers {
-            guard let id = value.intValue, id >= 0, id < Int(Int32.max) else {
-                throw TokenizerError(.invalidFile, "vocab entry '\(token)' has id \(value.serialized()), not a non-negative 32-bit integer")
-            }
-            vocabulary[token] = Int32(id)
-            maxId = max(maxId, Int32(id))
-        }
+        model = try BPEModel(json: modelJSON)
+        vocabulary = model.vocabulary
+        merges = model.mergeList
 
         // Added tokens.
         var added: [AddedToken] = []
+        var addedById: [Int32: AddedToken] = [:]
         for entry in json["added_tokens"]?.arrayValue ?? [] {
-            guard let id = entry["id"]?.intValue, id >= 0, id < Int(Int32.max), let content = entry["content"]?.stringValue else {
+            guard let content = entry["content"]?.stringValue, let rawId = entry["id"]?.intValue else {
                 throw TokenizerError(.invalidFile, "added_tokens entry \(entry.serialized()) lacks an id or content")
             }
-            added.append(AddedToken(
-                id: Int32(id), content: content, special: entry["special"]?.boolValue ?? false,
+            guard rawId >= 0 && rawId < Self.maxTokenId else {
+                throw TokenizerError(.invalidFile, "added token \(content.debugDescription) has id \(rawId), outside 0..<\(Self.maxTokenId)")
+            }
+            let token = AddedToken(
+                id: Int32(rawId), content: content, special: entry["special"]?.boolValue ?? false,
                 lstrip: entry["lstrip"]?.boolValue ?? false, rstrip: entry["rstrip"]?.boolValue ?? false,
-                singleWord: entry["single_word"]?.boolValue ?? false, normalized: entry["normalized"]?.boolValue ?? false))
-            maxId = max(maxId, Int32(id))
+                singleWord: entry["single_word"]?.boolValue ?? false, normalized: entry["normalized"]?.boolValue ?? false)
+            if let other = addedById[token.id], other.content != content {
+                throw TokenizerError(.invalidFile, "added_tokens give id \(rawId) to both \(other.content.debugDescription) and \(content.debugDescription)")
+            }
+            addedById[token.id] = token
+            added.append(token)
         }
-        self.vocabulary = vocabulary
-        self.addedTokens = added
-        self.vocabSize = Int(maxId) + 1
+        addedTokens = added
+        tokens = TokenTable(vocabulary: vocabulary, added: added)
+        vocabSize = tokens.count
+        specialIds = Set(added.filter(\.special).map(\.id))
+        var byContent: [String: AddedToken] = [:]
+        for t in added where byContent[t.content] == nil { byContent[t.content] = t }
+        addedByContent = byContent
+        rawAddedTokens = AddedTokenMatcher(added.filter { !$0.normalized }.map { ($0.content, $0) })
+        let normalizer = self.normalizer
+        normalizedAddedTokens = AddedTokenMatcher(added.filter(\.normalized).map { t in
+            (normalizer?.normalize(t.content) ?? t.content, t)
+        })
 
-        var idToToken = [String?](repeating: nil, count: vocabSize)
-        for (token, id) in vocabulary { idToToken[Int(id)] = token }
-        for token in added { idToToken[Int(token.id)] = token.content }
-        self.idToToken = idToToken
-        self.specialIds = Set(added.filter(\.special).map(\.id))
-        self.addedByContent = Dictionary(added.map { ($0.content, $0) }, uniquingKeysWith: { a, _ in a })
-        var byFirst: [UInt8: [(bytes: [UInt8], token: AddedToken)]] = [:]
-        for token in added where !token.content.isEmpty {
-            let bytes = Array(token.content.utf8)
-            byFirst[bytes[0], default: []].append((bytes, token))
+        // add_bos_token / add_eos_token, where the post-processor adds nothing.
+        var prefix: [Int32] = [], suffix: [Int32] = []
+        if postProcessor?.addsTokens != true, let config {
+            if config.addBosToken == true {
+                guard let bos = config.bosToken, let id = byContent[bos]?.id ?? vocabulary[bos] else {
+                    throw TokenizerError(.invalidFile, "tokenizer_config sets add_bos_token but bos_token \(config.bosToken?.debugDescription ?? "null") is not a token")
+                }
+                prefix = [id]
+            }
+            if config.addEosToken == true {
+                guard let eos = config.eosToken, let id = byContent[eos]?.id ?? vocabulary[eos] else {
+                    throw TokenizerError(.invalidFile, "tokenizer_config sets add_eos_token but eos_token \(config.eosToken?.debugDescription ?? "null") is not a token")
+                }
+                suffix = [id]
+            }
         }
-        for key in byFirst.keys { byFirst[key]!.sort { $0.bytes.count > $1.bytes.count } }
-        self.addedByFirstByte = byFirst
-
-        // Merges: "a b" strings (older files) or ["a", "b"] pairs.
-        var merges: [(String, String)] = []
-        var mergeTable: [UInt64: BPEModel.Merge] = [:]
-        for (rank, entry) in (model["merges"]?.arrayValue ?? []).enumerated() {
-            let pair: (String, String)
-            if let s = entry.stringValue {
-                let parts = s.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2 else { throw TokenizerError(.invalidMerges, "merge \(rank) '\(s)' is not two tokens separated by a space") }
-                pair = (String(parts[0]), String(parts[1]))
-            } else if let a = entry.arrayValue, a.count == 2, let l = a[0].stringValue, let r = a[1].stringValue {
-                pair = (l, r)
-            } else {
-                throw TokenizerError(.invalidMerges, "merge \(rank) \(entry.serialized()) is not a pair of tokens")
-            }
-            guard let l = vocabulary[pair.0], let r = vocabulary[pair.1] else {
-                throw TokenizerError(.invalidMerges, "merge \(rank) '\(pair.0) \(pair.1)' uses a token that is not in the vocabulary")
-            }
-            guard let result = vocabulary[pair.0 + pair.1] else {
-                throw TokenizerError(.invalidMerges, "merge \(rank) '\(pair.0) \(pair.1)' makes '\(pair.0 + pair.1)', which is not in the vocabulary")
-            }
-            merges.append(pair)
-            let key = BPEModel.key(l, r)
-            if mergeTable[key] == nil { mergeTable[key] = BPEModel.Merge(rank: Int32(rank), result: result) }
-        }
-        self.merges = merges
-        let byteIds = ByteLevel.byteToScalar.map { vocabulary[String($0)] }
-        let ignoreMerges = model["ignore_merges"]?.boolValue ?? false
-        self.bpe = BPEModel(byteIds: byteIds, merges: mergeTable, wordIds: ignoreMerges ? vocabulary : nil)
+        configPrefix = prefix
+        configSuffix = suffix
     }
 
     /// The id of a token of the vocabulary or an added token.
@@ -186,9 +200,9 @@ public final class Tokenizer: Sendable {
         addedByContent[token]?.id ?? vocabulary[token]
     }
 
-    /// The token (byte-level form, or an added token's content) of `id`.
+    /// The token (the vocabulary's form, e.g. byte-level `Ġworld`, or an added token's content) of `id`.
     public func token(of id: Int32) -> String? {
-        id >= 0 && Int(id) < idToToken.count ? idToToken[Int(id)] : nil
+        tokens[id]
     }
 
     /// Whether `id` is an added token marked special.
@@ -197,123 +211,121 @@ public final class Tokenizer: Sendable {
     /// Ids of the special added tokens.
     public var specialTokenIds: Set<Int32> { specialIds }
 
+    /// The id of the config's `bos_token`, when it has one that is a token.
+    public var bosTokenId: Int32? { config?.bosToken.flatMap { id(of: $0) } }
+
+    /// The id of the config's `eos_token`, when it has one that is a token.
+    public var eosTokenId: Int32? { config?.eosToken.flatMap { id(of: $0) } }
+
     // MARK: Encoding
 
-    /// Token ids of `text`: added tokens where they occur, byte-level BPE in between.
-    public func encode(_ text: String) -> [Int32] {
+    /// Token ids of `text`, as Hugging Face's `encode(text, add_special_tokens=…)`: added tokens where
+    /// they occur, the pipeline in between, and with `addSpecialTokens` the post-processor's tokens
+    /// (or the config's `add_bos_token` / `add_eos_token` where the post-processor adds none).
+    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int32] {
         var ids: [Int32] = []
         let utf8 = Array(text.utf8)
-        var segmentStart = 0
-        for match in addedTokenMatches(utf8) {
-            encodeSegment(utf8[segmentStart..<match.range.lowerBound], into: &ids)
+        var start = 0
+        for match in rawAddedTokens.matches(in: utf8) {
+            encodeSegment(utf8[start..<match.range.lowerBound], atStart: start == 0, into: &ids)
             ids.append(match.token.id)
-            segmentStart = match.range.upperBound
+            start = match.range.upperBound
         }
-        encodeSegment(utf8[segmentStart...], into: &ids)
-        return ids
+        encodeSegment(utf8[start...], atStart: start == 0, into: &ids)
+        guard addSpecialTokens else { return ids }
+        if let postProcessor, postProcessor.addsTokens { return postProcessor.process(ids) }
+        return configPrefix.isEmpty && configSuffix.isEmpty ? ids : configPrefix + ids + configSuffix
     }
 
-    private func encodeSegment(_ bytes: ArraySlice<UInt8>, into ids: inout [Int32]) {
+    /// A stretch of raw text between added tokens: normalized, then split at normalized added tokens.
+    private func encodeSegment(_ bytes: ArraySlice<UInt8>, atStart: Bool, into ids: inout [Int32]) {
         guard !bytes.isEmpty else { return }
         // Segment boundaries are match boundaries of whole UTF-8 sequences, so this never repairs.
-        var scalars = Array(String(decoding: bytes, as: UTF8.self).unicodeScalars)
-        if addPrefixSpace && scalars.first != " " { scalars.insert(" ", at: 0) }
-        let pieces = useRegex ? ByteLevel.split(scalars) : [0..<scalars.count]
-        var word: [UInt8] = []
-        for piece in pieces {
-            word.removeAll(keepingCapacity: true)
-            for s in scalars[piece] { word.append(contentsOf: UTF8.encode(s)!) }
-            bpe.encode(word, into: &ids)
+        var text = String(decoding: bytes, as: UTF8.self)
+        if let normalizer { text = normalizer.normalize(text) }
+        guard !normalizedAddedTokens.isEmpty else {
+            encodeNormalized(text, atStart: atStart, into: &ids)
+            return
         }
+        let utf8 = Array(text.utf8)
+        var start = 0
+        for match in normalizedAddedTokens.matches(in: utf8) {
+            encodeNormalized(String(decoding: utf8[start..<match.range.lowerBound], as: UTF8.self), atStart: atStart && start == 0, into: &ids)
+            ids.append(match.token.id)
+            start = match.range.upperBound
+        }
+        encodeNormalized(String(decoding: utf8[start...], as: UTF8.self), atStart: atStart && start == 0, into: &ids)
     }
 
-    /// Leftmost-longest occurrences of added tokens in `text`, as Hugging Face's matcher finds them,
-    /// each range widened by `lstrip` / `rstrip` whitespace.
-    private func addedTokenMatches(_ text: [UInt8]) -> [(range: Range<Int>, token: AddedToken)] {
-        guard !addedByFirstByte.isEmpty else { return [] }
-        var matches: [(range: Range<Int>, token: AddedToken)] = []
-        var i = 0
-        var searchFloor = 0  // a match may not reach back into the previous one
-        while i < text.count {
-            guard let candidates = addedByFirstByte[text[i]],
-                  let hit = candidates.first(where: { matchesAt(text, i, $0.bytes) && boundaryOK(text, i, $0) })
-            else {
-                i += 1
-                continue
+    /// Normalized text without added tokens: pre-tokenized, each piece encoded by the model.
+    private func encodeNormalized(_ text: String, atStart: Bool, into ids: inout [Int32]) {
+        guard !text.isEmpty else { return }
+        var pieces = Pieces(Array(text.unicodeScalars), firstAtStart: atStart)
+        preTokenizer?.apply(&pieces)
+        if pieces.byteLevel {
+            var word: [UInt8] = []
+            for r in pieces.ranges {
+                word.removeAll(keepingCapacity: true)
+                for s in pieces.scalars[r] {
+                    if s.value < 0x80 { word.append(UInt8(s.value)) } else { word.append(contentsOf: UTF8.encode(s)!) }
+                }
+                model.encode(bytes: word, into: &ids)
             }
-            var lower = i, upper = i + hit.bytes.count
-            if hit.token.lstrip { lower = whitespaceStart(text, before: lower, floor: searchFloor) }
-            if hit.token.rstrip { upper = whitespaceEnd(text, after: upper) }
-            matches.append((lower..<upper, hit.token))
-            i = upper
-            searchFloor = upper
-        }
-        return matches
-    }
-
-    private func matchesAt(_ text: [UInt8], _ i: Int, _ pattern: [UInt8]) -> Bool {
-        guard i + pattern.count <= text.count else { return false }
-        for k in 0..<pattern.count where text[i + k] != pattern[k] { return false }
-        return true
-    }
-
-    /// `single_word`: the match is neither preceded nor followed by a word character (regex `\w`:
-    /// alphabetic, marks, decimal digits, connector punctuation, join controls — as Hugging Face).
-    private func boundaryOK(_ text: [UInt8], _ i: Int, _ candidate: (bytes: [UInt8], token: AddedToken)) -> Bool {
-        guard candidate.token.singleWord else { return true }
-        let before = String(decoding: text[..<i], as: UTF8.self).unicodeScalars.last
-        let after = String(decoding: text[(i + candidate.bytes.count)...], as: UTF8.self).unicodeScalars.first
-        func isWordScalar(_ s: Unicode.Scalar?) -> Bool {
-            guard let s else { return false }
-            if s.properties.isAlphabetic || s.properties.isJoinControl { return true }
-            switch s.properties.generalCategory {
-            case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
-            default: return false
+        } else {
+            for r in pieces.ranges {
+                model.encode(word: String(scalars: pieces.scalars[r]), into: &ids)
             }
         }
-        return !isWordScalar(before) && !isWordScalar(after)
-    }
-
-    private func whitespaceStart(_ text: [UInt8], before end: Int, floor: Int) -> Int {
-        let scalars = String(decoding: text[floor..<end], as: UTF8.self).unicodeScalars
-        var start = end
-        for s in scalars.reversed() {
-            guard s.properties.isWhitespace else { break }
-            start -= UTF8.width(s)
-        }
-        return start
-    }
-
-    private func whitespaceEnd(_ text: [UInt8], after start: Int) -> Int {
-        var end = start
-        for s in String(decoding: text[start...], as: UTF8.self).unicodeScalars {
-            guard s.properties.isWhitespace else { break }
-            end += UTF8.width(s)
-        }
-        return end
     }
 
     // MARK: Decoding
 
-    /// The text of `ids`: each token's bytes (byte-level characters mapped back; a token with other
-    /// characters, such as most added tokens, contributes its UTF-8), decoded as UTF-8 with invalid
-    /// sequences replaced by U+FFFD, as Hugging Face's `errors="replace"`.
+    /// The text of `ids`, as Hugging Face's `decode`: each id's token (special ones left out with
+    /// `skipSpecialTokens`), run through the decoder (ByteLevel: bytes decoded as UTF-8 with invalid
+    /// sequences replaced by U+FFFD), or joined by spaces without one. An id with no token is an error.
     public func decode(_ ids: [Int32], skipSpecialTokens: Bool = false) throws(TokenizerError) -> String {
-        var bytes: [UInt8] = []
+        var pieces: [String] = []
+        pieces.reserveCapacity(ids.count)
         for id in ids {
-            guard let token = token(of: id) else {
+            guard let token = tokens[id] else {
                 if id >= 0 && Int(id) < vocabSize {
                     throw TokenizerError(.idOutOfRange, "token id \(id) has no token in the vocabulary")
                 }
                 throw TokenizerError(.idOutOfRange, "token id \(id) is outside the vocabulary (0..<\(vocabSize))")
             }
             if skipSpecialTokens && specialIds.contains(id) { continue }
-            if let decoded = ByteLevel.decode(token) {
-                bytes += decoded
-            } else {
-                bytes += Array(token.utf8)
-            }
+            pieces.append(token)
         }
-        return String(decoding: bytes, as: UTF8.self)
+        guard let decoder else { return pieces.joined(separator: " ") }
+        return decoder.decode(pieces)
+    }
+}
+
+/// Id → token: an array for the dense ids, a dictionary for the rest, so that a stray huge id does not
+/// size the table.
+private struct TokenTable: Sendable {
+    private let dense: [String?]
+    private let sparse: [Int32: String]
+    /// One past the largest id.
+    let count: Int
+
+    init(vocabulary: [String: Int32], added: [Tokenizer.AddedToken]) {
+        var all: [Int32: String] = [:]
+        for (token, id) in vocabulary { all[id] = token }
+        for t in added { all[t.id] = t.content }  // an added token's content wins, as in Hugging Face
+        let limit = 2 * all.count + 1024
+        var dense = [String?](repeating: nil, count: min(limit, Int(all.keys.max() ?? -1) + 1))
+        var sparse: [Int32: String] = [:]
+        for (id, token) in all {
+            if Int(id) < dense.count { dense[Int(id)] = token } else { sparse[id] = token }
+        }
+        self.dense = dense
+        self.sparse = sparse
+        count = Int(all.keys.max() ?? -1) + 1
+    }
+
+    subscript(id: Int32) -> String? {
+        if id >= 0 && Int(id) < dense.count { return dense[Int(id)] }
+        return sparse[id]
     }
 }
