@@ -185,7 +185,8 @@ enum TemplateBuiltins {
             let r: Double = switch method {
             case "ceil": x.rounded(.up)
             case "floor": x.rounded(.down)
-            case "common": x.rounded(.toNearestOrAwayFromZero)
+            // Python's round(): halves go to the even neighbour.
+            case "common": x.rounded(.toNearestOrEven)
             default: throw .render("method must be common, ceil or floor")
             }
             return .double(r / scale)
