@@ -54,6 +54,8 @@ public struct ModelConfig: Sendable, Codable, Equatable {
     public var layerNormEps: Float
     /// Rotary base (Llama, Qwen2).
     public var ropeTheta: Float
+    /// The RoPE variant (`rope_parameters` / `rope_scaling`): plain, linear, dynamic NTK, Llama 3 or YaRN.
+    public var ropeScaling: RopeScaling
     /// Biases on the q/k/v (and, for Llama, o) projections. Llama: `attention_bias`; Qwen2: always
     /// true for q/k/v and false for o; OPT: `enable_bias`.
     public var attentionBias: Bool
@@ -91,6 +93,7 @@ public struct ModelConfig: Sendable, Codable, Equatable {
         self.layerNormEps = 1e-5
         self.rmsNormEps = 1e-6
         self.ropeTheta = 10000
+        self.ropeScaling = .none
         self.doLayerNormBefore = true
         self.wordEmbedProjDim = hiddenSize
         self.enableBias = true
@@ -202,6 +205,7 @@ public struct ModelConfig: Sendable, Codable, Equatable {
             headDim = try c.int("head_dim") ?? hidden / max(heads, 1)
             rmsNormEps = try c.float("rms_norm_eps") ?? 1e-6
             ropeTheta = try c.ropeTheta()
+            ropeScaling = try RopeScaling.parse(config: json, maxPositions: maxPositions)
             if architecture == .llama {
                 attentionBias = try c.bool("attention_bias") ?? false
                 mlpBias = try c.bool("mlp_bias") ?? false
@@ -306,7 +310,10 @@ public struct ModelConfig: Sendable, Codable, Equatable {
             fields["rms_norm_eps"] = number(rmsNormEps)
             // transformers 4 reads rope_theta; 5 reads rope_parameters (and converts rope_theta).
             fields["rope_theta"] = number(ropeTheta)
-            fields["rope_parameters"] = .object([("rope_theta", number(ropeTheta)), ("rope_type", .string("default"))])
+            var rope = ropeScaling.jsonFields()
+            rope.append(("rope_theta", number(ropeTheta)))
+            fields["rope_parameters"] = .object(rope.sorted { $0.key < $1.key })
+            if ropeScaling != .none { fields["rope_scaling"] = .object(ropeScaling.jsonFields()) }
             fields["attention_dropout"] = .double(0)
             if architecture == .llama {
                 fields["attention_bias"] = .bool(attentionBias)
@@ -389,17 +396,11 @@ private struct ConfigReader {
         return nil
     }
 
-    /// `rope_theta` (transformers 4) or `rope_parameters.rope_theta` (5). Only plain RoPE is
-    /// supported: a scaled variant would silently give other logits.
+    /// `rope_theta` (transformers 4) or `rope_parameters.rope_theta` (5); the variant is read by
+    /// `RopeScaling.parse`.
     func ropeTheta() throws(ModelConfigError) -> Float {
-        for key in ["rope_parameters", "rope_scaling"] {
-            guard let p = value(key) else { continue }
-            guard p.objectMembers != nil else { throw ModelConfigError("field '\(key)' must be an object") }
-            let type = p["rope_type"]?.stringValue ?? p["type"]?.stringValue ?? "default"
-            guard type == "default" else { throw ModelConfigError("unsupported rope_type '\(type)' in '\(key)' (supported: default)") }
-        }
         if let theta = try float("rope_theta") { return theta }
-        if let p = value("rope_parameters"), let theta = try float("rope_theta", in: p) { return theta }
+        if let p = value("rope_parameters"), p.objectMembers != nil, let theta = try float("rope_theta", in: p) { return theta }
         return 10000
     }
 }
