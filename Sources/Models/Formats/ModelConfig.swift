@@ -198,6 +198,10 @@ public struct ModelConfig: Sendable, Codable, Equatable {
             attentionBias = enableBias
             mlpBias = enableBias
         case .llama, .qwen2:
+            // Without an explicit head_dim, transformers splits hidden_size evenly over the heads.
+            if try c.int("head_dim") == nil, heads > 0, hidden % heads != 0 {
+                throw ModelConfigError("hidden_size \(hidden) is not a multiple of num_attention_heads \(heads) (and there is no head_dim)")
+            }
             // Null means "as many as the query heads"; absent is transformers' default, which is
             // `None` (the same) for Llama but 32 for Qwen2.
             let kvDefault = architecture == .qwen2 && !c.has("num_key_value_heads") ? 32 : heads
@@ -213,6 +217,11 @@ public struct ModelConfig: Sendable, Codable, Equatable {
                 throw ModelConfigError("use_sliding_window is not supported")
             }
         }
+        // Read by no supported architecture (OPT's is fixed at 1e-5), but a value that cannot be an
+        // epsilon means a broken file.
+        if let eps = try c.float("layer_norm_eps"), !(eps > 0 && eps.isFinite) {
+            throw ModelConfigError("layer_norm_eps must be a positive number, not \(eps)")
+        }
         try validate()
     }
 
@@ -223,6 +232,24 @@ public struct ModelConfig: Sendable, Codable, Equatable {
                               ("intermediate_size", intermediateSize), ("max_position_embeddings", maxPositions),
                               ("word_embed_proj_dim", wordEmbedProjDim)] where value <= 0 {
             throw ModelConfigError("\(name) must be positive, not \(value)")
+        }
+        // Every parameter's element count must be a representable size (a huge config must fail
+        // here, not trap in a multiplication later).
+        let attentionWidth = numHeads.multipliedReportingOverflow(by: headDim)
+        for (name, a, b) in [("vocab_size × hidden_size", vocabSize, hiddenSize),
+                             ("intermediate_size × hidden_size", intermediateSize, hiddenSize),
+                             ("max_position_embeddings × hidden_size", maxPositions, hiddenSize),
+                             ("num_attention_heads × head_dim × hidden_size", attentionWidth.overflow ? Int.max : attentionWidth.partialValue, hiddenSize)] {
+            let (product, overflow) = a.multipliedReportingOverflow(by: b)
+            guard !overflow, product <= 1 << 48 else {
+                throw ModelConfigError("\(name) (\(a) × \(b)) is too large for a parameter tensor")
+            }
+        }
+        for (name, value) in [("rms_norm_eps", rmsNormEps), ("layer_norm_eps", layerNormEps)] where !(value > 0 && value.isFinite) {
+            throw ModelConfigError("\(name) must be a positive number, not \(value)")
+        }
+        if architecture != .opt, !(ropeTheta > 0 && ropeTheta.isFinite) {
+            throw ModelConfigError("rope_theta must be a positive number, not \(ropeTheta)")
         }
         guard numHeads % numKVHeads == 0 else {
             throw ModelConfigError("num_attention_heads \(numHeads) is not a multiple of num_key_value_heads \(numKVHeads)")
