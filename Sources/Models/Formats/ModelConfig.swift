@@ -73,6 +73,16 @@ public struct ModelConfig: Sendable, Codable, Equatable {
     public var removeFinalLayerNorm: Bool
     /// The dtype the weights were saved in (`torch_dtype`, or `dtype` in transformers 5).
     public var torchDtype: DType?
+    /// `generation_config.json` beside `config.json` (read by `load(directory:)`), if any.
+    public var generation: GenerationConfig?
+
+    /// Every id that ends a completion: `config.json`'s `eos_token_id` and `generation_config.json`'s
+    /// (vLLM stops on both; Qwen2.5 lists `<|im_end|>` and `<|endoftext|>` there).
+    public var allEOSTokenIds: [Int] {
+        var ids = eosTokenIds
+        for id in generation?.eosTokenIds ?? [] where !ids.contains(id) { ids.append(id) }
+        return ids
+    }
 
     /// A configuration with transformers' defaults for `architecture` and the given dimensions.
     public init(
@@ -136,11 +146,17 @@ public struct ModelConfig: Sendable, Codable, Equatable {
         } catch {
             throw ModelConfigError("\(error)")
         }
+        var config: ModelConfig
         do {
-            return try ModelConfig(json: bytes)
+            config = try ModelConfig(json: bytes)
         } catch {
             throw ModelConfigError("\(path): \(error.message)")
         }
+        config.generation = try GenerationConfig.load(directory: directory)
+        for id in config.generation?.eosTokenIds ?? [] where id < 0 || id >= config.vocabSize {
+            throw ModelConfigError("\(directory)/\(GenerationConfig.fileName): eos_token_id \(id) is outside the vocabulary of \(config.vocabSize)")
+        }
+        return config
     }
 
     public init(json: Data) throws {
