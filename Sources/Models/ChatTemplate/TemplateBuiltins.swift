@@ -83,8 +83,9 @@ enum TemplateBuiltins {
                 values[k] = v
             }
         }
+        /// The argument, nil when absent, undefined or None (Python's "use the default").
         subscript(_ key: String) -> TemplateValue? {
-            guard let v = values[key], !v.isUndefined else { return nil }
+            guard let v = values[key], !v.isUndefined, !v.isNull else { return nil }
             return v
         }
         func int(_ key: String, _ defaultValue: Int) throws(ChatTemplateError) -> Int {
@@ -97,6 +98,14 @@ enum TemplateBuiltins {
     }
 
     // MARK: Filters
+
+    /// The filters `filter` implements; jinja2 refuses any other name when it compiles the template.
+    static let filterNames: Set<String> = [
+        "trim", "tojson", "length", "count", "upper", "lower", "capitalize", "title", "first", "last", "join",
+        "default", "d", "items", "list", "string", "safe", "int", "float", "abs", "round", "replace", "reverse",
+        "unique", "sort", "indent", "selectattr", "rejectattr", "select", "reject", "map", "sum", "min", "max",
+        "dictsort", "wordcount", "center", "format", "batch",
+    ]
 
     static func filter(
         _ name: String, _ value: TemplateValue, _ args: [TemplateValue], _ kwargs: [(String, TemplateValue)],
@@ -160,7 +169,7 @@ enum TemplateBuiltins {
             return .list(try value.iterate())
         case "string":
             return .string(pythonStr(value))
-        case "safe", "e", "escape" where name == "safe":
+        case "safe":
             return value
         case "int":
             let a = try bind(["default", "base"])
@@ -451,7 +460,7 @@ enum TemplateBuiltins {
         case "lower": return pythonStr(value) == pythonStr(value).lowercased()
         case "upper": return pythonStr(value) == pythonStr(value).uppercased()
         default:
-            throw .render("No test named '\(name)'.")
+            throw .render("No test named '\(name)' found.")
         }
     }
 
@@ -542,21 +551,16 @@ enum TemplateBuiltins {
                     }
                     return .list(parts.map { .string($0) })
                 }
-                var words = s.split(whereSeparator: { $0.isWhitespace }).map(String.init)
-                if maxSplit >= 0 && words.count > maxSplit + 1 {
-                    // Python keeps the rest of the string (leading whitespace stripped) as the last part.
-                    var rest = Substring(s)
-                    var taken: [String] = []
-                    for _ in 0..<maxSplit {
-                        rest = rest.drop(while: { $0.isWhitespace })
-                        let word = rest.prefix(while: { !$0.isWhitespace })
-                        taken.append(String(word))
-                        rest = rest.dropFirst(word.count)
-                    }
-                    words = taken + [String(rest.drop(while: { $0.isWhitespace }))]
-                    if name == "rsplit" { words = s.split(whereSeparator: { $0.isWhitespace }).map(String.init) }
+                let words = s.split(whereSeparator: { $0.isWhitespace })
+                guard maxSplit >= 0 && words.count > maxSplit else { return .list(words.map { .string(String($0)) }) }
+                // Python keeps the unsplit remainder whole, with the whitespace on its far side.
+                if name == "split" {
+                    let rest = s[words[maxSplit].startIndex...]
+                    return .list(words[..<maxSplit].map { .string(String($0)) } + [.string(String(rest))])
                 }
-                return .list(words.map { .string($0) })
+                let cut = words.count - maxSplit
+                let rest = s[..<words[cut - 1].endIndex]
+                return .list([.string(String(rest))] + words[cut...].map { .string(String($0)) })
             }
         case "splitlines": return { _, _ in .list(splitLines(s).map { .string($0) }) }
         case "startswith", "endswith":

@@ -220,8 +220,10 @@ struct TemplateParser {
             if first, case .blockEnd = current.kind { break }
             if first, isOp("|") { index += 1 }
             first = false
+            let start = current
             var name = try expectName()
             while skipOp(".") { name += "." + (try expectName()) }
+            guard TemplateBuiltins.filterNames.contains(name) else { throw error("No filter named '\(name)'.", at: start) }
             filters.append((name, isOp("(") ? try parseCallArguments() : TemplateArguments()))
         }
         return filters
@@ -493,8 +495,10 @@ struct TemplateParser {
         var expr = start
         while true {
             if skipOp("|") {
+                let start = current
                 var name = try expectName()
                 while skipOp(".") { name += "." + (try expectName()) }
+                guard TemplateBuiltins.filterNames.contains(name) else { throw error("No filter named '\(name)'.", at: start) }
                 let args = isOp("(") ? try parseCallArguments() : TemplateArguments()
                 expr = .filter(expr, name: name, args)
             } else if skipName("is") {
