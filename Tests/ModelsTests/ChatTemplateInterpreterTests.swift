@@ -226,3 +226,29 @@ import Testing
         ("unknown filter", "a\n{{ 1 | frobnicate }}", line: 2),
     ]
 }
+
+/// Templates come from model directories: pathological ones fail with an error, never a trap or a
+/// runaway allocation.
+@Suite struct ChatTemplateLimitsTests {
+    @Test func deepNestingIsASyntaxError() {
+        let source = "{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}"
+        #expect(throws: ChatTemplateError.self) { try ChatTemplate(source: source) }
+        let blocks = String(repeating: "{% if true %}", count: 5000) + String(repeating: "{% endif %}", count: 5000)
+        #expect(throws: ChatTemplateError.self) { try ChatTemplate(source: blocks) }
+    }
+
+    @Test(arguments: [
+        "{{ 2 ** 100000 }}", "{{ 'a' * 1000000000000 }}", "{{ [0] * 1000000000000 }}",
+        "{{ -(-9223372036854775807 - 1) }}", "{{ range(1000000) | list }}", "{{ 'x' | center(1000000000000) }}",
+        "{{ '1' | int(base=99) }}", "{{ [1, 2][::-9223372036854775807] }}", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    ])
+    func runawayEvaluationIsAnError(source: String) throws {
+        let template = try ChatTemplate(source: source)
+        #expect(throws: ChatTemplateError.self) { try template.render(messages: []) }
+    }
+
+    @Test func oneToAHugePowerIsStillComputed() throws {
+        // Exponentiation by squaring: no loop of 10^12 steps for a base of 1.
+        #expect(try ChatTemplate(source: "{{ 1 ** 1000000000000 }}x").render(messages: []) == "1x")
+    }
+}

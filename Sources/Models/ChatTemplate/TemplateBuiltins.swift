@@ -120,7 +120,13 @@ enum TemplateBuiltins {
             let a = try bind(["ensure_ascii", "indent", "separators", "sort_keys"])
             var indent: String? = nil
             if let i = a["indent"], !i.isNull {
-                if case .string(let s) = i { indent = s } else { indent = String(repeating: " ", count: max(0, try a.int("indent", 0))) }
+                if case .string(let s) = i {
+                    indent = s
+                } else {
+                    let width = try a.int("indent", 0)
+                    guard width <= 4096 else { throw .render("tojson indent is too large") }
+                    indent = String(repeating: " ", count: max(0, width))
+                }
             }
             var separators: (String, String)? = nil
             if let s = a["separators"], !s.isNull {
@@ -173,13 +179,17 @@ enum TemplateBuiltins {
             return value
         case "int":
             let a = try bind(["default", "base"])
-            return toInt(value, base: try a.int("base", 10)) ?? (a.values["default"] ?? .int(0))
+            let base = try a.int("base", 10)
+            guard (2...36).contains(base) else { throw .render("int() base must be >= 2 and <= 36") }
+            return toInt(value, base: base) ?? (a.values["default"] ?? .int(0))
         case "float":
             let a = try bind(["default"])
             return toFloat(value) ?? (a.values["default"] ?? .double(0))
         case "abs":
             switch value {
-            case .int(let i): return .int(abs(i))
+            case .int(let i):
+                guard i != .min else { throw .render("integer overflow") }
+                return .int(abs(i))
             case .double(let d): return .double(abs(d))
             case .bool(let b): return .int(b ? 1 : 0)
             default: throw .render("bad operand type for abs(): '\(value.pythonTypeName)'")
@@ -255,7 +265,13 @@ enum TemplateBuiltins {
         case "indent":
             let a = try bind(["width", "first", "blank"])
             let indentation: String
-            if case .string(let s)? = a["width"] { indentation = s } else { indentation = String(repeating: " ", count: max(0, try a.int("width", 4))) }
+            if case .string(let s)? = a["width"] {
+                indentation = s
+            } else {
+                let width = try a.int("width", 4)
+                guard width <= 4096 else { throw .render("indent width is too large") }
+                indentation = String(repeating: " ", count: max(0, width))
+            }
             let text = pythonStr(value) + "\n"
             var lines = splitLines(text)
             var result: String
@@ -316,7 +332,12 @@ enum TemplateBuiltins {
             return best
         case "dictsort":
             guard case .dict(let d) = value else { throw .render("dictsort requires a mapping") }
-            let sorted = d.entries.sorted { ((try? pythonOrder($0.key, $1.key)) ?? 0) ?? 0 < 0 }
+            // Case-insensitive by key, as jinja2's default.
+            func key(_ v: TemplateValue) -> TemplateValue {
+                if case .string(let s) = v { return .string(s.lowercased()) }
+                return v
+            }
+            let sorted = d.entries.sorted { (((try? pythonOrder(key($0.key), key($1.key))) ?? nil) ?? 0) < 0 }
             return .list(sorted.map { .tuple([$0.key, $0.value]) })
         case "wordcount":
             return .int(pythonStr(value).split(whereSeparator: { $0.isWhitespace }).count)
@@ -324,6 +345,7 @@ enum TemplateBuiltins {
             let a = try bind(["width"])
             let s = pythonStr(value)
             let width = try a.int("width", 80)
+            guard width <= TemplateInterpreter.maxRepeatedLength else { throw .render("center width is too large") }
             let pad = max(0, width - s.count)
             let left = pad / 2 + (pad & width & 1)
             return .string(String(repeating: " ", count: left) + s + String(repeating: " ", count: pad - left))
@@ -372,11 +394,11 @@ enum TemplateBuiltins {
         switch value {
         case .int(let i): return .int(i)
         case .bool(let b): return .int(b ? 1 : 0)
-        case .double(let d): return d.isFinite ? .int(Int(d.rounded(.towardZero))) : nil
+        case .double(let d): return Int(exactly: d.rounded(.towardZero)).map { .int($0) }
         case .string(let s):
             let t = s.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: "")
             if let i = Int(t, radix: base) { return .int(i) }
-            if let d = Double(t), d.isFinite { return .int(Int(d.rounded(.towardZero))) }
+            if let d = Double(t), let i = Int(exactly: d.rounded(.towardZero)) { return .int(i) }
             return nil
         default: return nil
         }

@@ -159,7 +159,7 @@ final class TemplateInterpreter {
             guard args.count <= macro.parameters.count else {
                 throw .render("macro '\(macro.name)' takes not more than \(macro.parameters.count) argument(s)")
             }
-            guard self.depth < 200 else { throw .render("maximum recursion depth exceeded") }
+            guard self.depth < 100 else { throw .render("maximum recursion depth exceeded") }
             let saved = self.frames
             let frame = Frame()
             self.frames = captured + [frame]
@@ -241,7 +241,9 @@ final class TemplateInterpreter {
         case .negate(let e):
             let v = try evaluate(e)
             switch v {
-            case .int(let i): return .int(-i)
+            case .int(let i):
+                guard i != .min else { throw .render("integer overflow") }
+                return .int(-i)
             case .double(let d): return .double(-d)
             case .bool(let b): return .int(b ? -1 : 0)
             case .undefined(let m): throw .render(m)

@@ -25,6 +25,9 @@ struct TemplateLexer {
     private var tokens: [TemplateToken] = []
     /// Whether the next text starts at the beginning of a line (for `lstrip_blocks`).
     private var lineStarting = true
+    /// Where the last emitted token was, so positions are counted incrementally (columns count
+    /// Unicode scalars).
+    private var positionCache = (offset: 0, line: 1, column: 1)
 
     init(source: String) {
         var bytes = Array(source.utf8)
@@ -43,13 +46,15 @@ struct TemplateLexer {
     }
 
     private func location(_ offset: Int) -> (line: Int, column: Int) {
-        var line = 1
-        var lineStart = 0
-        for i in 0..<min(offset, bytes.count) where bytes[i] == 0x0A {
-            line += 1
-            lineStart = i + 1
+        var (line, column) = (1, 1)
+        for i in 0..<min(offset, bytes.count) {
+            if bytes[i] == 0x0A {
+                line += 1
+                column = 1
+            } else if bytes[i] & 0xC0 != 0x80 {
+                column += 1
+            }
         }
-        let column = String(decoding: bytes[lineStart..<min(offset, bytes.count)], as: UTF8.self).count + 1
         return (line, column)
     }
 
@@ -59,7 +64,17 @@ struct TemplateLexer {
     }
 
     private mutating func emit(_ kind: TemplateToken.Kind, at offset: Int) {
-        let (line, column) = location(offset)
+        if offset < positionCache.offset { positionCache = (0, 1, 1) }
+        var (line, column) = (positionCache.line, positionCache.column)
+        for i in positionCache.offset..<min(offset, bytes.count) {
+            if bytes[i] == 0x0A {
+                line += 1
+                column = 1
+            } else if bytes[i] & 0xC0 != 0x80 {
+                column += 1
+            }
+        }
+        positionCache = (offset, line, column)
         tokens.append(TemplateToken(kind: kind, line: line, column: column))
     }
 

@@ -3,6 +3,9 @@ import Foundation
 /// Attribute and item access, slicing, arithmetic and comparison with Python's semantics and error
 /// messages (`can only concatenate str (not "list") to str`), as jinja2 evaluates them.
 extension TemplateInterpreter {
+    /// The longest string or list `*` may build (a template has no business making more).
+    static let maxRepeatedLength = 1 << 24
+
     /// `obj.name`: jinja2 tries the Python attribute (a method such as `items`) and then the item.
     func getAttribute(_ object: TemplateValue, _ name: String) throws(ChatTemplateError) -> TemplateValue {
         switch object {
@@ -57,6 +60,7 @@ extension TemplateInterpreter {
         }
         let step = try bound(step) ?? 1
         guard step != 0 else { throw .render("slice step cannot be zero") }
+        guard step.magnitude < UInt(Int.max / 2) else { throw .render("slice step is too large") }
         func indices(_ count: Int) throws(ChatTemplateError) -> [Int] {
             // Python's slice.indices.
             func clamp(_ v: Int?, _ defaultValue: Int) -> Int {
@@ -103,10 +107,10 @@ extension TemplateInterpreter {
             throw .render("can only concatenate \(a.pythonTypeName) (not \"\(b.pythonTypeName)\") to \(a.pythonTypeName)")
         case ("*", .string, _), ("*", .list, _), ("*", .tuple, _):
             guard case .int(let n) = b.numeric else { throw .render("can't multiply sequence by non-int of type '\(b.pythonTypeName)'") }
-            return repeatSequence(a, n)
+            return try repeatSequence(a, n)
         case ("*", _, .string), ("*", _, .list), ("*", _, .tuple):
             guard case .int(let n) = a.numeric else { throw .render("can't multiply sequence by non-int of type '\(a.pythonTypeName)'") }
-            return repeatSequence(b, n)
+            return try repeatSequence(b, n)
         case let ("%", .string(format), _):
             return .string(try percentFormat(format, b))
         default:
@@ -114,8 +118,16 @@ extension TemplateInterpreter {
         }
     }
 
-    private func repeatSequence(_ v: TemplateValue, _ n: Int) -> TemplateValue {
+    private func repeatSequence(_ v: TemplateValue, _ n: Int) throws(ChatTemplateError) -> TemplateValue {
         let n = max(0, n)
+        let length: Int
+        switch v {
+        case .string(let s): length = s.utf8.count
+        case .list(let a), .tuple(let a): length = a.count
+        default: length = 0
+        }
+        let (total, overflow) = length.multipliedReportingOverflow(by: n)
+        guard !overflow, total <= Self.maxRepeatedLength else { throw .render("repeated sequence is too large") }
         switch v {
         case .string(let s): return .string(String(repeating: s, count: n))
         case .list(let a): return .list(Array([[TemplateValue]](repeating: a, count: n).joined()))
@@ -143,7 +155,9 @@ extension TemplateInterpreter {
                 guard let n = v.numeric else { throw .render("%\(k) format: a real number is required, not \(v.pythonTypeName)") }
                 switch n {
                 case .int(let i): out += String(i)
-                case .double(let d): out += String(Int(d.rounded(.towardZero)))
+                case .double(let d):
+                    guard let i = Int(exactly: d.rounded(.towardZero)) else { throw .render("%\(k) format: \(pythonFloatRepr(d)) is out of range") }
+                    out += String(i)
                 }
             default: throw .render("unsupported format character '\(k)'")
             }
@@ -173,11 +187,20 @@ extension TemplateInterpreter {
                 return .int(op == "//" ? quotient : remainder)
             case "**":
                 if q < 0 { return .double(pow(Double(p), Double(q))) }
-                var result = 1
-                for _ in 0..<q {
-                    let (r, overflow) = result.multipliedReportingOverflow(by: p)
-                    if overflow { throw .render("integer overflow") }
-                    result = r
+                // Exponentiation by squaring, refusing what does not fit (Python would go to big ints).
+                var (result, base, exponent) = (1, p, q)
+                while exponent > 0 {
+                    if exponent & 1 == 1 {
+                        let (r, overflow) = result.multipliedReportingOverflow(by: base)
+                        if overflow { throw .render("integer overflow") }
+                        result = r
+                    }
+                    exponent >>= 1
+                    if exponent > 0 {
+                        let (b, overflow) = base.multipliedReportingOverflow(by: base)
+                        if overflow { throw .render("integer overflow") }
+                        base = b
+                    }
                 }
                 return .int(result)
             default: return nil

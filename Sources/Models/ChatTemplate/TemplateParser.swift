@@ -3,6 +3,10 @@
 struct TemplateParser {
     private let tokens: [TemplateToken]
     private var index = 0
+    /// Nesting of expressions and blocks; bounded so a pathological template fails instead of
+    /// overflowing the stack.
+    private var depth = 0
+    private static let maxDepth = 200
 
     init(tokens: [TemplateToken]) {
         self.tokens = tokens + [TemplateToken(kind: .eof, line: tokens.last?.line ?? 1, column: tokens.last?.column ?? 1)]
@@ -111,6 +115,9 @@ struct TemplateParser {
     }
 
     private mutating func parseStatement() throws(ChatTemplateError) -> TemplateNode? {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maxDepth else { throw error("blocks nested too deeply") }
         let start = current
         guard case .name(let keyword) = current.kind else { throw error("tag name expected") }
         index += 1
@@ -288,6 +295,9 @@ struct TemplateParser {
     }
 
     private mutating func parseExpression() throws(ChatTemplateError) -> TemplateExpr {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maxDepth else { throw error("expressions nested too deeply") }
         var expr = try parseOr()
         while skipName("if") {
             let condition = try parseOr()
@@ -364,6 +374,9 @@ struct TemplateParser {
     }
 
     private mutating func parseUnary(withFilter: Bool = true) throws(ChatTemplateError) -> TemplateExpr {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maxDepth else { throw error("expressions nested too deeply") }
         var expr: TemplateExpr
         if skipOp("-") {
             expr = .negate(try parseUnary(withFilter: false))
