@@ -102,12 +102,22 @@ extension ChatTemplate {
                 throw ModelError("\(configPath): chat_template must be a string or a list of {name, template}")
             }
         }
-        let jinjaPath = modelDirectory + "/chat_template.jinja"
-        if FileIO.isRegularFile(jinjaPath) {
+        // transformers ≥ 4.51 saves templates as files: `chat_template.jinja` (the default) and
+        // `additional_chat_templates/NAME.jinja`; they take precedence over tokenizer_config.json.
+        func read(_ path: String) throws(ModelError) -> String {
             do {
-                files.templates["default"] = String(decoding: try FileIO.readFile(jinjaPath, maxBytes: 16 << 20), as: UTF8.self)
+                return String(decoding: try FileIO.readFile(path, maxBytes: 16 << 20), as: UTF8.self)
             } catch {
                 throw ModelError("\(error)")
+            }
+        }
+        let jinjaPath = modelDirectory + "/chat_template.jinja"
+        if FileIO.isRegularFile(jinjaPath) { files.templates["default"] = try read(jinjaPath) }
+        let additional = modelDirectory + "/additional_chat_templates"
+        if FileIO.isDirectory(additional) {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: additional)) ?? []
+            for name in names.sorted() where name.hasSuffix(".jinja") {
+                files.templates[String(name.dropLast(".jinja".count))] = try read(additional + "/" + name)
             }
         }
         return files
