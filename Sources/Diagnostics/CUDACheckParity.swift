@@ -1,5 +1,6 @@
 import Compute
 import Foundation
+import Models
 
 /// Every op of the CUDA backend against `CUDACheckReference` on random data of several shapes.
 /// Prints the max abs error of each (scaled by max(1, max |reference|)) and its tolerance.
@@ -115,6 +116,17 @@ struct CUDAParityCheck {
             expect("rotary [\(tokens),\(heads),\(headDim)] θ=\(Int(theta))", try backend.floats(t),
                    CUDACheckReference.rotary(x, positions: positions, heads: heads, headDim: headDim, theta: theta), tolerance: 2e-5)
         }
+        // Scaled RoPE (YaRN: per-pair frequencies and a cos/sin scale) against the CPU backend.
+        let (tokens, heads, headDim) = (9, 2, 64)
+        let embedding = RopeScaling.yarn(.init(factor: 4, originalMaxPositions: 256))
+            .embedding(headDim: headDim, theta: 1_000_000, maxPositions: 1024)
+        let x = random.floats(tokens * heads * headDim)
+        let positions = (0..<tokens).map { _ in Int32(random.int(1024)) }
+        let t = try up(x, [tokens, heads, headDim])
+        backend.rotary(t, positions: positions, embedding: embedding)
+        let cpu = Tensor(x, shape: [tokens, heads, headDim])
+        CPUBackend().rotary(cpu, positions: positions, embedding: embedding)
+        expect("rotary yarn [\(tokens),\(heads),\(headDim)]", try backend.floats(t), cpu.floats(), tolerance: 2e-5)
     }
 
     mutating func elementwise() throws {

@@ -13,15 +13,21 @@ struct Generate: AsyncParsableCommand {
     var prompt: String?
     @Option(help: "Prompt as token ids, comma-separated (e.g. 2,31414,232).")
     var promptIds: String?
+    @Option(help: "JSON file of chat messages; the prompt is the model's chat template applied to them, with the generation prompt.")
+    var messages: String?
+    @Option(help: "JSON file of tool schemas for the chat template (with --messages).")
+    var tools: String?
+    @Option(help: "Name of the chat template when the model has several (with --messages).")
+    var template: String?
     // `.unconditional`: `--max-tokens -1` is a value to reject with a reason, not a missing value.
-    @Option(parsing: .unconditional, help: "New tokens to generate at most.")
-    var maxTokens: Int = 16
-    @Option(help: "Sampling temperature; 0 is greedy.")
-    var temperature: Float = 1.0
-    @Option(help: "Nucleus sampling probability mass (1 = off).")
-    var topP: Float = 1.0
-    @Option(parsing: .unconditional, help: "Keep only the K most likely tokens (-1 = off).")
-    var topK: Int = -1
+    @Option(parsing: .unconditional, help: "New tokens to generate at most (default: generation_config.json's max_new_tokens, else 16).")
+    var maxTokens: Int?
+    @Option(help: "Sampling temperature; 0 is greedy (default: generation_config.json's, else 1).")
+    var temperature: Float?
+    @Option(help: "Nucleus sampling probability mass, 1 = off (default: generation_config.json's, else 1).")
+    var topP: Float?
+    @Option(parsing: .unconditional, help: "Keep only the K most likely tokens, -1 = off (default: generation_config.json's, else -1).")
+    var topK: Int?
     @Option(help: "Sampler seed (reproducible output).")
     var seed: UInt64?
     @Option(help: "Completions per prompt.")
@@ -36,27 +42,40 @@ struct Generate: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        guard maxTokens >= 1 else { throw CLIError("--max-tokens must be at least 1, got \(maxTokens)") }
+        if let maxTokens, maxTokens < 1 { throw CLIError("--max-tokens must be at least 1, got \(maxTokens)") }
     }
 
     func run() async throws {
         try CLIParse.requireUTF8Arguments()
         let backend = try Backends.make(device: device)
         let weightType = try CLIParse.dtype(dtype)
+        guard [prompt != nil, promptIds != nil, messages != nil].filter({ $0 }).count == 1 else {
+            throw CLIError("give exactly one of --prompt, --prompt-ids or --messages")
+        }
+        if messages == nil, tools != nil || template != nil { throw CLIError("--tools and --template need --messages") }
+        // Render first: a bad conversation fails before the weights load.
+        let chatPrompt = try messages.map { path in
+            try ChatInput.render(model: model, messagesPath: path, toolsPath: tools, addGenerationPrompt: true, template: template)
+        }
         let local = try LocalModel(directory: model, dtype: weightType, backend: backend)
         let ids: [Int32]
-        switch (prompt, promptIds) {
-        case let (text?, nil):
+        if let text = prompt ?? chatPrompt {
             guard let tokenizer = local.tokenizer else { throw CLIError("\(model) has no tokenizer.json; pass --prompt-ids instead") }
+            // Chat prompts carry their special tokens in the text; none are added (as vLLM).
             ids = tokenizer.encode(text)
             guard !ids.isEmpty else { throw CLIError("the prompt is empty") }
-        case let (nil, list?):
-            ids = try CLIParse.ids(list)
-        default:
-            throw CLIError("give exactly one of --prompt or --prompt-ids")
+        } else {
+            ids = try CLIParse.ids(promptIds!)
         }
-        let params = SamplingParams(maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK,
-                                    seed: seed, n: n, ignoreEOS: ignoreEos)
+        // generation_config.json's sampling fields are the defaults; options given here win.
+        var params = local.defaultSamplingParams
+        if let maxTokens { params.maxTokens = maxTokens }
+        if let temperature { params.temperature = temperature }
+        if let topP { params.topP = topP }
+        if let topK { params.topK = topK }
+        params.seed = seed
+        params.n = n
+        params.ignoreEOS = ignoreEos
         let completions = try local.generate(prompts: [ids], params: params)[0]
         var outputs: [[String: Any]] = []
         for c in completions {

@@ -67,12 +67,17 @@ public struct CPUBackend: ComputeBackend {
         }
     }
 
-    public func rotary(_ x: Tensor, positions: [Int32], theta: Float) {
+    public func rotary(_ x: Tensor, positions: [Int32], embedding: RotaryEmbedding) {
         Self.requireF32(x, "rotary input")
         precondition(x.rank == 3 && x.shape[0] == positions.count, "rotary input \(x.shape) must be [N, heads, headDim] with N = \(positions.count) positions")
         precondition(x.shape[2] % 2 == 0, "rotary head dimension \(x.shape[2]) must be even")
+        precondition(embedding.inverseFrequencies.count == x.shape[2] / 2,
+                     "rotary: \(embedding.inverseFrequencies.count) inverse frequencies for head dimension \(x.shape[2])")
         positions.withUnsafeBufferPointer { positions in
-            CPUKernels.rotary(x.pointer(Float.self), positions: positions, heads: x.shape[1], headDim: x.shape[2], theta: theta)
+            embedding.inverseFrequencies.withUnsafeBufferPointer { inverseFrequencies in
+                CPUKernels.rotary(x.pointer(Float.self), positions: positions, heads: x.shape[1], headDim: x.shape[2],
+                                  inverseFrequencies: inverseFrequencies, attentionScaling: embedding.attentionScaling)
+            }
         }
     }
 

@@ -7,36 +7,36 @@ import Darwin
 /// Rotary position embedding, Hugging Face "rotate half" convention (Llama, Qwen2, NeoX).
 extension CPUKernels {
     /// Rotates, in place, each head of each token: for i < d/2 the pair (x[i], x[i + d/2]) turns by
-    /// `positions[n] · invFreq[i]`. x: [N, heads, headDim], headDim even.
+    /// `positions[n] · inverseFrequencies[i]`, and cos/sin are scaled by `attentionScaling`.
+    /// x: [N, heads, headDim], headDim even.
     ///
-    /// The angles follow transformers' `RotaryEmbedding` step by step in f32 —
-    /// `invFreq[i] = 1 / theta^(f32(2i) / f32(d))`, `angle = f32(pos) · invFreq[i]` — and then take
-    /// cos/sin in double precision, so results match HF's f32 computation to rounding.
-    public static func rotary(_ x: UnsafeMutablePointer<Float>, positions: UnsafeBufferPointer<Int32>, heads: Int, headDim: Int, theta: Float) {
+    /// The angle follows transformers' `RotaryEmbedding` in f32 — `angle = f32(pos) · invFreq[i]`,
+    /// `cos = f32(cos(angle)) · f32(scaling)` — with cos/sin taken in double precision, so results
+    /// match HF's f32 computation to rounding.
+    public static func rotary(
+        _ x: UnsafeMutablePointer<Float>, positions: UnsafeBufferPointer<Int32>, heads: Int, headDim: Int,
+        inverseFrequencies inverseFrequency: UnsafeBufferPointer<Float>, attentionScaling: Float = 1
+    ) {
         let half = headDim / 2
         guard half > 0, heads > 0 else { return }
-        let inverseFrequency = (0..<half).map { i in
-            1 / Float(pow(Double(theta), Double(Float(2 * i) / Float(headDim))))
-        }
+        precondition(inverseFrequency.count == half, "rotary: \(inverseFrequency.count) inverse frequencies for head dimension \(headDim)")
         let tokensPerChunk = max(1, elementwiseGrain / (heads * headDim))
-        inverseFrequency.withUnsafeBufferPointer { inverseFrequency in
-            Parallel.forEachChunk(total: positions.count, grain: tokensPerChunk) { tokens in
-                let cosines = UnsafeMutablePointer<Float>.allocate(capacity: half)
-                let sines = UnsafeMutablePointer<Float>.allocate(capacity: half)
-                defer {
-                    cosines.deallocate()
-                    sines.deallocate()
+        Parallel.forEachChunk(total: positions.count, grain: tokensPerChunk) { tokens in
+            let cosines = UnsafeMutablePointer<Float>.allocate(capacity: half)
+            let sines = UnsafeMutablePointer<Float>.allocate(capacity: half)
+            defer {
+                cosines.deallocate()
+                sines.deallocate()
+            }
+            for n in tokens {
+                let position = Float(positions[n])
+                for i in 0..<half {
+                    let angle = Double(position * inverseFrequency[i])
+                    cosines[i] = Float(cos(angle)) * attentionScaling
+                    sines[i] = Float(sin(angle)) * attentionScaling
                 }
-                for n in tokens {
-                    let position = Float(positions[n])
-                    for i in 0..<half {
-                        let angle = Double(position * inverseFrequency[i])
-                        cosines[i] = Float(cos(angle))
-                        sines[i] = Float(sin(angle))
-                    }
-                    for h in 0..<heads {
-                        rotatePair(x + (n * heads + h) * headDim, half: half, cosines: cosines, sines: sines)
-                    }
+                for h in 0..<heads {
+                    rotatePair(x + (n * heads + h) * headDim, half: half, cosines: cosines, sines: sines)
                 }
             }
         }

@@ -80,17 +80,23 @@ extension CUDABackend {
         }
     }
 
-    public func rotary(_ x: Tensor, positions: [Int32], theta: Float) {
+    public func rotary(_ x: Tensor, positions: [Int32], embedding: RotaryEmbedding) {
         precondition(x.rank == 3 && x.shape[0] == positions.count && x.shape[2] % 2 == 0 && x.dtype == .f32,
                      "rotary of \(x) at \(positions.count) positions")
+        precondition(embedding.inverseFrequencies.count == x.shape[2] / 2,
+                     "rotary: \(embedding.inverseFrequencies.count) inverse frequencies for head dimension \(x.shape[2])")
         let (tokens, heads, headDim) = (x.shape[0], x.shape[1], x.shape[2])
         let xa = address(x, "x")
         if x.count == 0 { return }
         perform("rotary") {
-            let positionsAddress = try upload(positions)
+            // One upload (the scratch holds one array at a time): the positions, then the inverse
+            // frequencies' bit patterns.
+            let packed = positions + embedding.inverseFrequencies.map { Int32(bitPattern: $0.bitPattern) }
+            let positionsAddress = try upload(packed)
+            let frequenciesAddress = positionsAddress + UInt64(tokens * MemoryLayout<Int32>.stride)
             try launch("rotary_f32", grid: (Self.blocks(x.count / 2), 1, 1), block: (256, 1, 1),
-                       [.address(xa), .address(positionsAddress), .int32(Int32(tokens)), .int32(Int32(heads)),
-                        .int32(Int32(headDim)), .float(theta)])
+                       [.address(xa), .address(positionsAddress), .address(frequenciesAddress), .int32(Int32(tokens)),
+                        .int32(Int32(heads)), .int32(Int32(headDim)), .float(embedding.attentionScaling)])
         }
     }
 

@@ -67,8 +67,9 @@ public protocol ComputeBackend: Sendable {
     func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, into y: Tensor)
 
     /// Rotary position embedding in place, HF "rotate half" convention: for each head, pairs
-    /// (i, i + d/2) for i < d/2 rotate by angle `pos · theta^(-2i/d)`. x: [N, heads, headDim].
-    func rotary(_ x: Tensor, positions: [Int32], theta: Float)
+    /// (i, i + d/2) for i < d/2 rotate by angle `f32(pos) · embedding.inverseFrequencies[i]`, with
+    /// cos and sin scaled by `embedding.attentionScaling`. x: [N, heads, headDim].
+    func rotary(_ x: Tensor, positions: [Int32], embedding: RotaryEmbedding)
 
     /// `y = act(x)` elementwise; x and y may be the same tensor.
     func activation(_ kind: Activation, _ x: Tensor, into y: Tensor)
@@ -109,4 +110,11 @@ public protocol ComputeBackend: Sendable {
     /// device's executor thread (CUDA, whose contexts are per thread), inline on the CPU. Throws what
     /// `body` throws, or the first failure of an op queued by it.
     func perform<T>(_ body: () throws -> T) throws -> T
+}
+
+extension ComputeBackend {
+    /// Plain RoPE with base `theta`: angle `pos · theta^(-2i/d)`.
+    public func rotary(_ x: Tensor, positions: [Int32], theta: Float) {
+        rotary(x, positions: positions, embedding: RotaryEmbedding(theta: theta, headDim: x.shape[x.rank - 1]))
+    }
 }

@@ -54,6 +54,8 @@ public struct ModelConfig: Sendable, Codable, Equatable {
     public var layerNormEps: Float
     /// Rotary base (Llama, Qwen2).
     public var ropeTheta: Float
+    /// The RoPE variant (`rope_parameters` / `rope_scaling`): plain, linear, dynamic NTK, Llama 3 or YaRN.
+    public var ropeScaling: RopeScaling
     /// Biases on the q/k/v (and, for Llama, o) projections. Llama: `attention_bias`; Qwen2: always
     /// true for q/k/v and false for o; OPT: `enable_bias`.
     public var attentionBias: Bool
@@ -71,6 +73,16 @@ public struct ModelConfig: Sendable, Codable, Equatable {
     public var removeFinalLayerNorm: Bool
     /// The dtype the weights were saved in (`torch_dtype`, or `dtype` in transformers 5).
     public var torchDtype: DType?
+    /// `generation_config.json` beside `config.json` (read by `load(directory:)`), if any.
+    public var generation: GenerationConfig?
+
+    /// Every id that ends a completion: `config.json`'s `eos_token_id` and `generation_config.json`'s
+    /// (vLLM stops on both; Qwen2.5 lists `<|im_end|>` and `<|endoftext|>` there).
+    public var allEOSTokenIds: [Int] {
+        var ids = eosTokenIds
+        for id in generation?.eosTokenIds ?? [] where !ids.contains(id) { ids.append(id) }
+        return ids
+    }
 
     /// A configuration with transformers' defaults for `architecture` and the given dimensions.
     public init(
@@ -91,6 +103,7 @@ public struct ModelConfig: Sendable, Codable, Equatable {
         self.layerNormEps = 1e-5
         self.rmsNormEps = 1e-6
         self.ropeTheta = 10000
+        self.ropeScaling = .none
         self.doLayerNormBefore = true
         self.wordEmbedProjDim = hiddenSize
         self.enableBias = true
@@ -133,11 +146,17 @@ public struct ModelConfig: Sendable, Codable, Equatable {
         } catch {
             throw ModelConfigError("\(error)")
         }
+        var config: ModelConfig
         do {
-            return try ModelConfig(json: bytes)
+            config = try ModelConfig(json: bytes)
         } catch {
             throw ModelConfigError("\(path): \(error.message)")
         }
+        config.generation = try GenerationConfig.load(directory: directory)
+        for id in config.generation?.eosTokenIds ?? [] where id < 0 || id >= config.vocabSize {
+            throw ModelConfigError("\(directory)/\(GenerationConfig.fileName): eos_token_id \(id) is outside the vocabulary of \(config.vocabSize)")
+        }
+        return config
     }
 
     public init(json: Data) throws {
@@ -195,6 +214,10 @@ public struct ModelConfig: Sendable, Codable, Equatable {
             attentionBias = enableBias
             mlpBias = enableBias
         case .llama, .qwen2:
+            // Without an explicit head_dim, transformers splits hidden_size evenly over the heads.
+            if try c.int("head_dim") == nil, heads > 0, hidden % heads != 0 {
+                throw ModelConfigError("hidden_size \(hidden) is not a multiple of num_attention_heads \(heads) (and there is no head_dim)")
+            }
             // Null means "as many as the query heads"; absent is transformers' default, which is
             // `None` (the same) for Llama but 32 for Qwen2.
             let kvDefault = architecture == .qwen2 && !c.has("num_key_value_heads") ? 32 : heads
@@ -202,12 +225,18 @@ public struct ModelConfig: Sendable, Codable, Equatable {
             headDim = try c.int("head_dim") ?? hidden / max(heads, 1)
             rmsNormEps = try c.float("rms_norm_eps") ?? 1e-6
             ropeTheta = try c.ropeTheta()
+            ropeScaling = try RopeScaling.parse(config: json, maxPositions: maxPositions)
             if architecture == .llama {
                 attentionBias = try c.bool("attention_bias") ?? false
                 mlpBias = try c.bool("mlp_bias") ?? false
             } else if try c.bool("use_sliding_window") == true {
                 throw ModelConfigError("use_sliding_window is not supported")
             }
+        }
+        // Read by no supported architecture (OPT's is fixed at 1e-5), but a value that cannot be an
+        // epsilon means a broken file.
+        if let eps = try c.float("layer_norm_eps"), !(eps > 0 && eps.isFinite) {
+            throw ModelConfigError("layer_norm_eps must be a positive number, not \(eps)")
         }
         try validate()
     }
@@ -219,6 +248,24 @@ public struct ModelConfig: Sendable, Codable, Equatable {
                               ("intermediate_size", intermediateSize), ("max_position_embeddings", maxPositions),
                               ("word_embed_proj_dim", wordEmbedProjDim)] where value <= 0 {
             throw ModelConfigError("\(name) must be positive, not \(value)")
+        }
+        // Every parameter's element count must be a representable size (a huge config must fail
+        // here, not trap in a multiplication later).
+        let attentionWidth = numHeads.multipliedReportingOverflow(by: headDim)
+        for (name, a, b) in [("vocab_size × hidden_size", vocabSize, hiddenSize),
+                             ("intermediate_size × hidden_size", intermediateSize, hiddenSize),
+                             ("max_position_embeddings × hidden_size", maxPositions, hiddenSize),
+                             ("num_attention_heads × head_dim × hidden_size", attentionWidth.overflow ? Int.max : attentionWidth.partialValue, hiddenSize)] {
+            let (product, overflow) = a.multipliedReportingOverflow(by: b)
+            guard !overflow, product <= 1 << 48 else {
+                throw ModelConfigError("\(name) (\(a) × \(b)) is too large for a parameter tensor")
+            }
+        }
+        for (name, value) in [("rms_norm_eps", rmsNormEps), ("layer_norm_eps", layerNormEps)] where !(value > 0 && value.isFinite) {
+            throw ModelConfigError("\(name) must be a positive number, not \(value)")
+        }
+        if architecture != .opt, !(ropeTheta > 0 && ropeTheta.isFinite) {
+            throw ModelConfigError("rope_theta must be a positive number, not \(ropeTheta)")
         }
         guard numHeads % numKVHeads == 0 else {
             throw ModelConfigError("num_attention_heads \(numHeads) is not a multiple of num_key_value_heads \(numKVHeads)")
@@ -306,7 +353,10 @@ public struct ModelConfig: Sendable, Codable, Equatable {
             fields["rms_norm_eps"] = number(rmsNormEps)
             // transformers 4 reads rope_theta; 5 reads rope_parameters (and converts rope_theta).
             fields["rope_theta"] = number(ropeTheta)
-            fields["rope_parameters"] = .object([("rope_theta", number(ropeTheta)), ("rope_type", .string("default"))])
+            var rope = ropeScaling.jsonFields()
+            rope.append(("rope_theta", number(ropeTheta)))
+            fields["rope_parameters"] = .object(rope.sorted { $0.key < $1.key })
+            if ropeScaling != .none { fields["rope_scaling"] = .object(ropeScaling.jsonFields()) }
             fields["attention_dropout"] = .double(0)
             if architecture == .llama {
                 fields["attention_bias"] = .bool(attentionBias)
@@ -389,17 +439,11 @@ private struct ConfigReader {
         return nil
     }
 
-    /// `rope_theta` (transformers 4) or `rope_parameters.rope_theta` (5). Only plain RoPE is
-    /// supported: a scaled variant would silently give other logits.
+    /// `rope_theta` (transformers 4) or `rope_parameters.rope_theta` (5); the variant is read by
+    /// `RopeScaling.parse`.
     func ropeTheta() throws(ModelConfigError) -> Float {
-        for key in ["rope_parameters", "rope_scaling"] {
-            guard let p = value(key) else { continue }
-            guard p.objectMembers != nil else { throw ModelConfigError("field '\(key)' must be an object") }
-            let type = p["rope_type"]?.stringValue ?? p["type"]?.stringValue ?? "default"
-            guard type == "default" else { throw ModelConfigError("unsupported rope_type '\(type)' in '\(key)' (supported: default)") }
-        }
         if let theta = try float("rope_theta") { return theta }
-        if let p = value("rope_parameters"), let theta = try float("rope_theta", in: p) { return theta }
+        if let p = value("rope_parameters"), p.objectMembers != nil, let theta = try float("rope_theta", in: p) { return theta }
         return 10000
     }
 }

@@ -47,7 +47,7 @@ public final class Generator: @unchecked Sendable {
 
     private func run(prompts: [[Int32]], params: SamplingParams) throws -> [[Completion]] {
         let config = model.config
-        let eos = Set(params.ignoreEOS ? [] : config.eosTokenIds.map { Int32($0) })
+        let eos = Set(params.ignoreEOS ? [] : config.allEOSTokenIds.map { Int32($0) })
         let stops = eos.union(params.stopTokenIds)
         let seed = params.seed ?? UInt64.random(in: .min ... .max)
         var allocator = BlockAllocator(numBlocks: cache.numBlocks, blockSize: cache.blockSize)

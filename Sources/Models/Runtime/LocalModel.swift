@@ -28,6 +28,12 @@ public final class LocalModel: @unchecked Sendable {
 
     public var config: ModelConfig { model.config }
 
+    /// The sampling defaults of this model: vLLM's defaults, overridden by what
+    /// `generation_config.json` sets (see `GenerationConfig.samplingDefaults`).
+    public var defaultSamplingParams: SamplingParams {
+        config.generation?.samplingDefaults() ?? SamplingParams()
+    }
+
     /// Generates with a cache sized for exactly this request.
     public func generate(prompts: [[Int32]], params: SamplingParams, blockSize: Int = 16) throws -> [[Completion]] {
         try params.validate()

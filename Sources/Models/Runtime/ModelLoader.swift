@@ -17,6 +17,7 @@ public enum ModelLoader {
         let config = try ModelConfig.load(directory: directory)
         try ParameterTable.validate(config: config, tensorParallelSize: worldSize)
         let checkpoint = try Checkpoint(directory: directory)
+        try checkLayers(config: config, checkpoint: checkpoint)
         let table = ParameterTable(config: config)
         var sources: [(ParameterSpec, String)] = []
         for spec in table.specs {
@@ -52,6 +53,22 @@ public enum ModelLoader {
             weights[spec.name] = shard
         }
         return (config, weights)
+    }
+
+    /// Checks `num_hidden_layers` against the layers the checkpoint holds, before the parameter table
+    /// (which lists every layer's tensors) is built or anything allocated: a config claiming ten
+    /// million layers fails here at once.
+    public static func checkLayers(config: ModelConfig, checkpoint: Checkpoint) throws(ModelError) {
+        var stored = 0
+        for name in checkpoint.names {
+            for prefix in ["model.layers.", "model.decoder.layers.", "decoder.layers."] where name.hasPrefix(prefix) {
+                let rest = name.dropFirst(prefix.count)
+                if let index = Int(rest.prefix { $0 != "." }) { stored = max(stored, index + 1) }
+            }
+        }
+        guard config.numLayers <= stored else {
+            throw ModelError("\(checkpoint.directory): config.json has num_hidden_layers \(config.numLayers), but the checkpoint holds \(stored) layer\(stored == 1 ? "" : "s")")
+        }
     }
 
     /// Checkpoints converted from fairseq or older transformers name OPT tensors without the `model.`

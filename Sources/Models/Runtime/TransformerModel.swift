@@ -21,6 +21,9 @@ public final class TransformerModel: @unchecked Sendable {
 
     let localHeads: Int
     let localKVHeads: Int
+    /// The rotary parameters, computed once from the config (nil for OPT, and for dynamic NTK, whose
+    /// frequencies depend on the positions of each pass).
+    private let rotary: RotaryEmbedding?
 
     public init(config: ModelConfig, weights: [String: Tensor], backend: any ComputeBackend,
                 rank: Int = 0, worldSize: Int = 1, allReduce: AllReduce? = nil) throws(ModelError) {
@@ -45,6 +48,18 @@ public final class TransformerModel: @unchecked Sendable {
         self.allReduce = allReduce
         localHeads = config.numHeads / worldSize
         localKVHeads = config.numKVHeads / worldSize
+        rotary = config.architecture == .opt || config.ropeScaling.dependsOnSequenceLength
+            ? nil
+            : config.ropeScaling.embedding(headDim: config.headDim, theta: config.ropeTheta, maxPositions: config.maxPositions)
+    }
+
+    /// The rotary parameters for a pass over `positions` (dynamic NTK: as transformers, from the
+    /// largest position + 1 of the pass).
+    func rotaryEmbedding(positions: [Int32]) -> RotaryEmbedding {
+        if let rotary { return rotary }
+        let c = config
+        return c.ropeScaling.embedding(headDim: c.headDim, theta: c.ropeTheta, maxPositions: c.maxPositions,
+                                       sequenceLength: Int(positions.max() ?? 0) + 1)
     }
 
     /// Creates the KV cache this replica reads and writes.
@@ -76,8 +91,11 @@ public final class TransformerModel: @unchecked Sendable {
         for t in tokens where t < 0 || Int(t) >= c.vocabSize {
             throw ModelError("token id \(t) is outside the vocabulary (size \(c.vocabSize))")
         }
-        for p in layout.positionOfToken where Int(p) >= c.maxPositions {
-            throw ModelError("position \(p) exceeds the model's \(c.maxPositions) positions")
+        // Dynamic NTK exists to run past max_position_embeddings; the other variants stop there.
+        if !c.ropeScaling.dependsOnSequenceLength {
+            for p in layout.positionOfToken where Int(p) >= c.maxPositions {
+                throw ModelError("position \(p) exceeds the model's \(c.maxPositions) positions")
+            }
         }
 
         let x = try embed(tokens: tokens, positions: layout.positionOfToken)
@@ -170,8 +188,9 @@ public final class TransformerModel: @unchecked Sendable {
         b.linear(x, weight: w(attn + "k_proj.weight"), bias: wOpt(attn + "k_proj.bias"), into: k.reshaped([n, localKVHeads * d]))
         b.linear(x, weight: w(attn + "v_proj.weight"), bias: wOpt(attn + "v_proj.bias"), into: v.reshaped([n, localKVHeads * d]))
         if c.architecture != .opt {
-            b.rotary(q, positions: layout.positionOfToken, theta: c.ropeTheta)
-            b.rotary(k, positions: layout.positionOfToken, theta: c.ropeTheta)
+            let embedding = rotaryEmbedding(positions: layout.positionOfToken)
+            b.rotary(q, positions: layout.positionOfToken, embedding: embedding)
+            b.rotary(k, positions: layout.positionOfToken, embedding: embedding)
         }
         b.writeKV(k: k, v: v, kCache: cache.keys[layer], vCache: cache.values[layer], layout: layout)
         let context = try b.zeros([n, localHeads, d], dtype: .f32)
