@@ -141,3 +141,22 @@ public final class TrainerSession: @unchecked Sendable {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension TrainerSession {
+    /// Writes the weights and the optimizer state into the checkpoint `directory` (see ``Checkpoint``).
+    public func saveCheckpoint(to directory: String, modelDirectory: String, state: TrainerState) throws {
+        let host = try ops.perform { (try ops.download(flatWeights), try ops.download(optimizer.m), try ops.download(optimizer.v)) }
+        var state = state
+        state.step = optimizer.step
+        try Checkpoint.save(to: directory, modelDirectory: modelDirectory, layout: weights.buffer.layout,
+                            weights: host.0, m: host.1, v: host.2, state: state)
+    }
+
+    /// Restores the optimizer's moments and step count from the checkpoint `directory`, whose weights
+    /// these are (``TrainerWeights`` loaded from it). Checks that it belongs to this model.
+    public func restoreOptimizer(from directory: String) throws {
+        let state = try Checkpoint.state(of: directory, for: weights.config)
+        let (m, v) = try Checkpoint.loadMoments(from: directory, layout: weights.buffer.layout)
+        try ops.perform { try optimizer.restore(step: state.step, m: m, v: v) }
+    }
+}

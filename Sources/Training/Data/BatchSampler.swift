@@ -22,13 +22,16 @@ public struct BatchSampler: Sendable, Equatable {
     }
 
     /// The row indices of step `step`'s global batch (step counts from 0).
-    public func batch(_ step: Int) -> [Int] {
+    public func batch(_ step: Int) -> [Int] { rows(from: step * batchSize) }
+
+    /// The `batchSize` rows at stream position `start` (rows consumed before them).
+    public func rows(from start: Int) -> [Int] {
         var out: [Int] = []
         out.reserveCapacity(batchSize)
         var cachedEpoch = -1
         var permutation: [Int] = []
         for k in 0..<batchSize {
-            let position = step * batchSize + k
+            let position = start + k
             let epoch = position / rows, index = position % rows
             guard shuffle else { out.append(index); continue }
             if epoch != cachedEpoch {
