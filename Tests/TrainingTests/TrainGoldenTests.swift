@@ -84,7 +84,7 @@ import Testing
         let fromCheckpoint = try LocalModel(directory: ckpt, backend: CPUBackend()).logits(inputIds: rows).floats()
         let fromOriginal = try LocalModel(directory: dir, backend: CPUBackend()).logits(inputIds: rows).floats()
         #expect(fromCheckpoint != fromOriginal)
-        #expect(fromCheckpoint.allSatisfy(\.isFinite))
+        #expect(fromCheckpoint.allSatisfy { $0.isFinite })
     }
 
     @Test func aTinyModelMemorisesAHandfulOfSequences() throws {
