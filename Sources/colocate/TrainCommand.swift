@@ -175,7 +175,7 @@ struct Train: AsyncParsableCommand {
             let tokensPerSecond = Double(stats.tokens) / seconds
             if json {
                 try CLIOutput.printJSON(["step": stats.step, "loss": stats.loss, "grad_norm": stats.gradNorm,
-                                         "lr": Double(stats.learningRate), "tokens_per_s": tokensPerSecond])
+                                         "lr": Double("\(stats.learningRate)") ?? Double(stats.learningRate), "tokens_per_s": tokensPerSecond])
             } else if progress.enabled {
                 progress.update(step: stats.step, loss: stats.loss, lr: stats.learningRate, tokensPerSecond: tokensPerSecond)
             } else {

@@ -46,7 +46,7 @@ import Testing
     func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
 
     @Test func goldenRunMatchesPyTorch() throws {
-        let model = try colocateFixtures() + "/opt-tiny"
+        let model = try colocateFixtures() + "/qwen2-tiny"
         let dir = try temporary()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try runColocate(["train", "--model", model, "--data", goldenData(model, in: dir), "--out", dir + "/out",
@@ -111,6 +111,28 @@ import Testing
         #expect(try jsonLines(resumed.stdout).map { $0["step"] as? Int } == [3, 4])
         #expect(try bytes(dir + "/resumed/model.safetensors") == bytes(dir + "/four/model.safetensors"))
         #expect(try bytes(dir + "/resumed/optimizer.safetensors") == bytes(dir + "/four/optimizer.safetensors"))
+    }
+
+    @Test func jsonlPromptCompletionTrainsAndWritesALoadableCheckpoint() throws {
+        let dir = try temporary()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = dir + "/model"
+        try ModelDirectory.write(preset: ModelPreset.named("llama-tiny"), to: model, seed: 2)
+        let rows = (0..<4).map { #"{"prompt": "question \#($0)?", "completion": " answer \#($0)."}"# } + [#"{"text": "plain text row"}"#]
+        try Data(rows.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: dir + "/rows.jsonl"))
+        let r = try runColocate(["train", "--model", model, "--data", dir + "/rows.jsonl", "--out", dir + "/out", "--steps", "3",
+                                 "--batch-size", "2", "--lr", "1e-3", "--schedule", "cosine", "--warmup-steps", "1", "--shuffle",
+                                 "--seed", "4", "--grad-accum", "2", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = try jsonLines(r.stdout)
+        #expect(lines.map { $0["step"] as? Int } == [1, 2, 3])
+        #expect(lines.allSatisfy { ($0["loss"] as! Double).isFinite })
+        // Warmup then cosine: 1e-3 at the end of warmup, decaying after.
+        #expect(abs((lines[0]["lr"] as! Double) - 1e-3) < 1e-9)
+        #expect((lines[2]["lr"] as! Double) < (lines[1]["lr"] as! Double))
+        let g = try runColocate(["generate", "--model", dir + "/out", "--prompt-ids", "5,6,7", "--max-tokens", "3", "--temperature", "0"])
+        #expect(g.status == 0, "\(g.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/out/tokenizer.json"))
     }
 
     /// Every bad input fails with one line naming the problem, and the checkpoint already in --out survives.
