@@ -59,6 +59,25 @@ import WeightSync
         #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")) == before)
     }
 
+    @Test func anInterruptedSaveLeavesThePreviousCheckpointAndIsCleanedUp() throws {
+        let model = try trainLoopModel("opt-tiny")
+        let root = try trainLoopTemporary()
+        let out = root + "/ckpt"
+        try save(model, to: out, fill: 1, step: 1)
+        let before = try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors"))
+        // What a save killed before its rename leaves: a half-written temporary sibling of a dead process.
+        let dead = root + "/.ckpt.tmp-\(Int32.max - 1)-1"
+        try FileManager.default.createDirectory(atPath: dead, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: dead + "/model.safetensors", contents: Data("partial".utf8))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")) == before)
+        let config = try ModelConfig.load(directory: model)
+        #expect(try Checkpoint.state(of: out, for: config).step == 1)
+        // The next save completes and removes the leftover.
+        try save(model, to: out, fill: 2, step: 2)
+        #expect(!FileManager.default.fileExists(atPath: dead))
+        #expect(try Checkpoint.state(of: out, for: config).step == 2)
+    }
+
     @Test func aCheckpointOfAnotherModelIsRefused() throws {
         let out = try trainLoopTemporary() + "/ckpt"
         try save(try trainLoopModel("opt-tiny"), to: out, fill: 1, step: 1)
