@@ -50,6 +50,20 @@ import Testing
         #expect(zip(wa, wb).map { abs($0 - $1) }.max()! < 1e-5)
     }
 
+    @Test func recomputedActivationsTrainTheSame() throws {
+        let dir = try trainLoopFixtures() + "/llama-tiny"
+        let (data, _) = try goldenData(dir)
+        let kept = try makeSession(dir)
+        let recomputed = try TrainerSession(weights: TrainerWeights(directory: dir, device: .host), hyper: goldenHyper,
+                                            schedule: .constant(3e-3), maxGradNorm: 1, recomputeActivations: true)
+        for i in 0..<2 {
+            let a = try trainStep(kept, data, rows: Array(4 * i..<4 * i + 4))
+            let b = try trainStep(recomputed, data, rows: Array(4 * i..<4 * i + 4))
+            #expect(abs(a.loss - b.loss) < 1e-6)
+        }
+        #expect(zip(kept.flatWeights.floats(), recomputed.flatWeights.floats()).map { abs($0 - $1) }.max()! < 1e-6)
+    }
+
     @Test func fourStepsEqualTwoThenAResumeForTwoMore() throws {
         let dir = try trainLoopFixtures() + "/llama-tiny"
         let (data, _) = try goldenData(dir)
