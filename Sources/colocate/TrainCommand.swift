@@ -95,7 +95,6 @@ struct Train: AsyncParsableCommand {
         case "f32": break
         case "bf16-mixed":
             guard device == "cuda" else { throw CLIError("--dtype bf16-mixed runs on GPUs (--device cuda); the CPU trains in f32") }
-            throw CLIError("--dtype bf16-mixed is not available in this build yet; use f32")
         default: throw CLIError("unknown --dtype '\(dtype)' (use f32 or bf16-mixed)")
         }
 
@@ -154,7 +153,8 @@ struct Train: AsyncParsableCommand {
         let hyper = AdamWHyperparameters(learningRate: lr, beta1: beta1, beta2: beta2, epsilon: eps, weightDecay: weightDecay)
         let lrSchedule = LearningRateSchedule(kind: kind, peak: lr, warmupSteps: warmupSteps, totalSteps: steps)
         let clip: Float? = maxGradNorm > 0 ? maxGradNorm : nil
-        try await group.configure(ConfigureOptimizer(hyper: hyper, schedule: lrSchedule, maxGradNorm: clip, recomputeActivations: recompute))
+        try await group.configure(ConfigureOptimizer(hyper: hyper, schedule: lrSchedule, maxGradNorm: clip, recomputeActivations: recompute,
+                                                     mixedPrecision: dtype == "bf16-mixed"))
         if let resume { _ = try await group.loadCheckpoint(resume) }
 
         let sampler = BatchSampler(rows: data.rows, batchSize: batchSize, shuffle: shuffle, seed: seed)

@@ -135,6 +135,18 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: dir + "/out/tokenizer.json"))
     }
 
+    @Test func badFlagsAreOneLineErrors() throws {
+        let model = try colocateFixtures() + "/opt-tiny"
+        let base = ["train", "--model", model, "--data", model + "/train_golden.safetensors", "--out", NSTemporaryDirectory() + "unused"]
+        for (args, fragment) in [(["--dtype", "bf16-mixed"], "runs on GPUs"), (["--betas", "0.9"], "--betas"),
+                                 (["--batch-size", "3", "--trainers", "2"], "does not split"), (["--schedule", "linear"], "--schedule")] {
+            let r = try runColocate(base + args)
+            #expect(r.status != 0)
+            let message = r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(message.contains(fragment) && !message.contains("\n"), "\(args): \(message)")
+        }
+    }
+
     /// Every bad input fails with one line naming the problem, and the checkpoint already in --out survives.
     @Test func badInputIsOneLineAndKeepsTheCheckpoint() throws {
         let model = try colocateFixtures() + "/opt-tiny"
