@@ -47,6 +47,8 @@ public final class TrainerSession: @unchecked Sendable {
     /// bf16-mixed precision: the bf16 copy of the weights the model computes with (flat, the layout's
     /// element order), which AdamW rewrites from the f32 master weights on every update. Nil in f32.
     public let lowPrecisionWeights: Tensor?
+    /// Whether the last step did not finish (its gradients may be NaN or inf).
+    private var gradientsMayHoldNonFinite = false
 
     /// `mixedPrecision` selects the mixed recipe (GPUs only): f32 master weights and optimizer, bf16
     /// matmul operands with f32 accumulation; norms, softmax and the loss in f32.
@@ -113,6 +115,7 @@ public final class TrainerSession: @unchecked Sendable {
         let lr = schedule.rate(atStep: optimizer.step)
         try ops.perform { optimizer.update(params: flatWeights, grads: gradients, learningRate: lr, lowPrecisionCopy: lowPrecisionWeights) }
         weights.buffer.version += 1
+        gradientsMayHoldNonFinite = false
         return StepStats(step: optimizer.step, loss: loss, gradNorm: norm, learningRate: lr, tokens: tokens)
     }
 
@@ -124,11 +127,14 @@ public final class TrainerSession: @unchecked Sendable {
     func zeroGradients() throws {
         if gradients.memory != nil {
             memset(gradients.rawPointer, 0, gradients.byteCount)
+        } else if gradientsMayHoldNonFinite {
+            // After a failed step the buffer may hold NaN, which 0·NaN would keep: write zeros.
+            try ops.perform { try ops.upload(try Tensor.zeros(gradients.shape), into: gradients) }
         } else {
-            // On a GPU: scaling by 0 on the backend's queue (a diverged step stops training, so the
-            // buffer never holds the NaN that 0·NaN would keep).
+            // On a GPU: scaling by 0 on the backend's queue, no host transfer.
             try ops.perform { ops.scale(gradients, by: 0, into: gradients) }
         }
+        gradientsMayHoldNonFinite = true
     }
 
     /// Switches the backend's weight-gradient GEMMs to bf16 operands (`linear` and its input gradient
