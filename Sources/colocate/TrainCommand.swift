@@ -206,7 +206,7 @@ private final class ProgressLine {
         guard enabled else { return }
         let width = 30, filled = min(width, width * step / max(total, 1))
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        let line = String(format: "\r%@ %d/%d  loss %.4f  lr %.2e  %.0f tok/s", bar, step, total, loss, Double(lr), tokensPerSecond)
+        let line = String(format: "\r%@ %d/%d  loss %.4f  lr %.2e  %.0f tok/s\u{1B}[K", bar, step, total, loss, Double(lr), tokensPerSecond)
         FileHandle.standardOutput.write(Data(line.utf8))
     }
 
