@@ -43,7 +43,7 @@ let package = Package(
         // All-reduce among ranks: shared memory between the processes of virtual CPU devices, NCCL on GPUs.
         .target(name: "Collectives", dependencies: ["Compute", "CCUDA", "CShims"], swiftSettings: fast),
         .target(name: "WeightSync", dependencies: ["Compute", "Models", "CShims"], swiftSettings: strict),
-        .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives"], swiftSettings: strict),
+        .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: strict),
         .target(name: "Engine", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: fast),
         // The seed's trainer + engine layout over devices; above Cluster, which knows nothing of either.
         .target(name: "Colocation", dependencies: ["Cluster", "Compute"], swiftSettings: strict),
@@ -71,6 +71,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Compute", "Diagnostics"]),
         .testTarget(name: "ColocationTests", dependencies: ["Colocation", "Cluster", "Compute"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Compute"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Compute", "WeightSync", "Collectives", "Cluster"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Training", "WeightSync", "Cluster", "Models", "Compute"]),
         // System tests: the built binary, and the library driving real worker processes of it.
         .testTarget(name: "CLITests", dependencies: ["colocate", "Engine", "Training", "Cluster", "Models", "WeightSync", "Compute"]),

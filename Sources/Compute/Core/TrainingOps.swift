@@ -64,10 +64,6 @@ public protocol TrainingOps: ComputeBackend {
                                  outputGradient dOut: Tensor, batch: Int, sequence: Int, scale: Float,
                                  queryGradient dq: Tensor, keyGradient dk: Tensor, valueGradient dv: Tensor)
 
-    /// The inverse rotation of `rotary(x, positions:, theta:)`, in place: the backward of rotary
-    /// (a rotation's transpose is the rotation by the opposite angle).
-    func rotaryBackward(_ dx: Tensor, positions: [Int32], theta: Float)
-
     // MARK: Log-probabilities of chosen tokens (the lm_head's loss, chunked by the caller)
 
     /// For each row n: `logProb[n] = log softmax(logits[n, :])[targets[n]]` and, when given,
@@ -87,6 +83,15 @@ public protocol TrainingOps: ComputeBackend {
     /// `lowPrecisionCopy` is given (bf16 [count]), the updated params are also written there, converted.
     func adamW(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, step: Int, hyper: AdamWHyperparameters,
                decayRanges: [Range<Int>], lowPrecisionCopy: Tensor?)
+}
+
+extension TrainingOps {
+    /// The backward of `rotary(x, positions:, embedding:)`, in place: a rotation's transpose is the
+    /// rotation by the opposite angle, and negating a position negates f32(pos)·invFreq exactly, so this
+    /// is the forward's rotation transposed to the bit (the attention scaling is symmetric).
+    public func rotaryBackward(_ dx: Tensor, positions: [Int32], embedding: RotaryEmbedding) {
+        rotary(dx, positions: positions.map { -$0 }, embedding: embedding)
+    }
 }
 
 /// `torch.optim.AdamW`'s settings for one step.

@@ -234,3 +234,11 @@ extension RopeScaling {
         }
     }
 }
+
+extension ModelConfig {
+    /// The rotary parameters of this model for a pass over `sequenceLength` positions (only dynamic
+    /// NTK scaling depends on it; nil or 0 means "not known", as for a model built once for any pass).
+    public func rotaryEmbedding(sequenceLength: Int?) -> RotaryEmbedding {
+        ropeScaling.embedding(headDim: headDim, theta: ropeTheta, maxPositions: maxPositions, sequenceLength: sequenceLength ?? 0)
+    }
+}

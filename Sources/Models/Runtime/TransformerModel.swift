@@ -50,16 +50,14 @@ public final class TransformerModel: @unchecked Sendable {
         localKVHeads = config.numKVHeads / worldSize
         rotary = config.architecture == .opt || config.ropeScaling.dependsOnSequenceLength
             ? nil
-            : config.ropeScaling.embedding(headDim: config.headDim, theta: config.ropeTheta, maxPositions: config.maxPositions)
+            : config.rotaryEmbedding(sequenceLength: nil)
     }
 
     /// The rotary parameters for a pass over `positions` (dynamic NTK: as transformers, from the
     /// largest position + 1 of the pass).
     func rotaryEmbedding(positions: [Int32]) -> RotaryEmbedding {
         if let rotary { return rotary }
-        let c = config
-        return c.ropeScaling.embedding(headDim: c.headDim, theta: c.ropeTheta, maxPositions: c.maxPositions,
-                                       sequenceLength: Int(positions.max() ?? 0) + 1)
+        return config.rotaryEmbedding(sequenceLength: Int(positions.max() ?? 0) + 1)
     }
 
     /// Creates the KV cache this replica reads and writes.
