@@ -1,7 +1,11 @@
 /// The `ComputeBackend` op set on the GPU. Each op checks shapes on the host, then queues kernels.
 extension CUDABackend {
     public func zeros(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor {
-        let buffer = try allocator.allocate(byteCount: shape.reduce(1, *) * dtype.byteSize)
+        let bytes = shape.reduce(1, *) * dtype.byteSize
+        // With the pool on (training), blocks freed by earlier steps are reused: no cuMemAlloc / cuMemFree
+        // (which synchronises the device) on the hot path.
+        let buffer: CUDABuffer
+        if let pool = trainingState.pool { buffer = try pool.allocate(byteCount: bytes) } else { buffer = try allocator.allocate(byteCount: bytes) }
         do {
             try cudaDevice.sync { () throws in
                 try CUDAError.check(driver.cuMemsetD8Async(buffer.deviceAddress, 0, buffer.byteCount, stream.handle), "cuMemsetD8Async")

@@ -29,6 +29,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     let driver: CUDADriver
     let kernels: CUDAKernelModules
     let gemm: CUBLASLtGEMM
+    /// Training's device-thread state: precision, GEMM plans, workspaces, the memory pool (`Training/`).
+    let trainingState = CUDATrainingState()
     private let failure = Mutex<ComputeError?>(nil)
 
     // Device-thread state: scratch for small per-op host arrays, and for 16-bit activations of GEMMs.
