@@ -62,6 +62,7 @@ struct CUDACheckCommand: AsyncParsableCommand {
         var parity = CUDAParityCheck(backend: backend, report: report)
         try parity.runAll()
         report = parity.report
+        report.merge(try CUDATrainingParityCheck.run(backend: backend))
         report.merge(try CUDACopyBatchCheck(backend: backend).run())
         if !parityOnly {
             try CUDAThroughputCheck(backend: backend).run(bytes: bytes)
