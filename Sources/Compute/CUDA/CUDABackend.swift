@@ -74,6 +74,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         do {
             try cudaDevice.sync {
                 if failure.withLock({ $0 != nil }) { return }
+                trainingState.operation &+= 1  // dates the cached bf16 conversions of training GEMMs
                 try body()
             }
         } catch {
@@ -181,7 +182,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     public func upload(_ host: Tensor, as dtype: DType?) throws -> Tensor {
         let source = dtype.map { $0 == host.dtype ? host : (try? host.converted(to: $0)) ?? host } ?? host
         precondition(source.memory != nil && source.isContiguous, "upload of \(host): a contiguous host tensor is needed")
-        let out = try allocator.allocate(byteCount: source.byteCount).tensor(dtype: source.dtype, shape: source.shape)
+        let buffer = try trainingState.pool.map { try $0.allocate(byteCount: source.byteCount) } ?? allocator.allocate(byteCount: source.byteCount)
+        let out = buffer.tensor(dtype: source.dtype, shape: source.shape)
         try write(source, into: out)
         return out
     }
@@ -211,6 +213,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         try cudaDevice.sync {
             if let failure = failure.withLock({ $0 }) { throw failure }
             try stream.synchronize()
+            trainingState.operation &+= 1
             try CUDAError.check(driver.cuMemcpyHtoD(destination, host.rawPointer, host.byteCount), "cuMemcpyHtoD_v2")
         }
     }

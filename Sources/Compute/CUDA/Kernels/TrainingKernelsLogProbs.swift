@@ -70,11 +70,16 @@ extern "C" __global__ void token_logprobs_f32(const float* logits, const int* ta
 
 // In place: logits[r, v] = dLogProb[r] · (onehot(targets[r])[v] − softmax(logits[r])[v]); zeros when
 // dLogProb[r] is 0. Every thread reads all its logits (for the softmax) before any is overwritten.
-extern "C" __global__ void token_logprobs_backward_f32(float* logits, const int* targets, const float* dLogProb, int V) {
+// copy (optional, [R, V] bf16): the result rounded to bf16, for the bf16 GEMMs that read it next.
+extern "C" __global__ void token_logprobs_backward_f32(float* logits, const int* targets, const float* dLogProb, bf16* copy, int V) {
     float* row = logits + (i64)blockIdx.x * V;
+    bf16* copyRow = copy ? copy + (i64)blockIdx.x * V : 0;
     float g = dLogProb[blockIdx.x];
     if (g == 0.0f) {  // the same for the whole block
-        for (int i = threadIdx.x; i < V; i += blockDim.x) row[i] = 0.0f;
+        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+            row[i] = 0.0f;
+            if (copyRow) copyRow[i] = from_float<bf16>(0.0f);
+        }
         return;
     }
     OnlineSoftmax a = row_softmax(row, V);
@@ -82,7 +87,9 @@ extern "C" __global__ void token_logprobs_backward_f32(float* logits, const int*
     int target = targets[blockIdx.x];
     for (int i = threadIdx.x; i < V; i += blockDim.x) {
         float p = expf(row[i] - lse);
-        row[i] = g * ((i == target ? 1.0f : 0.0f) - p);
+        float d = g * ((i == target ? 1.0f : 0.0f) - p);
+        row[i] = d;
+        if (copyRow) copyRow[i] = from_float<bf16>(d);
     }
 }
 """#

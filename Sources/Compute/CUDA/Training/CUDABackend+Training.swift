@@ -25,7 +25,7 @@ extension CUDABackend: TrainingOps {
                 return
             }
             // A 16-bit weight (the bf16 copy of mixed precision) sets the operand type: dy is rounded to it.
-            let operand = try lowPrecisionOperand(dya, count: n * o, dtype: weight.dtype, slot: .gemmA)
+            let operand = try gemmOperands([(dya, n * o)], dtype: weight.dtype)[0]
             try trainingGEMM.matmul(transA: false, transB: false, m: k, n: n, k: o, a: wa, lda: k, b: operand, ldb: o,
                                     c: dxa, ldc: k, abType: weight.dtype, beta: accumulate ? 1 : 0, stream: stream.handle)
         }
@@ -43,8 +43,8 @@ extension CUDABackend: TrainingOps {
         perform("linearBackwardWeight") {
             if k > 0 {
                 let type: DType = trainingState.precision == .bf16Mixed ? .bf16 : .f32
-                let a = try lowPrecisionOperand(xa, count: n * k, dtype: type, slot: .gemmA)
-                let b = try lowPrecisionOperand(dya, count: n * o, dtype: type, slot: .gemmB)
+                let operands = try gemmOperands([(xa, n * k), (dya, n * o)], dtype: type)
+                let (a, b) = (operands[0], operands[1])
                 try trainingGEMM.matmul(transA: false, transB: true, m: k, n: o, k: n, a: a, lda: k, b: b, ldb: o,
                                         c: dWa, ldc: k, abType: type, beta: 1, stream: stream.handle)
             }
@@ -55,13 +55,33 @@ extension CUDABackend: TrainingOps {
         }
     }
 
-    /// `address` itself for f32; otherwise a workspace holding the `count` f32 values there converted to `dtype`.
-    private func lowPrecisionOperand(_ address: UInt64, count: Int, dtype: DType, slot: CUDATrainingState.Workspace) throws -> UInt64 {
-        if dtype == .f32 { return address }
-        let converted = try workspace(slot, bytes: count * dtype.byteSize)
-        try launch("convert_f32_\(Self.kernelSuffix(dtype))", grid: (Self.blocks(count), 1, 1), block: (256, 1, 1),
-                   [.address(address), .address(converted), .int64(Int64(count))])
-        return converted
+    /// The GEMM operands at `sources` (f32, `count` elements each) as `dtype`: the addresses themselves
+    /// for f32, else 16-bit copies in the GEMM workspaces, reusing those the previous op left of the same
+    /// memory (see ``CUDATrainingState/conversions``).
+    private func gemmOperands(_ sources: [(address: UInt64, count: Int)], dtype: DType) throws -> [UInt64] {
+        if dtype == .f32 { return sources.map(\.address) }
+        let state = trainingState
+        let fresh = state.conversionsOperation &+ 1 == state.operation ? state.conversions : []
+        var result = [UInt64?](repeating: nil, count: sources.count)
+        var kept: [CUDATrainingState.Conversion] = []
+        for (i, source) in sources.enumerated() {
+            if let hit = fresh.first(where: { $0.source == source.address && $0.count == source.count && $0.dtype == dtype }),
+               !kept.contains(where: { $0.slot == hit.slot }), let buffer = state.workspaces[hit.slot] {
+                result[i] = buffer.deviceAddress
+                kept.append(hit)
+            }
+        }
+        for (i, source) in sources.enumerated() where result[i] == nil {
+            let slot = [CUDATrainingState.Workspace.gemmA, .gemmB].first { slot in !kept.contains { $0.slot == slot } }!
+            let converted = try workspace(slot, bytes: source.count * dtype.byteSize)
+            try launch("convert_f32_\(Self.kernelSuffix(dtype))", grid: (Self.blocks(source.count), 1, 1), block: (256, 1, 1),
+                       [.address(source.address), .address(converted), .int64(Int64(source.count))])
+            result[i] = converted
+            kept.append(.init(source: source.address, count: source.count, dtype: dtype, slot: slot))
+        }
+        state.conversions = kept
+        state.conversionsOperation = state.operation
+        return result.map { $0! }
     }
 
     // MARK: Embeddings
@@ -286,8 +306,16 @@ extension CUDABackend: TrainingOps {
         if rows == 0 { return }
         perform("tokenLogProbsBackward") {
             let targetsAddress = try uploadTargets(targets, vocabulary: vocabulary)
+            // In bf16-mixed, the logits' gradient feeds two bf16 GEMMs next (the lm_head's dX and dW):
+            // write its bf16 copy here too, as if converted, and save them a pass over [R, V].
+            var copy: UInt64 = 0
+            if trainingState.precision == .bf16Mixed {
+                copy = try workspace(.gemmA, bytes: logits.count * 2)
+                trainingState.conversions = [.init(source: la, count: logits.count, dtype: .bf16, slot: .gemmA)]
+                trainingState.conversionsOperation = trainingState.operation
+            }
             try launch("token_logprobs_backward_f32", grid: (rows, 1, 1), block: (1024, 1, 1),
-                       [.address(la), .address(targetsAddress), .address(ga), .int32(Int32(vocabulary))])
+                       [.address(la), .address(targetsAddress), .address(ga), .address(copy), .int32(Int32(vocabulary))])
         }
     }
 

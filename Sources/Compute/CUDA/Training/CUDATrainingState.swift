@@ -19,6 +19,20 @@ final class CUDATrainingState {
     var gemm: CUBLASLtTrainingGEMM?
     var workspaces: [Workspace: CUDABuffer] = [:]
     var sharedMemoryConfigured: Set<String> = []
+    /// Counts the backend's ops (and host writes), so that a conversion can tell it is still fresh.
+    var operation: UInt64 = 0
+    /// The 16-bit copies of f32 operands the last converting op left in the GEMM workspaces, and that op.
+    /// The next op may reuse them (its operand is then unchanged: no op ran in between): `dy` is
+    /// converted once for both `linearBackwardInput` and `linearBackwardWeight`.
+    var conversions: [Conversion] = []
+    var conversionsOperation: UInt64 = 0
+
+    struct Conversion {
+        var source: UInt64
+        var count: Int
+        var dtype: DType
+        var slot: Workspace
+    }
 
     /// Device scratch of the training ops. Each is used within one op (stream order protects reuse).
     enum Workspace: Hashable {
