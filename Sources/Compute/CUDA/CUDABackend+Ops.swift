@@ -8,6 +8,7 @@ extension CUDABackend {
         if let pool = trainingState.pool { buffer = try pool.allocate(byteCount: bytes) } else { buffer = try allocator.allocate(byteCount: bytes) }
         do {
             try cudaDevice.sync { () throws in
+                trainingState.operation &+= 1  // a write: cached conversions of this memory are stale
                 try CUDAError.check(driver.cuMemsetD8Async(buffer.deviceAddress, 0, buffer.byteCount, stream.handle), "cuMemsetD8Async")
             }
         } catch {
