@@ -54,6 +54,8 @@ struct CUDACheckCommand: AsyncParsableCommand {
         if let models {
             var check = CUDAModelCheck(backend: backend, directory: models)
             report = try check.run()
+            var training = CUDATrainingModelCheck(backend: backend, directory: models)
+            report.merge(try training.run())
             print("\n\(report.summary)")
             if report.failures > 0 { throw ExitCode(1) }
             return
