@@ -136,12 +136,13 @@ extern "C" __global__ void rotary_backward_f32(float* x, const int* positions, i
 // torch.optim.AdamW (single-tensor form) over a flat buffer, in its order of operations:
 //   p *= 1 - lr·wd (inside a decay range only); m = lerp(m, g, 1 - β1); v = β2·v + (1 - β2)·g²;
 //   p -= stepSize · m / (sqrt(v) / bc2Sqrt + eps), with stepSize = lr / (1 - β1^t), bc2Sqrt = sqrt(1 - β2^t).
+// The scalars come from the host, computed in double as Python computes them, then rounded to f32.
 // ranges: `rangeCount` sorted, disjoint [start, end) pairs of elements that decay; each thread finds
 // its element's range by binary search (the table is small and stays in L1). lowp: an optional bf16
 // copy of the updated parameters (the mixed-precision GEMM operands).
 extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* v, bf16* lowp, i64 n,
-                                     const i64* ranges, int rangeCount, float lr, float beta1, float beta2, float eps,
-                                     float weightDecay, float stepSize, float bc2Sqrt) {
+                                     const i64* ranges, int rangeCount, float decayFactor, float oneMinusBeta1,
+                                     float beta2, float oneMinusBeta2, float eps, float stepSize, float bc2Sqrt) {
     GRID_STRIDE(i, n) {
         int lo = 0, hi = rangeCount;  // first range whose end is > i
         while (lo < hi) {
@@ -150,11 +151,11 @@ extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* 
         }
         bool decays = lo < rangeCount && ranges[2 * lo] <= i;
         float param = p[i], grad = g[i];
-        if (decays) param *= 1.0f - lr * weightDecay;
-        float w = 1.0f - beta1, mi = m[i];
+        if (decays) param *= decayFactor;
+        float w = oneMinusBeta1, mi = m[i];
         // torch.lerp: start + w·(end − start) for w < 0.5, else end − (end − start)·(1 − w)
         mi = w < 0.5f ? mi + w * (grad - mi) : grad - (grad - mi) * (1.0f - w);
-        float vi = v[i] * beta2 + (1.0f - beta2) * grad * grad;
+        float vi = v[i] * beta2 + oneMinusBeta2 * grad * grad;
         float denom = sqrtf(vi) / bc2Sqrt + eps;
         param = param - stepSize * (mi / denom);
         p[i] = param;

@@ -331,18 +331,24 @@ extension CUDABackend: TrainingOps {
         let (pa, ga, ma, va) = (address(params, "params"), address(grads, "grads"), address(m, "m"), address(v, "v"))
         let lowAddress = lowPrecisionCopy.map { address($0, "lowPrecisionCopy") } ?? 0
         let ranges = Self.decayTable(decayRanges, count: count)
-        // As torch: bias corrections in double, then used as f32 scalars.
-        let stepSize = Double(hyper.learningRate) / (1 - pow(Double(hyper.beta1), Double(step)))
-        let bc2Sqrt = (1 - pow(Double(hyper.beta2), Double(step))).squareRoot()
+        // As torch: the scalars in double from the hyperparameters as the user wrote them (a Float's
+        // shortest decimal form: 0.9, not 0.899999976), then f32.
+        let (lr, beta1, beta2, wd) = (Self.decimal(hyper.learningRate), Self.decimal(hyper.beta1), Self.decimal(hyper.beta2),
+                                      Self.decimal(hyper.weightDecay))
+        let stepSize = lr / (1 - pow(beta1, Double(step)))
+        let bc2Sqrt = (1 - pow(beta2, Double(step))).squareRoot()
         if count == 0 { return }
         perform("adamW") {
             let rangesAddress = try upload(ranges.isEmpty ? [Int64(0), 0] : ranges)
             try launch("adamw_f32", grid: (Self.blocks(count), 1, 1), block: (256, 1, 1),
                        [.address(pa), .address(ga), .address(ma), .address(va), .address(lowAddress), .int64(Int64(count)),
-                        .address(rangesAddress), .int32(Int32(ranges.count / 2)), .float(hyper.learningRate), .float(hyper.beta1),
-                        .float(hyper.beta2), .float(hyper.epsilon), .float(hyper.weightDecay), .float(Float(stepSize)), .float(Float(bc2Sqrt))])
+                        .address(rangesAddress), .int32(Int32(ranges.count / 2)), .float(Float(1 - lr * wd)), .float(Float(1 - beta1)),
+                        .float(hyper.beta2), .float(Float(1 - beta2)), .float(hyper.epsilon), .float(Float(stepSize)), .float(Float(bc2Sqrt))])
         }
     }
+
+    /// The Double a Float was written as (its shortest decimal representation).
+    static func decimal(_ x: Float) -> Double { Double(x.description) ?? Double(x) }
 
     /// The decay ranges clipped to [0, count), sorted and merged, as (start, end) pairs.
     static func decayTable(_ ranges: [Range<Int>], count: Int) -> [Int64] {
