@@ -25,7 +25,7 @@ extension CUDABackend: TrainingOps {
                 return
             }
             // A 16-bit weight (the bf16 copy of mixed precision) sets the operand type: dy is rounded to it.
-            let operand = try gemmOperands([(dya, n * o)], dtype: weight.dtype)[0]
+            let operand = try gemmOperands([(dya, n * o)], dtype: weight.dtype, writes: [(dxa, dx.byteCount)])[0]
             try trainingGEMM.matmul(transA: false, transB: false, m: k, n: n, k: o, a: wa, lda: k, b: operand, ldb: o,
                                     c: dxa, ldc: k, abType: weight.dtype, beta: accumulate ? 1 : 0, stream: stream.handle)
         }
@@ -43,7 +43,8 @@ extension CUDABackend: TrainingOps {
         perform("linearBackwardWeight") {
             if k > 0 {
                 let type: DType = trainingState.precision == .bf16Mixed ? .bf16 : .f32
-                let operands = try gemmOperands([(xa, n * k), (dya, n * o)], dtype: type)
+                let operands = try gemmOperands([(xa, n * k), (dya, n * o)], dtype: type,
+                                                writes: [(dWa, dW.byteCount)] + (db.map { [(dba!, $0.byteCount)] } ?? []))
                 let (a, b) = (operands[0], operands[1])
                 try trainingGEMM.matmul(transA: false, transB: true, m: k, n: o, k: n, a: a, lda: k, b: b, ldb: o,
                                         c: dWa, ldc: k, abType: type, beta: 1, stream: stream.handle)
@@ -57,29 +58,37 @@ extension CUDABackend: TrainingOps {
 
     /// The GEMM operands at `sources` (f32, `count` elements each) as `dtype`: the addresses themselves
     /// for f32, else 16-bit copies in the GEMM workspaces, reusing those the previous op left of the same
-    /// memory (see ``CUDATrainingState/conversions``).
-    private func gemmOperands(_ sources: [(address: UInt64, count: Int)], dtype: DType) throws -> [UInt64] {
+    /// memory (see ``CUDATrainingState/conversions``). `writes` are the byte ranges this op writes: the
+    /// copies of other memory it leaves in the workspaces stay valid for the next op.
+    private func gemmOperands(_ sources: [(address: UInt64, count: Int)], dtype: DType,
+                              writes: [(address: UInt64, bytes: Int)]) throws -> [UInt64] {
         if dtype == .f32 { return sources.map(\.address) }
         let state = trainingState
         let fresh = state.conversionsOperation &+ 1 == state.operation ? state.conversions : []
         var result = [UInt64?](repeating: nil, count: sources.count)
-        var kept: [CUDATrainingState.Conversion] = []
+        var used: [CUDATrainingState.Conversion] = []
         for (i, source) in sources.enumerated() {
             if let hit = fresh.first(where: { $0.source == source.address && $0.count == source.count && $0.dtype == dtype }),
-               !kept.contains(where: { $0.slot == hit.slot }), let buffer = state.workspaces[hit.slot] {
+               !used.contains(where: { $0.slot == hit.slot }), let buffer = state.workspaces[hit.slot] {
                 result[i] = buffer.deviceAddress
-                kept.append(hit)
+                used.append(hit)
             }
         }
         for (i, source) in sources.enumerated() where result[i] == nil {
-            let slot = [CUDATrainingState.Workspace.gemmA, .gemmB].first { slot in !kept.contains { $0.slot == slot } }!
+            let slot = [CUDATrainingState.Workspace.gemmA, .gemmB].first { slot in !used.contains { $0.slot == slot } }!
             let converted = try workspace(slot, bytes: source.count * dtype.byteSize)
             try launch("convert_f32_\(Self.kernelSuffix(dtype))", grid: (Self.blocks(source.count), 1, 1), block: (256, 1, 1),
                        [.address(source.address), .address(converted), .int64(Int64(source.count))])
             result[i] = converted
-            kept.append(.init(source: source.address, count: source.count, dtype: dtype, slot: slot))
+            used.append(.init(source: source.address, count: source.count, dtype: dtype, slot: slot))
         }
-        state.conversions = kept
+        // Copies in slots this op did not touch, of memory it does not write, stay valid one op longer.
+        let carried = fresh.filter { conversion in
+            !used.contains { $0.slot == conversion.slot } && !writes.contains { write in
+                conversion.source < write.address + UInt64(write.bytes) && write.address < conversion.source + UInt64(conversion.count * 4)
+            }
+        }
+        state.conversions = used + carried
         state.conversionsOperation = state.operation
         return result.map { $0! }
     }
