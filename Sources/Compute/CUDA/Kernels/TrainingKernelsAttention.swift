@@ -1,4 +1,5 @@
-/// Causal self-attention over whole sequences for training, grouped-query, f32, head dims ≤ 128: a
+/// Causal self-attention over whole sequences for training, grouped-query, f32, head dims ≤ 128 (instances
+/// for ≤ 64 and ≤ 128): a
 /// flash-attention-style forward (tiles of keys through shared memory, online softmax, the row's
 /// log-sum-exp saved) and a backward that recomputes the probabilities from it, never holding a
 /// [T, T] matrix in global memory (FlashAttention-2's algorithm, in the plain style of llm.c).
@@ -17,35 +18,43 @@
 enum TrainingAttentionKernels {
     static let kernels = CUDAKernelSource(family: "training_attention", source: source, functions: functions)
 
-    static let functions = ["flash_attention_forward_f32", "attention_backward_delta_f32",
-                            "flash_attention_backward_dq_f32", "flash_attention_backward_dkdv_f32"]
+    static let functions = ["attention_backward_delta_f32"] + variants.flatMap { variant in
+        ["forward", "backward_dq", "backward_dkdv"].map { "flash_attention_\($0)_\(variant.name)_f32" }
+    }
 
+    /// Instantiations by head dimension: dims per lane 2 (≤ 64) or 4 (≤ 128).
+    static let variants: [(name: String, maxHeadDim: Int)] = [("d64", 64), ("d128", 128)]
     static let maxHeadDim = 128
+
+    /// The instantiation for `headDim` (≤ 128) and its bytes of dynamic shared memory for dQ and dK/dV.
+    static func variant(headDim: Int) -> (name: String, dqSharedBytes: Int, dkdvSharedBytes: Int) {
+        let maxD = headDim <= 64 ? 64 : 128
+        let tiles = 2 * blockRows * maxD + 2 * 32 * (maxD + 1)
+        return (maxD == 64 ? "d64" : "d128", tiles * 4, (tiles + 2 * 32) * 4)
+    }
     /// Rows (queries or keys) a block owns: warps × rows per warp.
     static let blockRows = 16
     static let threads = 128
-    /// Dynamic shared memory of the backward kernels (more than the 48 KiB a launch gets by default).
-    static let dqSharedBytes = (2 * 16 * 128 + 2 * 32 * 129) * 4
-    static let dkdvSharedBytes = (2 * 16 * 128 + 2 * 32 * 129 + 2 * 32) * 4
 
     static let source = #"""
-#define FA_MAXD 128
-#define FA_PER 4        // FA_MAXD / 32: dims per lane
+// Templated on PER, the dims per lane (2: head dims ≤ 64, 4: ≤ 128), so that a 64-dim head does no
+// work on dims it does not have and its tiles take half the shared memory.
 #define FA_WARPS 4
 #define FA_ROWS 4       // rows per warp
 #define FA_BR 16        // FA_WARPS * FA_ROWS: rows per block
 #define FA_BT 32        // keys (forward, dQ) or queries (dK, dV) per tile: one per lane
-#define FA_PAD (FA_MAXD + 1)  // stride of tiles read along the lane index (conflict-free banks)
 
 __device__ __forceinline__ i64 fa_row(int b, int T, int t, int heads, int h, int D) {
     return (((i64)b * T + t) * heads + h) * D;
 }
 
 // Grid: (ceil(T / 16), heads, batch); block: 128.
-extern "C" __global__ void flash_attention_forward_f32(const float* q, const float* k, const float* v, float* out, float* lse,
-                                                       int T, int heads, int kvHeads, int D, float scale) {
+template <int PER>
+__device__ void flash_attention_forward(const float* q, const float* k, const float* v, float* out, float* lse,
+                                        int T, int heads, int kvHeads, int D, float scale) {
+    constexpr int FA_MAXD = 32 * PER, FA_PAD = FA_MAXD + 1;  // FA_PAD: stride of tiles read along the lane index
     __shared__ float Qs[FA_BR][FA_MAXD];      // scaled queries, read as broadcasts
-    __shared__ float Ks[FA_BT][FA_PAD];       // read along lanes: padded
+    __shared__ float Ks[FA_BT][FA_PAD];       // read along lanes: padded (conflict-free banks)
     __shared__ float Vs[FA_BT][FA_MAXD];      // read along dims
     int h = blockIdx.y, b = blockIdx.z, kvh = h / (heads / kvHeads);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -55,13 +64,13 @@ extern "C" __global__ void flash_attention_forward_f32(const float* q, const flo
         int r = i / D, d = i % D, t = q0 + r;
         Qs[r][d] = t < T ? q[fa_row(b, T, t, heads, h, D) + d] * scale : 0.0f;
     }
-    float m[FA_ROWS], l[FA_ROWS], o[FA_ROWS][FA_PER];
+    float m[FA_ROWS], l[FA_ROWS], o[FA_ROWS][PER];
 #pragma unroll
     for (int r = 0; r < FA_ROWS; r++) {
         m[r] = NEG_INF;
         l[r] = 0.0f;
 #pragma unroll
-        for (int i = 0; i < FA_PER; i++) o[r][i] = 0.0f;
+        for (int i = 0; i < PER; i++) o[r][i] = 0.0f;
     }
     int row0 = q0 + warp * FA_ROWS;  // this warp's first query
     for (int k0 = 0; k0 <= lastQ; k0 += FA_BT) {
@@ -96,13 +105,13 @@ extern "C" __global__ void flash_attention_forward_f32(const float* q, const flo
             p[r] = valid ? expf(sv - mNew) : 0.0f;
             l[r] = l[r] * correction + warp_sum(p[r]);
 #pragma unroll
-            for (int i = 0; i < FA_PER; i++) o[r][i] *= correction;
+            for (int i = 0; i < PER; i++) o[r][i] *= correction;
             m[r] = mNew;
         }
         for (int j = 0; j < FA_BT; j++) {
-            float vj[FA_PER];
+            float vj[PER];
 #pragma unroll
-            for (int i = 0; i < FA_PER; i++) {
+            for (int i = 0; i < PER; i++) {
                 int d = lane + 32 * i;
                 vj[i] = d < D ? Vs[j][d] : 0.0f;
             }
@@ -110,7 +119,7 @@ extern "C" __global__ void flash_attention_forward_f32(const float* q, const flo
             for (int r = 0; r < FA_ROWS; r++) {
                 float pj = __shfl_sync(0xffffffffu, p[r], j);
 #pragma unroll
-                for (int i = 0; i < FA_PER; i++) o[r][i] += pj * vj[i];
+                for (int i = 0; i < PER; i++) o[r][i] += pj * vj[i];
             }
         }
     }
@@ -120,7 +129,7 @@ extern "C" __global__ void flash_attention_forward_f32(const float* q, const flo
         if (t >= T) continue;
         float* oRow = out + fa_row(b, T, t, heads, h, D);
 #pragma unroll
-        for (int i = 0; i < FA_PER; i++) {
+        for (int i = 0; i < PER; i++) {
             int d = lane + 32 * i;
             if (d < D) oRow[d] = o[r][i] / l[r];
         }
@@ -141,10 +150,12 @@ extern "C" __global__ void attention_backward_delta_f32(const float* out, const 
 }
 
 // dQ[t] = scale · Σ_j dS[t, j] · K[j], dS = P ∘ (dP − delta), P = exp(s − lse), dP = dO · Vᵀ.
-// Grid: (ceil(T / 16), heads, batch); block: 128; dynamic shared memory: 2·16·128 + 2·32·129 floats.
-extern "C" __global__ void flash_attention_backward_dq_f32(const float* q, const float* k, const float* v, const float* dOut,
-                                                           const float* lse, const float* delta, float* dq,
-                                                           int T, int heads, int kvHeads, int D, float scale) {
+// Grid: (ceil(T / 16), heads, batch); block: 128; dynamic shared memory: 2·16·MAXD + 2·32·(MAXD + 1) floats.
+template <int PER>
+__device__ void flash_attention_backward_dq(const float* q, const float* k, const float* v, const float* dOut,
+                                            const float* lse, const float* delta, float* dq,
+                                            int T, int heads, int kvHeads, int D, float scale) {
+    constexpr int FA_MAXD = 32 * PER, FA_PAD = FA_MAXD + 1;
     extern __shared__ float smem[];
     float (*Qs)[FA_MAXD] = (float (*)[FA_MAXD])smem;                        // [FA_BR][FA_MAXD], scaled
     float (*dOs)[FA_MAXD] = (float (*)[FA_MAXD])(smem + FA_BR * FA_MAXD);   // [FA_BR][FA_MAXD]
@@ -161,14 +172,14 @@ extern "C" __global__ void flash_attention_backward_dq_f32(const float* q, const
         dOs[r][d] = in ? dOut[fa_row(b, T, t, heads, h, D) + d] : 0.0f;
     }
     int row0 = q0 + warp * FA_ROWS;
-    float rowLse[FA_ROWS], rowDelta[FA_ROWS], acc[FA_ROWS][FA_PER];
+    float rowLse[FA_ROWS], rowDelta[FA_ROWS], acc[FA_ROWS][PER];
 #pragma unroll
     for (int r = 0; r < FA_ROWS; r++) {
         int t = row0 + r;
         rowLse[r] = t < T ? lse[((i64)b * T + t) * heads + h] : 0.0f;
         rowDelta[r] = t < T ? delta[((i64)b * T + t) * heads + h] : 0.0f;
 #pragma unroll
-        for (int i = 0; i < FA_PER; i++) acc[r][i] = 0.0f;
+        for (int i = 0; i < PER; i++) acc[r][i] = 0.0f;
     }
     for (int k0 = 0; k0 <= lastQ; k0 += FA_BT) {
         __syncthreads();
@@ -203,9 +214,9 @@ extern "C" __global__ void flash_attention_backward_dq_f32(const float* q, const
             ds[r] = p * (dp[r] - rowDelta[r]);
         }
         for (int j = 0; j < FA_BT; j++) {
-            float kj[FA_PER];
+            float kj[PER];
 #pragma unroll
-            for (int i = 0; i < FA_PER; i++) {
+            for (int i = 0; i < PER; i++) {
                 int d = lane + 32 * i;
                 kj[i] = d < D ? Ks[j][d] : 0.0f;
             }
@@ -213,7 +224,7 @@ extern "C" __global__ void flash_attention_backward_dq_f32(const float* q, const
             for (int r = 0; r < FA_ROWS; r++) {
                 float dsj = __shfl_sync(0xffffffffu, ds[r], j);
 #pragma unroll
-                for (int i = 0; i < FA_PER; i++) acc[r][i] += dsj * kj[i];
+                for (int i = 0; i < PER; i++) acc[r][i] += dsj * kj[i];
             }
         }
     }
@@ -223,7 +234,7 @@ extern "C" __global__ void flash_attention_backward_dq_f32(const float* q, const
         if (t >= T) continue;
         float* row = dq + fa_row(b, T, t, heads, h, D);
 #pragma unroll
-        for (int i = 0; i < FA_PER; i++) {
+        for (int i = 0; i < PER; i++) {
             int d = lane + 32 * i;
             if (d < D) row[d] = scale * acc[r][i];
         }
@@ -232,10 +243,12 @@ extern "C" __global__ void flash_attention_backward_dq_f32(const float* q, const
 
 // dV[j] = Σ_h Σ_t P[t, j] · dO[t];  dK[j] = Σ_h Σ_t dS[t, j] · scale · Q[t]; over the group's query heads h
 // and the queries t ≥ j. Grid: (ceil(T / 16), kvHeads, batch); block: 128; dynamic shared memory:
-// 2·16·128 + 2·32·129 + 2·32 floats.
-extern "C" __global__ void flash_attention_backward_dkdv_f32(const float* q, const float* k, const float* v, const float* dOut,
-                                                             const float* lse, const float* delta, float* dk, float* dv,
-                                                             int T, int heads, int kvHeads, int D, float scale) {
+// 2·16·MAXD + 2·32·(MAXD + 1) + 2·32 floats.
+template <int PER>
+__device__ void flash_attention_backward_dkdv(const float* q, const float* k, const float* v, const float* dOut,
+                                              const float* lse, const float* delta, float* dk, float* dv,
+                                              int T, int heads, int kvHeads, int D, float scale) {
+    constexpr int FA_MAXD = 32 * PER, FA_PAD = FA_MAXD + 1;
     extern __shared__ float smem[];
     float (*Ks)[FA_MAXD] = (float (*)[FA_MAXD])smem;                        // [FA_BR][FA_MAXD], read as broadcasts
     float (*Vs)[FA_MAXD] = (float (*)[FA_MAXD])(smem + FA_BR * FA_MAXD);    // [FA_BR][FA_MAXD]
@@ -253,11 +266,11 @@ extern "C" __global__ void flash_attention_backward_dkdv_f32(const float* q, con
         Vs[r][d] = in ? v[fa_row(b, T, key, kvHeads, kvh, D) + d] : 0.0f;
     }
     int key0 = k0 + warp * FA_ROWS;  // this warp's first key
-    float dkAcc[FA_ROWS][FA_PER], dvAcc[FA_ROWS][FA_PER];
+    float dkAcc[FA_ROWS][PER], dvAcc[FA_ROWS][PER];
 #pragma unroll
     for (int r = 0; r < FA_ROWS; r++)
 #pragma unroll
-        for (int i = 0; i < FA_PER; i++) {
+        for (int i = 0; i < PER; i++) {
             dkAcc[r][i] = 0.0f;
             dvAcc[r][i] = 0.0f;
         }
@@ -301,9 +314,9 @@ extern "C" __global__ void flash_attention_backward_dkdv_f32(const float* q, con
                 ds[r] = p[r] * (dp[r] - tileDelta[lane]);
             }
             for (int j = 0; j < FA_BT; j++) {
-                float qj[FA_PER], doj[FA_PER];
+                float qj[PER], doj[PER];
 #pragma unroll
-                for (int i = 0; i < FA_PER; i++) {
+                for (int i = 0; i < PER; i++) {
                     int d = lane + 32 * i;
                     qj[i] = d < D ? Qs[j][d] : 0.0f;
                     doj[i] = d < D ? dOs[j][d] : 0.0f;
@@ -312,7 +325,7 @@ extern "C" __global__ void flash_attention_backward_dkdv_f32(const float* q, con
                 for (int r = 0; r < FA_ROWS; r++) {
                     float pj = __shfl_sync(0xffffffffu, p[r], j), dsj = __shfl_sync(0xffffffffu, ds[r], j);
 #pragma unroll
-                    for (int i = 0; i < FA_PER; i++) {
+                    for (int i = 0; i < PER; i++) {
                         dvAcc[r][i] += pj * doj[i];
                         dkAcc[r][i] += dsj * qj[i];
                     }
@@ -327,7 +340,7 @@ extern "C" __global__ void flash_attention_backward_dkdv_f32(const float* q, con
         float* dkRow = dk + fa_row(b, T, key, kvHeads, kvh, D);
         float* dvRow = dv + fa_row(b, T, key, kvHeads, kvh, D);
 #pragma unroll
-        for (int i = 0; i < FA_PER; i++) {
+        for (int i = 0; i < PER; i++) {
             int d = lane + 32 * i;
             if (d < D) {
                 dkRow[d] = dkAcc[r][i];
@@ -336,5 +349,21 @@ extern "C" __global__ void flash_attention_backward_dkdv_f32(const float* q, con
         }
     }
 }
+#define FA_VARIANT(NAME, PER)                                                                                         \
+extern "C" __global__ void flash_attention_forward_##NAME##_f32(const float* q, const float* k, const float* v, float* out,     \
+        float* lse, int T, int heads, int kvHeads, int D, float scale) {                                                       \
+    flash_attention_forward<PER>(q, k, v, out, lse, T, heads, kvHeads, D, scale);                                               \
+}                                                                                                                               \
+extern "C" __global__ void flash_attention_backward_dq_##NAME##_f32(const float* q, const float* k, const float* v,            \
+        const float* dOut, const float* lse, const float* delta, float* dq, int T, int heads, int kvHeads, int D, float scale) { \
+    flash_attention_backward_dq<PER>(q, k, v, dOut, lse, delta, dq, T, heads, kvHeads, D, scale);                               \
+}                                                                                                                               \
+extern "C" __global__ void flash_attention_backward_dkdv_##NAME##_f32(const float* q, const float* k, const float* v,          \
+        const float* dOut, const float* lse, const float* delta, float* dk, float* dv, int T, int heads, int kvHeads, int D,     \
+        float scale) {                                                                                                          \
+    flash_attention_backward_dkdv<PER>(q, k, v, dOut, lse, delta, dk, dv, T, heads, kvHeads, D, scale);                         \
+}
+FA_VARIANT(d64, 2)
+FA_VARIANT(d128, 4)
 """#
 }

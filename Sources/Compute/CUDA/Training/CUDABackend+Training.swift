@@ -233,7 +233,8 @@ extension CUDABackend: TrainingOps {
         if q.count == 0 { return }
         perform("causalAttention") {
             let tiles = (sequence + TrainingAttentionKernels.blockRows - 1) / TrainingAttentionKernels.blockRows
-            try launch("flash_attention_forward_f32", grid: (tiles, heads, batch), block: (TrainingAttentionKernels.threads, 1, 1),
+            let variant = TrainingAttentionKernels.variant(headDim: headDim).name
+            try launch("flash_attention_forward_\(variant)_f32", grid: (tiles, heads, batch), block: (TrainingAttentionKernels.threads, 1, 1),
                        [.address(qa), .address(ka), .address(va), .address(oa), .address(la),
                         .int32(Int32(sequence)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)), .float(scale)])
         }
@@ -257,11 +258,12 @@ extension CUDABackend: TrainingOps {
                        [.address(oa), .address(doa), .address(delta), .int64(Int64(rows)), .int32(Int32(headDim))])
             let tiles = (sequence + TrainingAttentionKernels.blockRows - 1) / TrainingAttentionKernels.blockRows
             let shape: [KernelArgument] = [.int32(Int32(sequence)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)), .float(scale)]
-            try launchWithSharedMemory("flash_attention_backward_dq_f32", grid: (tiles, heads, batch),
-                                       block: (TrainingAttentionKernels.threads, 1, 1), sharedBytes: TrainingAttentionKernels.dqSharedBytes,
+            let variant = TrainingAttentionKernels.variant(headDim: headDim)
+            try launchWithSharedMemory("flash_attention_backward_dq_\(variant.name)_f32", grid: (tiles, heads, batch),
+                                       block: (TrainingAttentionKernels.threads, 1, 1), sharedBytes: variant.dqSharedBytes,
                                        [.address(qa), .address(ka), .address(va), .address(doa), .address(la), .address(delta), .address(dqa)] + shape)
-            try launchWithSharedMemory("flash_attention_backward_dkdv_f32", grid: (tiles, kvHeads, batch),
-                                       block: (TrainingAttentionKernels.threads, 1, 1), sharedBytes: TrainingAttentionKernels.dkdvSharedBytes,
+            try launchWithSharedMemory("flash_attention_backward_dkdv_\(variant.name)_f32", grid: (tiles, kvHeads, batch),
+                                       block: (TrainingAttentionKernels.threads, 1, 1), sharedBytes: variant.dkdvSharedBytes,
                                        [.address(qa), .address(ka), .address(va), .address(doa), .address(la), .address(delta),
                                         .address(dka), .address(dva)] + shape)
         }
@@ -362,7 +364,7 @@ extension CUDABackend: TrainingOps {
     /// The decay ranges clipped to [0, count), sorted and merged, as (start, end) pairs.
     static func decayTable(_ ranges: [Range<Int>], count: Int) -> [Int64] {
         var merged: [Range<Int>] = []
-        for r in ranges.map({ max(0, $0.lowerBound)..<min(count, $0.upperBound) }).filter({ !$0.isEmpty }).sorted(by: { $0.lowerBound < $1.lowerBound }) {
+        for r in ranges.map({ $0.clamped(to: 0..<count) }).filter({ !$0.isEmpty }).sorted(by: { $0.lowerBound < $1.lowerBound }) {
             if let last = merged.last, r.lowerBound <= last.upperBound {
                 merged[merged.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
             } else {
