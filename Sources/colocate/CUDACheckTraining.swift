@@ -5,27 +5,31 @@ import Foundation
 /// on the same random data, several shapes each: max abs errors scaled by max(1, max |reference|), with
 /// tolerances for f32 (reassociation only) and for bf16 operands (one bf16 rounding of an operand).
 struct CUDATrainingParityCheck {
-    let gpu: CUDABackend
+    /// The backend checked (the GPU's; any `TrainingOps` works, which is how this check is checked).
+    let gpu: any TrainingOps
     let cpu: any TrainingOps
-    var parity: CUDAParityCheck
+    var report = CUDACheckReport()
+    var random = SplitMix64(seed: 0x7EA1_2026)
 
-    init(backend: CUDABackend) {
+    init(backend: any TrainingOps) {
         gpu = backend
         cpu = CPUBackend()
-        parity = CUDAParityCheck(backend: backend, report: CUDACheckReport())
-        parity.random = SplitMix64(seed: 0x7EA1_2026)
     }
 
-    static func run(backend: CUDABackend) throws -> CUDACheckReport {
+    static func run(backend: any TrainingOps) throws -> CUDACheckReport {
         print("\n== training ops (GPU vs CPU TrainingOps)")
         var check = CUDATrainingParityCheck(backend: backend)
         try check.runAll()
-        return check.parity.report
+        return check.report
+    }
+
+    /// Sets the checked backend's GEMM precision, when it has one.
+    func setPrecision(_ precision: CUDATrainingPrecision) {
+        (gpu as? CUDABackend)?.trainingPrecision = precision
     }
 
     mutating func runAll() throws {
-        let precision = gpu.trainingPrecision
-        defer { gpu.trainingPrecision = precision }
+        defer { setPrecision(.f32) }
         try linear()
         try embedding()
         try norms()
@@ -34,22 +38,37 @@ struct CUDATrainingParityCheck {
         try rotary()
         try logProbs()
         try adamW()
-        try gpu.synchronize()
+        _ = try gpu.download(try gpu.zeros([1], dtype: .f32))  // waits for the queue, throws its failure
     }
 
     // MARK: Helpers
 
-    mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { parity.random.floats(n, lo, hi) }
+    mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { random.floats(n, lo, hi) }
 
-    /// The same values on the host (as `dtype`) and on the GPU.
+    /// The same values on the host (as `dtype`) and on the checked backend.
     func pair(_ values: [Float], _ shape: [Int], _ dtype: DType = .f32) throws -> (host: Tensor, device: Tensor) {
         let host = try Tensor(values, shape: shape).converted(to: dtype)
         return (host, try gpu.upload(host))
     }
 
     mutating func expect(_ name: String, _ device: Tensor, _ host: Tensor, tolerance: Float) throws {
-        parity.expect(name, try gpu.floats(device), host.floats(), tolerance: tolerance)
+        expect(name, try gpu.download(device).floats(), host.floats(), tolerance: tolerance)
     }
+
+    /// Max abs error scaled by max(1, max |reference|), against `tolerance`.
+    mutating func expect(_ name: String, _ values: [Float], _ reference: [Float], tolerance: Float) {
+        var error: Float = values.count == reference.count ? 0 : .infinity
+        var scale: Float = 1
+        for (g, r) in zip(values, reference) {
+            error = max(error, abs(g - r).isNaN ? .infinity : abs(g - r))
+            scale = max(scale, abs(r))
+        }
+        let ok = error / scale <= tolerance
+        print("  \(ok ? "ok  " : "FAIL") \(name.padding(toLength: 58, withPad: " ", startingAt: 0)) max|Δ| \(format(error))  scaled \(format(error / scale))  tol \(format(tolerance))")
+        if ok { report.pass(name) } else { report.fail(name) }
+    }
+
+    func format(_ x: Float) -> String { String(format: "%.2e", Double(x)) }
 
     // MARK: Checks
 
@@ -68,7 +87,7 @@ struct CUDATrainingParityCheck {
                     try expect("linearBackwardInput \(dtype) [\(n),\(o)]·[\(o),\(k)]\(accumulate ? " +=" : "")", dx.device, dx.host, tolerance: tolerance)
                 }
                 // dW: f32 operands in .f32, bf16 operands in .bf16Mixed (against f32 math on the CPU).
-                gpu.trainingPrecision = dtype == .f32 ? .f32 : .bf16Mixed
+                setPrecision(dtype == .f32 ? .f32 : .bf16Mixed)
                 let dW = try pair(floats(o * k), [o, k]), db = try pair(floats(o), [o])
                 cpu.linearBackwardWeight(dy.host, input: x.host, weightGradient: dW.host, biasGradient: db.host)
                 gpu.linearBackwardWeight(dy.device, input: x.device, weightGradient: dW.device, biasGradient: db.device)
@@ -76,14 +95,14 @@ struct CUDATrainingParityCheck {
                 try expect("linearBackwardWeight \(mode) dW [\(n),\(o)]ᵀ·[\(n),\(k)]", dW.device, dW.host,
                            tolerance: dtype == .f32 ? 2e-5 * Float(max(1, n / 64)) : 2e-2)
                 try expect("linearBackwardWeight \(mode) db", db.device, db.host, tolerance: 2e-5 * Float(max(1, n / 64)))
-                gpu.trainingPrecision = .f32
+                setPrecision(.f32)
             }
         }
     }
 
     mutating func embedding() throws {
         let (v, h, n) = (1000, 96, 300)
-        let ids = (0..<n).map { _ in Int32(parity.random.int(50)) }  // many repeats: the adds must not race
+        let ids = (0..<n).map { _ in Int32(random.int(50)) }  // many repeats: the adds must not race
         let dy = try pair(floats(n * h), [n, h])
         let table = try pair(floats(v * h), [v, h])
         cpu.embeddingBackward(ids: ids, dy.host, into: table.host)
@@ -143,7 +162,7 @@ struct CUDATrainingParityCheck {
             let relative = abs(result - reference) / max(reference, 1e-30)
             let ok = relative <= 1e-6
             print("  \(ok ? "ok  " : "FAIL") sumOfSquares [\(count)]: \(result) vs \(reference) (relative \(String(format: "%.1e", relative)), tol 1e-6)")
-            if ok { parity.report.pass("sumOfSquares [\(count)]") } else { parity.report.fail("sumOfSquares [\(count)]") }
+            if ok { report.pass("sumOfSquares [\(count)]") } else { report.fail("sumOfSquares [\(count)]") }
         }
     }
 
@@ -185,7 +204,7 @@ struct CUDATrainingParityCheck {
 
     mutating func rotary() throws {
         for (tokens, heads, headDim, theta) in [(3, 2, 8, Float(10000)), (17, 4, 64, 10000), (5, 3, 128, 1_000_000)] {
-            let positions = (0..<tokens).map { _ in Int32(parity.random.int(4096)) }
+            let positions = (0..<tokens).map { _ in Int32(random.int(4096)) }
             let x = try pair(floats(tokens * heads * headDim), [tokens, heads, headDim])
             cpu.rotaryBackward(x.host, positions: positions, theta: theta)
             gpu.rotaryBackward(x.device, positions: positions, theta: theta)
@@ -196,7 +215,7 @@ struct CUDATrainingParityCheck {
     mutating func logProbs() throws {
         for (rows, vocabulary) in [(3, 17), (7, 50272), (64, 151_936), (129, 1000)] {
             let logitValues = floats(rows * vocabulary, -8, 8)
-            let targets = (0..<rows).map { _ in Int32(parity.random.int(vocabulary)) }
+            let targets = (0..<rows).map { _ in Int32(random.int(vocabulary)) }
             let logits = try pair(logitValues, [rows, vocabulary])
             let logProb = (host: try Tensor.zeros([rows]), device: try gpu.zeros([rows], dtype: .f32))
             let entropy = (host: try Tensor.zeros([rows]), device: try gpu.zeros([rows], dtype: .f32))
@@ -206,7 +225,7 @@ struct CUDATrainingParityCheck {
             try expect("tokenLogProbs entropy", entropy.device, entropy.host, tolerance: 1e-5)
 
             // Every third row's gradient is 0: those rows become zeros.
-            let gradient = (0..<rows).map { $0 % 3 == 0 ? Float(0) : parity.random.float(-1, 1) }
+            let gradient = (0..<rows).map { $0 % 3 == 0 ? Float(0) : random.float(-1, 1) }
             let dLogProb = try pair(gradient, [rows])
             cpu.tokenLogProbsBackward(logits.host, targets: targets, logProbGradient: dLogProb.host)
             gpu.tokenLogProbsBackward(logits.device, targets: targets, logProbGradient: dLogProb.device)
@@ -229,7 +248,7 @@ struct CUDATrainingParityCheck {
         try expect("adamW params (3 steps, decay ranges)", params.device, params.host, tolerance: 1e-6)
         try expect("adamW m", m.device, m.host, tolerance: 1e-6)
         try expect("adamW v", v.device, v.host, tolerance: 1e-6)
-        parity.expect("adamW bf16 copy = rounded params", try gpu.floats(copy),
-                      CUDACheckReference.rounded(try gpu.floats(params.device), to: .bf16), tolerance: 0)
+        expect("adamW bf16 copy = rounded params", try gpu.download(copy).floats(),
+                      CUDACheckReference.rounded(try gpu.download(params.device).floats(), to: .bf16), tolerance: 0)
     }
 }
