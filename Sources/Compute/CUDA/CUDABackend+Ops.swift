@@ -31,12 +31,9 @@ extension CUDABackend {
                 try launch("fill_rows_\(Self.kernelSuffix(bias.dtype))", grid: (min((o + 255) / 256, 1024), min(n, 65535), 1),
                            block: (256, 1, 1), [.address(ba), .address(ya), .int64(Int64(n)), .int64(Int64(o))])
             }
-            var operand = xa
-            if weight.dtype != .f32 {
-                operand = try gemmScratchAddress(bytes: n * k * weight.dtype.byteSize)
-                try launch("convert_f32_\(Self.kernelSuffix(weight.dtype))", grid: (Self.blocks(n * k), 1, 1), block: (256, 1, 1),
-                           [.address(xa), .address(operand), .int64(Int64(n * k))])
-            }
+            // 16-bit weights: x rounded to their type, reusing the copy the previous op made of the same
+            // memory (q, k and v read one x).
+            let operand = try gemmOperands([(xa, n * k)], dtype: weight.dtype, writes: [(ya, y.byteCount)])[0]
             try gemm.matmul(w: wa, x: operand, y: ya, rows: n, outputs: o, inputs: k, abType: weight.dtype,
                             beta: bias == nil ? 0 : 1, stream: stream.handle)
         }

@@ -33,12 +33,11 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     let trainingState = CUDATrainingState()
     private let failure = Mutex<ComputeError?>(nil)
 
-    // Device-thread state: scratch for small per-op host arrays, and for 16-bit activations of GEMMs.
+    // Device-thread state: scratch for small per-op host arrays (16-bit GEMM operands: `trainingState`).
     private var staging: UnsafeMutableRawPointer?
     private var stagingCapacity = 0
     private var stagingHead = 0
     private var uploadScratch: CUDABuffer?
-    private var gemmScratch: CUDABuffer?
 
     /// Bytes of cuBLASLt workspace (Hopper kernels want 32 MiB).
     public static let gemmWorkspaceBytes = 32 << 20
@@ -160,17 +159,6 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         values.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         stagingHead += rounded
         return UnsafeRawPointer(destination)
-    }
-
-    /// Device scratch of at least `bytes` for the 16-bit activations of a GEMM.
-    func gemmScratchAddress(bytes: Int) throws -> UInt64 {
-        if gemmScratch.map({ $0.byteCount < bytes }) ?? true {
-            try stream.synchronize()
-            let old = gemmScratch?.byteCount ?? 0
-            gemmScratch = nil
-            gemmScratch = try allocator.allocate(byteCount: max(bytes, old * 2, 1 << 20))
-        }
-        return gemmScratch!.deviceAddress
     }
 
     // MARK: Host ⇄ device

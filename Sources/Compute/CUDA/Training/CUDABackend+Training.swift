@@ -60,7 +60,7 @@ extension CUDABackend: TrainingOps {
     /// for f32, else 16-bit copies in the GEMM workspaces, reusing those the previous op left of the same
     /// memory (see ``CUDATrainingState/conversions``). `writes` are the byte ranges this op writes: the
     /// copies of other memory it leaves in the workspaces stay valid for the next op.
-    private func gemmOperands(_ sources: [(address: UInt64, count: Int)], dtype: DType,
+    func gemmOperands(_ sources: [(address: UInt64, count: Int)], dtype: DType,
                               writes: [(address: UInt64, bytes: Int)]) throws -> [UInt64] {
         if dtype == .f32 { return sources.map(\.address) }
         let state = trainingState
