@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the CUDA training kernels on the CPU under emu.h against double-precision references
 # (training_kernels_test.cpp). Needs python3 and a C++20 compiler; takes a few minutes (a thread per
-# CUDA thread). `run.sh quick` runs the log-prob and two attention cases only.
+# CUDA thread; run it niced on a shared machine). `run.sh attention` runs the attention cases only.
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 out=${TMPDIR:-/tmp}/colocate-cuda-emulation

@@ -10,8 +10,9 @@ import Training
 /// - bf16-mixed (bf16 weights, bf16 GEMM operands): |loss − golden| ≤ 2e-2;
 /// - `train_golden.safetensors`: 3 steps of rows 4i…4i+3, clipping at 1.0 and AdamW (lr 3e-3, betas
 ///   0.9/0.95, eps 1e-8, weight decay 0.1 on ≥ 2-D parameters) in f32: losses within 1e-4, grad norms
-///   within 1e-4 relative, every parameter within 1e-4. AdamW runs per parameter here (the trainer runs
-///   it once over the flat buffer; the arithmetic per element is the same).
+///   within 1e-4 relative, parameters within 1e-4 but for at most 2 rounding-noise elements per model
+///   (within 3e-4), as `TrainGoldenTests`. AdamW runs per parameter here (the trainer runs it once over
+///   the flat buffer; the arithmetic per element is the same).
 struct CUDATrainingModelCheck {
     /// The GPU's backend; the CPU's when checking this check itself (`gpu` nil).
     let backend: any TrainingOps
@@ -115,12 +116,20 @@ struct CUDATrainingModelCheck {
             expect("\(name) step \(step + 1) loss", abs(loss - Double(expectedLoss[step])), 1e-4)
             expect("\(name) step \(step + 1) grad norm (relative)", abs(norm - Double(expectedNorm[step])) / Double(expectedNorm[step]), 1e-4)
         }
+        // As TrainGoldenTests: where the true gradient is ~0, f32 rounding leaves ~1e-9 and Adam's first
+        // step turns it into lr·g/(|g| + eps), a move as large as that noise. So all but a few elements
+        // within 1e-4 (here at most 2 per model, as on the CPU) and every one within 3e-4, far inside a
+        // sign flip's 2·lr.
         var worst = (name: "", difference: Float(0))
+        var over = 0
         for parameter in names {
-            let difference = maxDifference(try backend.download(weights[parameter]!).floats(), try golden.tensor("param." + parameter).floats())
-            if difference >= worst.difference { worst = (parameter, difference) }
+            let errors = zip(try backend.download(weights[parameter]!).floats(), try golden.tensor("param." + parameter).floats())
+                .map { abs($0 - $1).isNaN ? Float.infinity : abs($0 - $1) }
+            over += errors.filter { $0 > 1e-4 }.count
+            if let largest = errors.max(), largest >= worst.difference { worst = (parameter, largest) }
         }
-        expect("\(name) parameters after 3 AdamW steps (worst: \(worst.name))", Double(worst.difference), 1e-4)
+        expect("\(name) parameters after 3 AdamW steps (worst: \(worst.name))", Double(worst.difference), 3e-4)
+        expect("\(name) parameters beyond 1e-4 after 3 steps (count)", Double(over), 2)
     }
 
     private mutating func expect(_ what: String, _ difference: Double, _ tolerance: Double) {
