@@ -48,7 +48,7 @@ let package = Package(
         // The seed's trainer + engine layout over devices; above Cluster, which knows nothing of either.
         .target(name: "Colocation", dependencies: ["Cluster", "Compute"], swiftSettings: strict),
         // `cuda-check` and the actors tests and benchmarks spawn (not in the production worker registry).
-        .target(name: "Diagnostics", dependencies: ["Compute", "Models", "Cluster", "Collectives"], swiftSettings: strict),
+        .target(name: "Diagnostics", dependencies: ["Compute", "Models", "Cluster", "Collectives", "Training"], swiftSettings: strict),
         // `colocate bench …`: measurements, beside the CLI and never below it.
         .target(
             name: "Benchmarks",

@@ -47,6 +47,8 @@ public struct CUDACheck: Sendable {
         if let models {
             var check = CUDAModelCheck(backend: backend, directory: models)
             report = try check.run()
+            var training = CUDATrainingModelCheck(backend: backend, directory: models)
+            report.merge(try training.run())
             print("\n\(report.summary)")
             return report.failures > 0 ? 1 : 0
         }
@@ -54,6 +56,7 @@ public struct CUDACheck: Sendable {
         var parity = CUDAParityCheck(backend: backend, report: report)
         try parity.runAll()
         report = parity.report
+        report.merge(try CUDATrainingParityCheck.run(backend: backend))
         report.merge(try CUDACopyBatchCheck(backend: backend).run())
         if !parityOnly {
             try CUDAThroughputCheck(backend: backend).run(bytes: bytes)

@@ -82,6 +82,9 @@ public final class EngineWorkerState: @unchecked Sendable {
             // The process sees only its bundle's GPU; find it by UUID, never by ordinal.
             let gpu = try CUDA.load().device(uuid: device.uuid)
             cuda = try CUDABackend(device: gpu, memoryUtilization: config.memoryUtilization)
+            // Every decode step allocates its activations anew: reuse blocks instead of cuMemAlloc and a
+            // synchronising cuMemFree per tensor.
+            cuda!.cachesAllocations = true
             backend = cuda!
         }
         self.backend = backend

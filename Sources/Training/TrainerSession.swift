@@ -138,11 +138,12 @@ public final class TrainerSession: @unchecked Sendable {
     }
 
     /// Switches the backend's weight-gradient GEMMs to bf16 operands (`linear` and its input gradient
-    /// follow the bf16 weight tensors by themselves). The CUDA training backend is merged on another
-    /// branch; when it is, this becomes
-    /// `guard let cuda = ops as? CUDABackend else { throw … }; cuda.trainingPrecision = .bf16Mixed`.
+    /// follow the bf16 weight tensors by themselves). Only GPUs train in bf16-mixed; the CPU trains in f32.
     static func selectMixedPrecision(_ ops: any TrainingOps) throws {
-        throw TrainingError("bf16-mixed training needs the CUDA training backend, which this build lacks; use --dtype f32")
+        guard let cuda = ops as? CUDABackend else {
+            throw TrainingError("--dtype bf16-mixed trains on GPUs only; on CPU devices use --dtype f32")
+        }
+        cuda.trainingPrecision = .bf16Mixed
     }
 
     /// The backend that runs training on the weights' device: the CPU backend on a (virtual) CPU
@@ -152,6 +153,8 @@ public final class TrainerSession: @unchecked Sendable {
         guard let ops = backend as Any as? any TrainingOps else {
             throw TrainingError("this build's \(weights.buffer.device.kind) backend has no training ops")
         }
+        // A step allocates the same shapes every time: reuse device blocks instead of cuMemAlloc/cuMemFree.
+        (ops as? CUDABackend)?.cachesAllocations = true
         return ops
     }
 

@@ -1,9 +1,14 @@
 /// The `ComputeBackend` op set on the GPU. Each op checks shapes on the host, then queues kernels.
 extension CUDABackend {
     public func zeros(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor {
-        let buffer = try allocator.allocate(byteCount: shape.reduce(1, *) * dtype.byteSize)
+        let bytes = shape.reduce(1, *) * dtype.byteSize
+        // With the pool on (training), blocks freed by earlier steps are reused: no cuMemAlloc / cuMemFree
+        // (which synchronises the device) on the hot path.
+        let buffer: CUDABuffer
+        if let pool = trainingState.pool { buffer = try pool.allocate(byteCount: bytes) } else { buffer = try allocator.allocate(byteCount: bytes) }
         do {
             try cudaDevice.sync { () throws in
+                trainingState.operation &+= 1  // a write: cached conversions of this memory are stale
                 try CUDAError.check(driver.cuMemsetD8Async(buffer.deviceAddress, 0, buffer.byteCount, stream.handle), "cuMemsetD8Async")
             }
         } catch {
@@ -26,12 +31,9 @@ extension CUDABackend {
                 try launch("fill_rows_\(Self.kernelSuffix(bias.dtype))", grid: (min((o + 255) / 256, 1024), min(n, 65535), 1),
                            block: (256, 1, 1), [.address(ba), .address(ya), .int64(Int64(n)), .int64(Int64(o))])
             }
-            var operand = xa
-            if weight.dtype != .f32 {
-                operand = try gemmScratchAddress(bytes: n * k * weight.dtype.byteSize)
-                try launch("convert_f32_\(Self.kernelSuffix(weight.dtype))", grid: (Self.blocks(n * k), 1, 1), block: (256, 1, 1),
-                           [.address(xa), .address(operand), .int64(Int64(n * k))])
-            }
+            // 16-bit weights: x rounded to their type, reusing the copy the previous op made of the same
+            // memory (q, k and v read one x).
+            let operand = try gemmOperands([(xa, n * k)], dtype: weight.dtype, writes: [(ya, y.byteCount)])[0]
             try gemm.matmul(w: wa, x: operand, y: ya, rows: n, outputs: o, inputs: k, abType: weight.dtype,
                             beta: bias == nil ? 0 : 1, stream: stream.handle)
         }

@@ -29,14 +29,15 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     let driver: CUDADriver
     let kernels: CUDAKernelModules
     let gemm: CUBLASLtGEMM
+    /// Training's device-thread state: precision, GEMM plans, workspaces, the memory pool (`Training/`).
+    let trainingState = CUDATrainingState()
     private let failure = Mutex<ComputeError?>(nil)
 
-    // Device-thread state: scratch for small per-op host arrays, and for 16-bit activations of GEMMs.
+    // Device-thread state: scratch for small per-op host arrays (16-bit GEMM operands: `trainingState`).
     private var staging: UnsafeMutableRawPointer?
     private var stagingCapacity = 0
     private var stagingHead = 0
     private var uploadScratch: CUDABuffer?
-    private var gemmScratch: CUDABuffer?
 
     /// Bytes of cuBLASLt workspace (Hopper kernels want 32 MiB).
     public static let gemmWorkspaceBytes = 32 << 20
@@ -72,6 +73,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         do {
             try cudaDevice.sync {
                 if failure.withLock({ $0 != nil }) { return }
+                trainingState.operation &+= 1  // dates the cached bf16 conversions of training GEMMs
                 try body()
             }
         } catch {
@@ -159,17 +161,6 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         return UnsafeRawPointer(destination)
     }
 
-    /// Device scratch of at least `bytes` for the 16-bit activations of a GEMM.
-    func gemmScratchAddress(bytes: Int) throws -> UInt64 {
-        if gemmScratch.map({ $0.byteCount < bytes }) ?? true {
-            try stream.synchronize()
-            let old = gemmScratch?.byteCount ?? 0
-            gemmScratch = nil
-            gemmScratch = try allocator.allocate(byteCount: max(bytes, old * 2, 1 << 20))
-        }
-        return gemmScratch!.deviceAddress
-    }
-
     // MARK: Host ⇄ device
 
     /// A device copy of a contiguous host tensor.
@@ -179,7 +170,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     public func upload(_ host: Tensor, as dtype: DType?) throws -> Tensor {
         let source = dtype.map { $0 == host.dtype ? host : (try? host.converted(to: $0)) ?? host } ?? host
         precondition(source.memory != nil && source.isContiguous, "upload of \(host): a contiguous host tensor is needed")
-        let out = try allocator.allocate(byteCount: source.byteCount).tensor(dtype: source.dtype, shape: source.shape)
+        let buffer = try trainingState.pool.map { try $0.allocate(byteCount: source.byteCount) } ?? allocator.allocate(byteCount: source.byteCount)
+        let out = buffer.tensor(dtype: source.dtype, shape: source.shape)
         try write(source, into: out)
         return out
     }
@@ -209,6 +201,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         try cudaDevice.sync {
             if let failure = failure.withLock({ $0 }) { throw failure }
             try stream.synchronize()
+            trainingState.operation &+= 1
             try CUDAError.check(driver.cuMemcpyHtoD(destination, host.rawPointer, host.byteCount), "cuMemcpyHtoD_v2")
         }
     }

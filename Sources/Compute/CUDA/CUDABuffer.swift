@@ -20,6 +20,8 @@ public final class CUDABuffer: DeviceStorage, @unchecked Sendable {
         case mapping(IPCMapping)
         /// A range of another buffer, which it keeps alive.
         case view(CUDABuffer)
+        /// A block of a ``CUDAMemoryPool``, given back to it (not freed) on release.
+        case pooled(CUDAMemoryPool, block: CUDABuffer)
     }
     let owner: Owner
 
@@ -38,6 +40,8 @@ public final class CUDABuffer: DeviceStorage, @unchecked Sendable {
             budget?.release(byteCount: byteCount)
         case .shareable(let allocation, let budget):
             budget?.release(byteCount: allocation.size)  // the allocation itself goes with its last reference
+        case .pooled(let pool, let block):
+            pool.give(block)
         case .mapping, .view:
             break
         }
@@ -52,7 +56,7 @@ public final class CUDABuffer: DeviceStorage, @unchecked Sendable {
     /// Whether this memory belongs to another process (mapped through an IPC handle).
     public var isMapping: Bool {
         switch owner {
-        case .allocation, .shareable: false
+        case .allocation, .shareable, .pooled: false
         case .mapping: true
         case .view(let parent): parent.isMapping
         }

@@ -63,7 +63,7 @@ extension CUDABuffer {
         switch owner {
         case .allocation, .shareable: return (self, 0)
         case .mapping: return nil
-        case .view(let parent):
+        case .view(let parent), .pooled(_, block: let parent):
             guard let root = parent.allocationRoot else { return nil }
             return (root.buffer, root.offset + Int(deviceAddress - parent.deviceAddress))
         }

@@ -23,6 +23,10 @@ public enum CUDAKernelLibrarySources {
         AttentionKernels.kernels,
         SoftmaxKernels.kernels,
         SamplingKernels.kernels,
+        TrainingElementwiseKernels.kernels,
+        TrainingNormKernels.kernels,
+        TrainingLogProbKernels.kernels,
+        TrainingAttentionKernels.kernels,
     ]
 
     /// Element types a kernel is instantiated for, as named in kernel names (`convert_f32_bf16`).
