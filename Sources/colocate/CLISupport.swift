@@ -88,7 +88,10 @@ enum Backends {
                 throw CLIError(reason.hasPrefix(prefix) ? reason : "\(prefix): \(reason)")
             }
             let gpu = try CUDA.load().device(ordinal)
-            return try CUDABackend(device: gpu, memoryUtilization: memoryUtilization)
+            let backend = try CUDABackend(device: gpu, memoryUtilization: memoryUtilization)
+            // Generation and training allocate the same shapes step after step: reuse device blocks.
+            backend.cachesAllocations = true
+            return backend
         default:
             throw CLIError("unknown device '\(device)' (use cpu, cuda or cuda:N)")
         }
