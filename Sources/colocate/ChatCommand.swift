@@ -29,7 +29,7 @@ struct Chat: ParsableCommand {
             return
         }
         let tokenizer = try ChatInput.tokenizer(model: model)
-        try CLIOutput.printJSON(["text": rendered, "ids": tokenizer.encode(rendered).map { Int($0) }])
+        try CLIOutput.printJSON(["text": rendered, "ids": tokenizer.encode(rendered, addSpecialTokens: false).map { Int($0) }])
     }
 }
 

@@ -61,8 +61,9 @@ struct Generate: AsyncParsableCommand {
         let ids: [Int32]
         if let text = prompt ?? chatPrompt {
             guard let tokenizer = local.tokenizer else { throw CLIError("\(model) has no tokenizer.json; pass --prompt-ids instead") }
-            // Chat prompts carry their special tokens in the text; none are added (as vLLM).
-            ids = tokenizer.encode(text)
+            // Chat prompts carry their special tokens in the text; none are added (as vLLM). A plain
+            // prompt gets the post-processor's (a Llama-3 BOS), as vLLM's raw prompts do.
+            ids = tokenizer.encode(text, addSpecialTokens: chatPrompt == nil)
             guard !ids.isEmpty else { throw CLIError("the prompt is empty") }
         } else {
             ids = try CLIParse.ids(promptIds!)

@@ -95,9 +95,7 @@ public final class Tokenizer: Sendable {
     /// Reads a file after checking that it is a regular file, so that a FIFO or device is refused
     /// before `open` could block on it.
     static func readRegularFile(_ path: String) throws(TokenizerError) -> [UInt8] {
-        if FileManager.default.fileExists(atPath: path) && !FileIO.isRegularFile(path) {
-            throw TokenizerError(.io, "\(path): not a regular file")
-        }
+        // FileIO opens without blocking and refuses anything but a regular file, naming what it is.
         do {
             return try FileIO.readFile(path)
         } catch {
