@@ -4,7 +4,7 @@ extension CUDABuffer {
         switch owner {
         case .shareable(let allocation, _): allocation
         case .view(let parent): parent.shareableAllocation
-        case .allocation, .mapping: nil
+        case .allocation, .mapping, .pooled: nil
         }
     }
 
