@@ -26,7 +26,7 @@ struct DescriptorExchangeTests {
     func slowClientDoesNotStallOthers() throws {
         let exchange = try DescriptorExchange.shared()
         let (fd, _) = try memfd(holding: "weights v2")
-        let reference = exchange.lend(fd)
+        let reference = exchange.lend(UniqueFileDescriptor(adopting: fd))
         defer { exchange.withdraw(reference) }
 
         // Connected and silent: served one at a time, the exchange would wait its full 2 s read
@@ -39,24 +39,22 @@ struct DescriptorExchangeTests {
         // The listen queue is first come, first served: the exchange takes the silent one first.
 
         let fetched = try DescriptorExchange.fetch(reference, timeoutMilliseconds: 1_000)
-        defer { close(fetched) }
-        #expect(contents(of: fetched) == "weights v2")
+        #expect(contents(of: fetched.rawValue) == "weights v2")
     }
 
     @Test("A lent descriptor is fetched as a new descriptor of the same object")
     func fetch() throws {
         let exchange = try DescriptorExchange.shared()
         let (fd, identity) = try memfd(holding: "weights v1")
-        let reference = exchange.lend(fd)
+        let reference = exchange.lend(UniqueFileDescriptor(adopting: fd))
         defer { exchange.withdraw(reference) }
 
-        let fetched = try DescriptorExchange.fetch(reference)
-        defer { close(fetched) }
-        #expect(fetched != fd)
-        let seen = try SharedMemoryIdentity.of(fileDescriptor: fetched)
+        let fetched = try DescriptorExchange.fetch(reference)  // closed at the end of the test
+        #expect(fetched.rawValue != fd)
+        let seen = try SharedMemoryIdentity.of(fileDescriptor: fetched.rawValue)
         #expect(seen.inode == identity.inode && seen.device == identity.device)
-        #expect(contents(of: fetched) == "weights v1")
-        #expect(fcntl(fetched, F_GETFD) & FD_CLOEXEC != 0)  // never leaks into spawned workers
+        #expect(contents(of: fetched.rawValue) == "weights v1")
+        #expect(fcntl(fetched.rawValue, F_GETFD) & FD_CLOEXEC != 0)  // never leaks into spawned workers
         #expect(try DescriptorReference(bytes: reference.bytes) == reference)
     }
 
@@ -64,23 +62,23 @@ struct DescriptorExchangeTests {
     func refusals() throws {
         let exchange = try DescriptorExchange.shared()
         let (fd, _) = try memfd(holding: "x")
-        let reference = exchange.lend(fd)
+        let reference = exchange.lend(UniqueFileDescriptor(adopting: fd))
         let lent = exchange.lentCount
 
         var forged = reference
         forged.secret[1] ^= 1
-        let wrong = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(forged) }
+        let wrong = #expect(throws: ComputeError.self) { _ = try DescriptorExchange.fetch(forged) }
         #expect(wrong?.message.contains("no longer shares") == true)
 
         exchange.withdraw(reference)
         #expect(exchange.lentCount == lent - 1)
-        let withdrawn = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(reference) }
+        let withdrawn = #expect(throws: ComputeError.self) { _ = try DescriptorExchange.fetch(reference) }
         #expect(withdrawn?.message.contains("no longer shares") == true)
 
         let deadPID = try exitedProcessID()
         var gone = reference
         gone.pid = deadPID
-        let exited = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(gone) }
+        let exited = #expect(throws: ComputeError.self) { _ = try DescriptorExchange.fetch(gone) }
         #expect(exited?.message.contains("process \(deadPID) has exited") == true)
 
         #expect(throws: ComputeError.self) { try DescriptorReference(bytes: Array(reference.bytes.prefix(20))) }

@@ -182,10 +182,9 @@ extension CUDADevice {
         guard reference.pid == handle.ownerPID, size > 0 else {
             throw ComputeError("malformed CUDA file-descriptor handle (pid \(reference.pid) in a handle of \(handle.ownerPID), size \(size))")
         }
-        let fd = try DescriptorExchange.fetch(reference)
-        defer { close(fd) }
+        let fd = try DescriptorExchange.fetch(reference)  // closed when this returns
         do {
-            let base = try mapShared(fileDescriptor: fd, size: size)
+            let base = try mapShared(fileDescriptor: fd.rawValue, size: size)
             return IPCMapping(device: self, base: base, size: size, key: handle.opaque, kind: .cudaFileDescriptor)
         } catch {
             throw ComputeError("cannot map the shared CUDA memory of process \(handle.ownerPID) on \(uuid): \(error)")
