@@ -166,7 +166,8 @@ public final class EngineWorker: ClusterActor {
     private let extensions: [any WorkerExtension]
 
     public init(config: EngineWorkerConfig, context: WorkerContext) async throws {
-        let state = try EngineWorkerState(config: config, context: context)
+        // Loading the model and sizing the cache wait on the device: off the concurrency pool.
+        let state = try await BlockingWork.run(name: "colocate.engine-init") { try EngineWorkerState(config: config, context: context) }
         self.state = state
         extensions = try (["colocate"] + config.extensions.filter { $0 != "colocate" }).map { name in
             try WorkerExtensions.lookup(name).init(worker: state)
