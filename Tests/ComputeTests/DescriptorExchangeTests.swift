@@ -42,6 +42,41 @@ struct DescriptorExchangeTests {
         #expect(contents(of: fetched.rawValue) == "weights v2")
     }
 
+    /// Root can run a process as another user; `setpriv` and `/usr/bin/python3` do it without help.
+    static var canActAsAnotherUser: Bool {
+        getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+            && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
+    }
+
+    @Test("A process of another user is refused before the exchange reads a byte from it",
+          .enabled(if: canActAsAnotherUser, "needs root, /usr/bin/setpriv and /usr/bin/python3 to act as another user"))
+    func otherUserIsRefusedBeforeReading() throws {
+        let exchange = try DescriptorExchange.shared()
+        let (fd, _) = try memfd(holding: "not for you")
+        let reference = exchange.lend(UniqueFileDescriptor(adopting: fd))
+        defer { exchange.withdraw(reference) }
+        // As user nobody: connect, send nothing, read the answer. An exchange that read the request
+        // first would wait for it (until its timeout) and close without a word: b''.
+        let name = String(decoding: reference.socketName, as: UTF8.self)
+        let script = """
+            import socket
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect("\\0\(name)")
+            print(s.recv(1).hex() or "closed")
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", script]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let answer = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(answer.trimmingCharacters(in: .whitespacesAndNewlines) == "02", "the exchange answered \(answer)")  // otherUser
+    }
+
     @Test("A lent descriptor is fetched as a new descriptor of the same object")
     func fetch() throws {
         let exchange = try DescriptorExchange.shared()
