@@ -78,7 +78,7 @@ public final class Cluster: Sendable {
         directory = try SocketDirectory.create(parent: options.socketParentDirectory)
         driverSocketPath = directory.path + "/driver.sock"
         do {
-            listener = try UnixSocket.listen(path: driverSocketPath)
+            listener = try UnixSocket.listen(path: driverSocketPath).take()  // closed by the accept loop
         } catch {
             directory.remove()
             throw error
@@ -86,11 +86,9 @@ public final class Cluster: Sendable {
         state = Mutex(State(ledger: ResourceLedger(devices: devices, cpus: cpus)))
         let listener = self.listener
         startThread(name: "colocate.accept") { [weak self] in
-            while let fd = UnixSocket.accept(listener) {
-                guard let cluster = self else {
-                    close(fd)
-                    break
-                }
+            while true {
+                guard let fd = UnixSocket.accept(listener) else { break }
+                guard let cluster = self else { break }  // the connection closes with `fd`
                 cluster.accepted(fd)
             }
             close(listener)
@@ -409,11 +407,9 @@ public final class Cluster: Sendable {
 
     // MARK: Driver socket
 
-    private func accepted(_ fd: Int32) {
-        guard UnixSocket.peerIsSameUser(fd), let credentials = try? UnixSocket.peerCredentials(fd) else {
-            close(fd)
-            return
-        }
+    private func accepted(_ fd: consuming UniqueFileDescriptor) {
+        // Another user's process, or one whose credentials cannot be read: refused (closed with `fd`).
+        guard UnixSocket.peerIsSameUser(fd.rawValue), let credentials = try? UnixSocket.peerCredentials(fd.rawValue) else { return }
         let peerPID = credentials.pid
         let hooks = Connection.Hooks(peerName: "worker pid \(peerPID)", onCall: { [weak self] frame, connection in
             guard let self else { return connection.replyFailure(to: frame.requestID, message: "the cluster is gone") }

@@ -184,7 +184,7 @@ public final class EchoActor: ClusterActor {
             let memory = try HostMemory.allocateShared(byteCount: bytes.count, device: .host)
             memory.baseAddress.copyMemory(from: bytes, byteCount: bytes.count)
             guard let fd = memory.sharedFileDescriptor else { throw ClusterError("shared memory without a descriptor") }
-            let reference = try DescriptorExchange.shared().lend(dup(fd))
+            let reference = try DescriptorExchange.shared().lend(UniqueFileDescriptor(adopting: fcntl(fd, F_DUPFD_CLOEXEC, 0)))
             return LendText.Reply(reference: reference.bytes, byteCount: bytes.count)
         }
         handlers.on(WithdrawText.self) { call, _ in

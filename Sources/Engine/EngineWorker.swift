@@ -121,14 +121,8 @@ public final class EngineWorkerState: @unchecked Sendable {
             allReduce = { cuda.allReduce($0, communicator: comm) }
         } else if worldSize > 1 {
             guard let handle = config.allReduceSegment else { throw EngineError("\(rankName): tensor parallelism needs an all-reduce segment") }
-            let fd = try SharedMemoryIdentity(bytes: handle.opaque).open()
-            let segment: HostMemory
-            do {
-                segment = try HostMemory.map(fileDescriptor: fd, byteCount: handle.byteCount, device: .host, keepDescriptor: true)
-            } catch {
-                close(fd)
-                throw error
-            }
+            let segment = try HostMemory.map(owning: try SharedMemoryIdentity(bytes: handle.opaque).open(),
+                                             byteCount: handle.byteCount, device: .host)
             let comm = SharedMemoryAllReduce(segment: segment, rank: rank, worldSize: worldSize, slotFloats: config.allReduceSlotFloats)
             allReduce = { try comm($0) }
             sharedComm = comm
@@ -190,7 +184,8 @@ public final class EngineWorker: ClusterActor {
     private let extensions: [any WorkerExtension]
 
     public init(config: EngineWorkerConfig, context: WorkerContext) async throws {
-        let state = try EngineWorkerState(config: config, context: context)
+        // Loading the model and sizing the cache wait on the device: off the concurrency pool.
+        let state = try await BlockingWork.run(name: "colocate.engine-init") { try EngineWorkerState(config: config, context: context) }
         self.state = state
         extensions = try (["colocate"] + config.extensions.filter { $0 != "colocate" }).map { name in
             try WorkerExtensions.lookup(name).init(worker: state)

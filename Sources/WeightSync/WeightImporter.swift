@@ -46,19 +46,12 @@ public final class WeightImporter: WeightImporting, @unchecked Sendable {
             if m.byteCount >= needed { return m }
             mappings[identity] = nil
         }
-        let fd = try identity.open()
+        let fd = try identity.open()  // closed on every path that does not hand it to the mapping
         var st = stat()
-        guard fstat(fd, &st) == 0, Int(st.st_size) >= needed else {
-            close(fd)
+        guard fstat(fd.rawValue, &st) == 0, Int(st.st_size) >= needed else {
             throw WeightSyncError("the exported buffer of pid \(identity.pid) holds fewer bytes than the handle's \(needed)")
         }
-        let memory: HostMemory
-        do {
-            memory = try HostMemory.map(fileDescriptor: fd, byteCount: needed, device: device, keepDescriptor: true)
-        } catch {
-            close(fd)
-            throw error
-        }
+        let memory = try HostMemory.map(owning: fd, byteCount: needed, device: device)
         mappings[identity] = memory
         return memory
     }

@@ -57,8 +57,7 @@ public final class WeightWriteGate: @unchecked Sendable {
             throw WeightSyncError("a weight gate is \(Self.byteCount) bytes of shared memory, not \(handle)")
         }
         try handle.checkOwnerAlive()
-        let fd = try SharedMemoryIdentity(bytes: handle.opaque).open()
-        memory = try HostMemory.map(fileDescriptor: fd, byteCount: Self.byteCount, device: .host, keepDescriptor: true)
+        memory = try HostMemory.map(owning: try SharedMemoryIdentity(bytes: handle.opaque).open(), byteCount: Self.byteCount, device: .host)
     }
 
     /// What a trainer needs to open the gate.

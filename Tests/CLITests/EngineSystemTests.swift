@@ -142,8 +142,8 @@ import WeightSync
         // zero() clears this buffer kind: the exported memory reads back all zeros.
         func exportedBytesAreZero() async throws -> Bool {
             let exported = try await whole.call(ExportWeights()).exported
-            let fd = try SharedMemoryIdentity(bytes: exported.handle.opaque).open()
-            let memory = try HostMemory.map(fileDescriptor: fd, byteCount: exported.handle.byteCount, device: .host, keepDescriptor: false)
+            let memory = try HostMemory.map(owning: try SharedMemoryIdentity(bytes: exported.handle.opaque).open(),
+                                            byteCount: exported.handle.byteCount, device: .host)
             return UnsafeRawBufferPointer(start: memory.baseAddress, count: exported.handle.byteCount).allSatisfy { $0 == 0 }
         }
         #expect(try await exportedBytesAreZero() == false)

@@ -78,23 +78,21 @@ struct ActorTests {
         let lent = try await a.call(LendText(text: "weights by descriptor"))
         let reference = try DescriptorReference(bytes: lent.reference)
         #expect(reference.pid == a.pid)
-        let fd = try DescriptorExchange.fetch(reference)
-        let mapped = try HostMemory.map(fileDescriptor: fd, byteCount: lent.byteCount, device: .host, keepDescriptor: true)
+        let mapped = try HostMemory.map(owning: try DescriptorExchange.fetch(reference), byteCount: lent.byteCount, device: .host)
         #expect(readText(mapped) == "weights by descriptor")
 
         var forged = reference
         forged.secret[0] &+= 1
-        #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(forged) }
+        #expect(throws: ComputeError.self) { _ = try DescriptorExchange.fetch(forged) }
         _ = try await a.call(WithdrawText(reference: lent.reference))
-        let withdrawn = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(reference) }
+        let withdrawn = #expect(throws: ComputeError.self) { _ = try DescriptorExchange.fetch(reference) }
         #expect(withdrawn?.message.contains("no longer shares") == true)
         #expect(readText(mapped) == "weights by descriptor")  // what was fetched stays valid
 
         let again = try DescriptorReference(bytes: try await a.call(LendText(text: "x")).reference)
         kill(try #require(a.pid), SIGKILL)
-        for _ in 0..<500 where a.termination == nil { try await Task.sleep(for: .milliseconds(10)) }  // reaped: no zombie left
-        #expect(a.termination != nil)
-        let dead = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(again) }
+        #expect(await eventually { a.termination != nil })  // reaped: no zombie left
+        let dead = #expect(throws: ComputeError.self) { _ = try DescriptorExchange.fetch(again) }
         #expect(dead?.message.contains("has exited") == true)
         await cluster.shutdown()
     }

@@ -98,7 +98,7 @@ struct DeadlineTests {
         var pair: [Int32] = [-1, -1]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
         defer { close(pair[1]) }  // the peer: never reads
-        let connection = Connection(fd: pair[0], hooks: Connection.Hooks(peerName: "deaf"))
+        let connection = Connection(fd: UniqueFileDescriptor(adopting: pair[0]), hooks: Connection.Hooks(peerName: "deaf"))
         connection.start()
         let sending = Task.detached {
             // 64 MiB: far more than a socket buffer, so the send blocks until the socket shuts down.

@@ -26,7 +26,7 @@ struct DescriptorExchangeTests {
     func slowClientDoesNotStallOthers() throws {
         let exchange = try DescriptorExchange.shared()
         let (fd, _) = try memfd(holding: "weights v2")
-        let reference = exchange.lend(fd)
+        let reference = exchange.lend(UniqueFileDescriptor(adopting: fd))
         defer { exchange.withdraw(reference) }
 
         // Connected and silent: served one at a time, the exchange would wait its full 2 s read
@@ -39,24 +39,57 @@ struct DescriptorExchangeTests {
         // The listen queue is first come, first served: the exchange takes the silent one first.
 
         let fetched = try DescriptorExchange.fetch(reference, timeoutMilliseconds: 1_000)
-        defer { close(fetched) }
-        #expect(contents(of: fetched) == "weights v2")
+        #expect(contents(of: fetched.rawValue) == "weights v2")
+    }
+
+    /// Root can run a process as another user; `setpriv` and `/usr/bin/python3` do it without help.
+    static var canActAsAnotherUser: Bool {
+        getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+            && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
+    }
+
+    @Test("A process of another user is refused before the exchange reads a byte from it",
+          .enabled(if: canActAsAnotherUser, "needs root, /usr/bin/setpriv and /usr/bin/python3 to act as another user"))
+    func otherUserIsRefusedBeforeReading() throws {
+        let exchange = try DescriptorExchange.shared()
+        let (fd, _) = try memfd(holding: "not for you")
+        let reference = exchange.lend(UniqueFileDescriptor(adopting: fd))
+        defer { exchange.withdraw(reference) }
+        // As user nobody: connect, send nothing, read the answer. An exchange that read the request
+        // first would wait for it (until its timeout) and close without a word: b''.
+        let name = String(decoding: reference.socketName, as: UTF8.self)
+        let script = """
+            import socket
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect("\\0\(name)")
+            print(s.recv(1).hex() or "closed")
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", script]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let answer = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(answer.trimmingCharacters(in: .whitespacesAndNewlines) == "02", "the exchange answered \(answer)")  // otherUser
     }
 
     @Test("A lent descriptor is fetched as a new descriptor of the same object")
     func fetch() throws {
         let exchange = try DescriptorExchange.shared()
         let (fd, identity) = try memfd(holding: "weights v1")
-        let reference = exchange.lend(fd)
+        let reference = exchange.lend(UniqueFileDescriptor(adopting: fd))
         defer { exchange.withdraw(reference) }
 
-        let fetched = try DescriptorExchange.fetch(reference)
-        defer { close(fetched) }
-        #expect(fetched != fd)
-        let seen = try SharedMemoryIdentity.of(fileDescriptor: fetched)
+        let fetched = try DescriptorExchange.fetch(reference)  // closed at the end of the test
+        #expect(fetched.rawValue != fd)
+        let seen = try SharedMemoryIdentity.of(fileDescriptor: fetched.rawValue)
         #expect(seen.inode == identity.inode && seen.device == identity.device)
-        #expect(contents(of: fetched) == "weights v1")
-        #expect(fcntl(fetched, F_GETFD) & FD_CLOEXEC != 0)  // never leaks into spawned workers
+        #expect(contents(of: fetched.rawValue) == "weights v1")
+        #expect(fcntl(fetched.rawValue, F_GETFD) & FD_CLOEXEC != 0)  // never leaks into spawned workers
         #expect(try DescriptorReference(bytes: reference.bytes) == reference)
     }
 
@@ -64,23 +97,23 @@ struct DescriptorExchangeTests {
     func refusals() throws {
         let exchange = try DescriptorExchange.shared()
         let (fd, _) = try memfd(holding: "x")
-        let reference = exchange.lend(fd)
+        let reference = exchange.lend(UniqueFileDescriptor(adopting: fd))
         let lent = exchange.lentCount
 
         var forged = reference
         forged.secret[1] ^= 1
-        let wrong = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(forged) }
+        let wrong = #expect(throws: ComputeError.self) { _ = try DescriptorExchange.fetch(forged) }
         #expect(wrong?.message.contains("no longer shares") == true)
 
         exchange.withdraw(reference)
         #expect(exchange.lentCount == lent - 1)
-        let withdrawn = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(reference) }
+        let withdrawn = #expect(throws: ComputeError.self) { _ = try DescriptorExchange.fetch(reference) }
         #expect(withdrawn?.message.contains("no longer shares") == true)
 
         let deadPID = try exitedProcessID()
         var gone = reference
         gone.pid = deadPID
-        let exited = #expect(throws: ComputeError.self) { try DescriptorExchange.fetch(gone) }
+        let exited = #expect(throws: ComputeError.self) { _ = try DescriptorExchange.fetch(gone) }
         #expect(exited?.message.contains("process \(deadPID) has exited") == true)
 
         #expect(throws: ComputeError.self) { try DescriptorReference(bytes: Array(reference.bytes.prefix(20))) }

@@ -41,8 +41,7 @@ struct WeightWriteGateTests {
     /// The gate's words, mapped a second time, to stage what a dead process left behind.
     private func rawWords(of gate: WeightWriteGate) throws -> HostMemory {
         let handle = try gate.handle()
-        let fd = try SharedMemoryIdentity(bytes: handle.opaque).open()
-        return try HostMemory.map(fileDescriptor: fd, byteCount: handle.byteCount, device: .host, keepDescriptor: true)
+        return try HostMemory.map(owning: try SharedMemoryIdentity(bytes: handle.opaque).open(), byteCount: handle.byteCount, device: .host)
     }
 
     private func exitedPID() throws -> Int32 {

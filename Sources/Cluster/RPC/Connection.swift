@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compute
 import CShims
 import Synchronization
 
@@ -46,9 +47,10 @@ final class Connection: Sendable {
     private let life = Mutex(false)
     private let started = Atomic(false)
 
-    /// Adopts a connected socket. Nothing is read until `start()`.
-    init(fd: Int32, hooks: Hooks) {
-        self.fd = fd
+    /// Adopts a connected socket, which it closes once the connection has ended. Nothing is read until
+    /// `start()`.
+    init(fd: consuming UniqueFileDescriptor, hooks: Hooks) {
+        self.fd = fd.take()
         self.hooks = Mutex(hooks)
     }
 

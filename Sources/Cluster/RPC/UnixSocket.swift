@@ -2,47 +2,38 @@
 import Glibc
 #endif
 import CShims
+import Compute
 
 /// Thin wrappers over the Unix-domain socket calls, every result checked in one place.
 enum UnixSocket {
     /// A listening stream socket bound at `path` (close-on-exec).
-    static func listen(path: String) throws(ClusterError) -> Int32 {
-        let fd = try makeSocket()
-        do throws(ClusterError) {
-            try withAddress(path) { (addr, len) throws(ClusterError) in
-                guard bind(fd, addr, len) == 0 else { throw ClusterError.errno("cannot bind socket \(path)") }
-            }
-            guard Glibc.listen(fd, 128) == 0 else { throw ClusterError.errno("cannot listen on socket \(path)") }
-            return fd
-        } catch {
-            close(fd)
-            throw error
+    static func listen(path: String) throws(ClusterError) -> UniqueFileDescriptor {
+        let fd = try makeSocket()  // closed if binding or listening fails
+        try withAddress(path) { (addr, len) throws(ClusterError) in
+            guard bind(fd.rawValue, addr, len) == 0 else { throw ClusterError.errno("cannot bind socket \(path)") }
         }
+        guard Glibc.listen(fd.rawValue, 128) == 0 else { throw ClusterError.errno("cannot listen on socket \(path)") }
+        return fd
     }
 
     /// A stream socket connected to `path` (close-on-exec).
-    static func connect(path: String) throws(ClusterError) -> Int32 {
-        let fd = try makeSocket()
-        do throws(ClusterError) {
-            try withAddress(path) { (addr, len) throws(ClusterError) in
-                var r: Int32
-                repeat { r = Glibc.connect(fd, addr, len) } while r != 0 && errno == EINTR
-                guard r == 0 else { throw ClusterError.errno("cannot connect to \(path)") }
-            }
-            return fd
-        } catch {
-            close(fd)
-            throw error
+    static func connect(path: String) throws(ClusterError) -> UniqueFileDescriptor {
+        let fd = try makeSocket()  // closed if connecting fails
+        try withAddress(path) { (addr, len) throws(ClusterError) in
+            var r: Int32
+            repeat { r = Glibc.connect(fd.rawValue, addr, len) } while r != 0 && errno == EINTR
+            guard r == 0 else { throw ClusterError.errno("cannot connect to \(path)") }
         }
+        return fd
     }
 
     /// The next connection, or nil once the listener is shut down or fails. Out of descriptors or
     /// memory, it waits (`AcceptBackoff`) instead of spinning: the pending connection stays queued.
-    static func accept(_ listener: Int32) -> Int32? {
+    static func accept(_ listener: Int32) -> UniqueFileDescriptor? {
         var backoff = AcceptBackoff()
         while true {
             let fd = cshim_accept_cloexec(listener)
-            if fd >= 0 { return fd }
+            if fd >= 0 { return UniqueFileDescriptor(adopting: fd) }
             let code = errno
             switch backoff.next(after: code) {
             case .retry: continue
@@ -82,10 +73,10 @@ enum UnixSocket {
         }
     }
 
-    private static func makeSocket() throws(ClusterError) -> Int32 {
+    private static func makeSocket() throws(ClusterError) -> UniqueFileDescriptor {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ClusterError.errno("cannot create socket") }
-        return fd
+        return UniqueFileDescriptor(adopting: fd)
     }
 
     private static func withAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) throws(ClusterError) -> Void) throws(ClusterError) {

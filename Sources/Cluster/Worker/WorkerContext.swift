@@ -53,7 +53,7 @@ public final class WorkerContext: Sendable {
     public func connect(to address: ActorAddress) throws -> ActorRef {
         if let ref = connections.withLock({ $0[address.path] }), ref.connection.failure == nil { return ref }
         let fd = try UnixSocket.connect(path: address.path)
-        let pid = try? UnixSocket.peerCredentials(fd).pid
+        let pid = try? UnixSocket.peerCredentials(fd.rawValue).pid
         let connection = Connection(fd: fd, hooks: Connection.Hooks(peerName: address.name))
         serve(connection)
         let ref = ActorRef(name: address.name, address: address, pid: pid, device: nil, deviceFraction: 0,

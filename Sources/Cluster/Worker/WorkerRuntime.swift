@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compute
 import CShims
 import Foundation
 import Synchronization
@@ -69,7 +70,7 @@ private final class Worker: Sendable {
         self.environment = environment
         self.registry = registry
         listenPath = "\(environment.socketDirectory)/a\(environment.actorID).sock"
-        listener = try UnixSocket.listen(path: listenPath)
+        listener = try UnixSocket.listen(path: listenPath).take()  // lives as long as the worker
         let fd = try UnixSocket.connect(path: environment.driverSocket)
         driverConnection = Connection(fd: fd, hooks: Connection.Hooks(peerName: "driver"))
         (mailbox, mailboxInput) = AsyncStream.makeStream(of: Job.self)
@@ -79,12 +80,10 @@ private final class Worker: Sendable {
     func serve() async -> Int32 {
         let listener = self.listener
         startThread(name: "colocate.peers") { [self] in
-            while let fd = UnixSocket.accept(listener) {
-                guard UnixSocket.peerIsSameUser(fd) else {
-                    close(fd)
-                    continue
-                }
-                let pid = (try? UnixSocket.peerCredentials(fd).pid).map(String.init) ?? "?"
+            while true {
+                guard let fd = UnixSocket.accept(listener) else { break }
+                guard UnixSocket.peerIsSameUser(fd.rawValue) else { continue }  // refused: closed with `fd`
+                let pid = (try? UnixSocket.peerCredentials(fd.rawValue).pid).map(String.init) ?? "?"
                 serve(Connection(fd: fd, hooks: Connection.Hooks(peerName: "peer pid \(pid)")))
             }
         }

@@ -179,10 +179,9 @@ extension CUDADevice {
 
     private func mapFileDescriptor(_ handle: MemoryHandle) throws -> IPCMapping {
         let (reference, size) = try handle.fileDescriptorReference()
-        let fd = try DescriptorExchange.fetch(reference)
-        defer { close(fd) }
+        let fd = try DescriptorExchange.fetch(reference)  // closed when this returns
         do {
-            let base = try mapShared(fileDescriptor: fd, size: size)
+            let base = try mapShared(fileDescriptor: fd.rawValue, size: size)
             return IPCMapping(device: self, base: base, size: size, key: handle.opaque, kind: .cudaFileDescriptor)
         } catch {
             throw ComputeError("cannot map the shared CUDA memory of process \(handle.ownerPID) on \(uuid): \(error)")

@@ -107,15 +107,9 @@ final class CUDAShareableAllocation: @unchecked Sendable {
                 try CUDAError.check(device.driver.cuMemExportToShareableHandle(&fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
                                     "cuMemExportToShareableHandle")
             }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // never inherited by a process this one spawns
-            let exchange: DescriptorExchange
-            do {
-                exchange = try DescriptorExchange.shared()
-            } catch {
-                close(fd)
-                throw error
-            }
-            let made = exchange.lend(fd)
+            let exported = UniqueFileDescriptor(adopting: fd)  // closed if the exchange cannot take it
+            _ = fcntl(exported.rawValue, F_SETFD, FD_CLOEXEC)  // never inherited by a process this one spawns
+            let made = try DescriptorExchange.shared().lend(exported)
             lent = made
             return made
         }

@@ -55,7 +55,10 @@ public final class DeviceExecutor: @unchecked Sendable {
     }
 
     /// Runs `body` on the thread and waits for it, blocking the caller (inline when already there).
-    /// For the synchronous op set; async code should prefer ``run(_:)``.
+    /// For the synchronous op set. Never from a Swift concurrency pool thread: the wait (a semaphore)
+    /// would hold one of the pool's few threads for as long as the device is busy. Async code uses
+    /// ``run(_:)``, which suspends instead; a handler that runs synchronous model code runs it on a
+    /// thread of its own (the engine and trainer use Cluster's `BlockingWork`), where this is fine.
     public func sync<T>(_ body: () throws -> T) throws -> T {
         if isCurrent { return try body() }
         return try withoutActuallyEscaping(body) { body in

@@ -59,9 +59,15 @@ public final class DescriptorExchange: @unchecked Sendable {
     private let pid: Int32
     private let nonce: UInt64
     private let listener: Int32
-    private struct Lent {
-        var fd: Int32
-        var secret: [UInt64]
+    /// A lent descriptor and its secret; the descriptor is closed when the entry goes (withdrawn).
+    private final class Lent: Sendable {
+        let fd: Int32
+        let secret: [UInt64]
+        init(_ fd: consuming UniqueFileDescriptor, secret: [UInt64]) {
+            self.fd = fd.take()
+            self.secret = secret
+        }
+        deinit { _ = close(fd) }
     }
     private let lent = Mutex<(next: UInt64, byID: [UInt64: Lent])>((1, [:]))
 
@@ -70,12 +76,14 @@ public final class DescriptorExchange: @unchecked Sendable {
         var random = SystemRandomNumberGenerator()
         nonce = random.next()
         let name = DescriptorReference(pid: pid, exchange: nonce, id: 0, secret: [0, 0]).socketName
-        listener = name.withUnsafeBufferPointer { p in
+        let listening = name.withUnsafeBufferPointer { p in
             p.withMemoryRebound(to: CChar.self) { cshim_listen_abstract($0.baseAddress, $0.count, 64) }
         }
-        guard listener >= 0 else {
-            throw ComputeError("cannot start the descriptor exchange: \(String(cString: strerror(errno)))")
+        guard listening >= 0 else {
+            throw ComputeError(.systemCall, "cannot start the descriptor exchange: \(String(cString: strerror(errno)))")
         }
+        let owned = UniqueFileDescriptor(adopting: listening)  // closed if the thread cannot start
+        listener = listening
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
         let rc = pthread_create(&thread, nil, { argument in
@@ -83,29 +91,30 @@ public final class DescriptorExchange: @unchecked Sendable {
         }, context)
         guard rc == 0 else {
             Unmanaged<DescriptorExchange>.fromOpaque(context).release()
-            close(listener)
-            throw ComputeError("cannot start the descriptor exchange's thread (pthread_create: \(rc))")
+            throw ComputeError(.systemCall, "cannot start the descriptor exchange's thread (pthread_create: \(rc))")
         }
         pthread_detach(thread)
+        _ = owned.take()  // the exchange listens for the rest of the process's life
     }
 
     /// Lends `fd`, which the exchange owns from now on: it is closed by ``withdraw(_:)``.
-    public func lend(_ fd: Int32) -> DescriptorReference {
+    public func lend(_ fd: consuming UniqueFileDescriptor) -> DescriptorReference {
         var random = SystemRandomNumberGenerator()
         let secret: [UInt64] = [random.next(), random.next()]
+        let entry = Lent(fd, secret: secret)
         let id = lent.withLock { state in
             let id = state.next
             state.next += 1
-            state.byID[id] = Lent(fd: fd, secret: secret)
+            state.byID[id] = entry
             return id
         }
         return DescriptorReference(pid: pid, exchange: nonce, id: id, secret: secret)
     }
 
-    /// Stops lending the descriptor and closes it. Peers that fetched it keep their own duplicates.
+    /// Stops lending the descriptor and closes it (with its entry). Peers that fetched it keep their
+    /// own duplicates.
     public func withdraw(_ reference: DescriptorReference) {
-        guard let gone = lent.withLock({ $0.byID.removeValue(forKey: reference.id) }) else { return }
-        close(gone.fd)
+        _ = lent.withLock { $0.byID.removeValue(forKey: reference.id) }
     }
 
     /// Number of descriptors lent now.
@@ -206,39 +215,41 @@ public final class DescriptorExchange: @unchecked Sendable {
     /// Fetches the descriptor `reference` names from its lender (which may be this process): a new
     /// close-on-exec descriptor the caller owns. Fails with a one-line reason when the lender has
     /// exited, withdrew it, belongs to another user or does not answer within `timeoutMilliseconds`.
-    public static func fetch(_ reference: DescriptorReference, timeoutMilliseconds: Int32 = 10_000) throws(ComputeError) -> Int32 {
+    public static func fetch(_ reference: DescriptorReference, timeoutMilliseconds: Int32 = 10_000) throws(ComputeError) -> UniqueFileDescriptor {
         let pid = reference.pid
-        let connection = reference.socketName.withUnsafeBufferPointer { p in
+        let opened = reference.socketName.withUnsafeBufferPointer { p in
             p.withMemoryRebound(to: CChar.self) { cshim_connect_abstract($0.baseAddress, $0.count, timeoutMilliseconds) }
         }
-        guard connection >= 0 else {
+        guard opened >= 0 else {
             let reason = errno
             if kill(pid, 0) != 0 && errno == ESRCH {
-                throw ComputeError("process \(pid) has exited, and the memory it shared with it")
+                throw ComputeError(.peerGone, "process \(pid) has exited, and the memory it shared with it")
             }
             throw ComputeError("cannot reach the descriptor exchange of process \(pid): \(String(cString: strerror(reason))) "
                 + "(the handle is not from this machine, or that process did not share it)")
         }
-        defer { close(connection) }
+        let connection = UniqueFileDescriptor(adopting: opened)  // closed on every return below
         var request = OpaqueBytesWriter()
         request.put(reference.id); request.put(reference.secret[0]); request.put(reference.secret[1])
         var sent = 0
         while sent < request.bytes.count {
-            let n = request.bytes.withUnsafeBytes { send(connection, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            let n = request.bytes.withUnsafeBytes { send(connection.rawValue, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw ComputeError("cannot ask process \(pid) for shared memory: \(String(cString: strerror(errno)))") }
             sent += n
         }
         var status: UInt8 = 255
         var fd: Int32 = -1
-        let n = cshim_recv_with_fd(connection, &status, 1, &fd)
-        if n == 1, status == Answer.granted.rawValue, fd >= 0 { return fd }
-        if fd >= 0 { close(fd) }
+        let n = cshim_recv_with_fd(connection.rawValue, &status, 1, &fd)
+        let recvError = errno
+        if n == 1, status == Answer.granted.rawValue, fd >= 0 { return UniqueFileDescriptor(adopting: fd) }
+        let unwanted = UniqueFileDescriptor(adopting: fd)  // a descriptor that came with a refusal: closed
+        _ = unwanted.rawValue
         switch n < 0 ? nil : Answer(rawValue: status) {
-        case .unknown: throw ComputeError("process \(pid) no longer shares that memory (it was freed)")
+        case .unknown: throw ComputeError(.peerGone, "process \(pid) no longer shares that memory (it was freed)")
         case .otherUser: throw ComputeError("process \(pid) refused to share memory with a process of another user")
         default:
-            let why = n < 0 ? (errno == EAGAIN || errno == EWOULDBLOCK ? "no answer within \(timeoutMilliseconds) ms" : String(cString: strerror(errno)))
+            let why = n < 0 ? (recvError == EAGAIN || recvError == EWOULDBLOCK ? "no answer within \(timeoutMilliseconds) ms" : String(cString: strerror(recvError)))
                 : "the connection closed"
             throw ComputeError("cannot fetch shared memory from process \(pid): \(why)")
         }

@@ -57,29 +57,38 @@ public final class HostMemory: @unchecked Sendable {
     /// A zero-filled shared-memory object (memfd, mode 0600 by construction: only this user can open it,
     /// and only by receiving the descriptor). The descriptor is kept so it can be passed to peers.
     public static func allocateShared(byteCount: Int, device: Device, name: String = "colocate") throws(ComputeError) -> HostMemory {
-        let fd = cshimMemfd(name)
-        guard fd >= 0 else { throw ComputeError("memfd_create failed: \(String(cString: strerror(errno)))") }
-        _ = fchmod(fd, 0o600)
-        guard ftruncate(fd, off_t(max(byteCount, 1))) == 0 else {
-            let message = String(cString: strerror(errno))
-            close(fd)
-            throw ComputeError("cannot size shared memory of \(byteCount) bytes: \(message)")
+        let made = cshimMemfd(name)
+        guard made >= 0 else { throw ComputeError(.systemCall, "memfd_create failed: \(String(cString: strerror(errno)))") }
+        let fd = UniqueFileDescriptor(adopting: made)  // closed on every error path below
+        _ = fchmod(fd.rawValue, 0o600)
+        guard ftruncate(fd.rawValue, off_t(max(byteCount, 1))) == 0 else {
+            throw ComputeError(.systemCall, "cannot size shared memory of \(byteCount) bytes: \(String(cString: strerror(errno)))")
         }
-        do {
-            return try map(fileDescriptor: fd, byteCount: byteCount, device: device, keepDescriptor: true)
-        } catch {
-            close(fd)
-            throw error
+        return try map(owning: fd, byteCount: byteCount, device: device)
+    }
+
+    /// Maps `byteCount` bytes of a shared-memory descriptor read-write (shared); the new `HostMemory`
+    /// owns the descriptor (it can pass it to peers) and closes it on release. When mapping fails the
+    /// descriptor is closed here.
+    public static func map(owning fd: consuming UniqueFileDescriptor, byteCount: Int, device: Device) throws(ComputeError) -> HostMemory {
+        let base = try mapShared(fd.rawValue, byteCount: byteCount)
+        return HostMemory(baseAddress: base, byteCount: byteCount, device: device,
+                          sharedFileDescriptor: fd.take()) { p, n in munmap(p, max(n, 1)) }
+    }
+
+    private static func mapShared(_ fd: Int32, byteCount: Int) throws(ComputeError) -> UnsafeMutableRawPointer {
+        guard let p = mmap(nil, max(byteCount, 1), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            throw ComputeError(.systemCall, "cannot map shared memory of \(byteCount) bytes: \(String(cString: strerror(errno)))")
         }
+        return p
     }
 
     /// Maps `byteCount` bytes of a shared-memory descriptor read-write (shared). With `keepDescriptor`
     /// the new owner closes `fd` on release; otherwise the caller still owns it.
+    ///
+    /// Prefer ``map(owning:byteCount:device:)`` for a descriptor that should be closed with the mapping.
     public static func map(fileDescriptor fd: Int32, byteCount: Int, device: Device, keepDescriptor: Bool) throws(ComputeError) -> HostMemory {
-        let size = max(byteCount, 1)
-        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
-            throw ComputeError("cannot map shared memory of \(byteCount) bytes: \(String(cString: strerror(errno)))")
-        }
+        let p = try mapShared(fd, byteCount: byteCount)
         return HostMemory(baseAddress: p, byteCount: byteCount, device: device,
                           sharedFileDescriptor: keepDescriptor ? fd : nil) { p, n in munmap(p, max(n, 1)) }
     }

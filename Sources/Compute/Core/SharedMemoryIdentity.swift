@@ -41,19 +41,19 @@ public struct SharedMemoryIdentity: Sendable, Hashable {
 
     /// Opens the object from another process, read-write. Errors say whether the owner is gone or the
     /// object is not the one named.
-    public func open() throws(ComputeError) -> Int32 {
+    public func open() throws(ComputeError) -> UniqueFileDescriptor {
         if kill(pid, 0) != 0 && errno == ESRCH {
-            throw ComputeError("the owner of the shared memory (pid \(pid)) is gone")
+            throw ComputeError(.peerGone, "the owner of the shared memory (pid \(pid)) is gone")
         }
-        let fd = Glibc.open("/proc/\(pid)/fd/\(self.fd)", O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else {
+        let opened = Glibc.open("/proc/\(pid)/fd/\(self.fd)", O_RDWR | O_CLOEXEC)
+        guard opened >= 0 else {
             let reason = errno == ENOENT ? "the owner (pid \(pid)) has released it or exited" : String(cString: strerror(errno))
-            throw ComputeError("cannot open shared memory of pid \(pid): \(reason)")
+            throw ComputeError(errno == ENOENT ? .peerGone : .systemCall, "cannot open shared memory of pid \(pid): \(reason)")
         }
+        let fd = UniqueFileDescriptor(adopting: opened)  // closed if the check below fails
         var st = stat()
-        guard fstat(fd, &st) == 0, UInt64(st.st_ino) == inode, UInt64(st.st_dev) == device else {
-            close(fd)
-            throw ComputeError("shared memory of pid \(pid) is no longer the exported object (released and replaced)")
+        guard fstat(fd.rawValue, &st) == 0, UInt64(st.st_ino) == inode, UInt64(st.st_dev) == device else {
+            throw ComputeError(.peerGone, "shared memory of pid \(pid) is no longer the exported object (released and replaced)")
         }
         return fd
     }
