@@ -91,6 +91,8 @@ public final class EngineWorkerState: @unchecked Sendable {
 
         // Weights: check the budget before reading anything.
         let modelConfig = try ModelConfig.load(directory: config.modelDirectory)
+        // A config claiming more layers than the checkpoint holds fails here, before a table of them is built.
+        try ModelLoader.checkLayers(config: modelConfig, checkpoint: try Checkpoint(directory: config.modelDirectory))
         try ParameterTable.validate(config: modelConfig, tensorParallelSize: worldSize)
         let table = ParameterTable(config: modelConfig)
         let weightBytes = table.specs.reduce(0) {
