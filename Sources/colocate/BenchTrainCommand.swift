@@ -128,20 +128,25 @@ struct BenchTrain: ParsableCommand {
         let hyper = AdamWHyperparameters(learningRate: 1e-4, beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weightDecay: 0.1)
 
         var lastLoss = 0.0
+        let clock = ContinuousClock()
+        var modelTime = Duration.zero
         func step(_ n: Int) throws {
+            let begin = clock.now
             backend.scale(grads, by: 0, into: grads)
             lastLoss = try model.forwardBackward(batch, objective: CrossEntropyObjective(weights: lossWeights))
             let norm = try backend.sumOfSquares(grads).squareRoot()  // waits for the step's queue
+            modelTime += clock.now - begin  // zeroing, forward, backward (and Σ g²): the rest is clipping and AdamW
             if norm > 1 { backend.scale(grads, by: Float(1 / (norm + 1e-6)), into: grads) }
             backend.adamW(params: params, grads: grads, m: m, v: v, step: n, hyper: hyper, decayRanges: decayRanges,
                           lowPrecisionCopy: lowPrecision)
+            try cuda?.synchronize()  // so that the next step's time is its own (the split printed below)
         }
         let parameters = table.totalCount
         print("bench train: \(preset) (\(parameters) parameters) on \(device == "cuda" ? "cuda:\(ordinal)" : "cpu (\(Parallel.width) threads)"), "
               + "\(batchSize) × \(seq) tokens, \(precision.rawValue)\(recompute ? ", recomputed activations" : "")")
         for n in 0..<warmup { try step(n + 1) }
         try cuda?.synchronize()
-        let clock = ContinuousClock()
+        modelTime = .zero
         let start = clock.now
         for n in 0..<steps { try step(warmup + n + 1) }
         _ = try backend.sumOfSquares(m)  // waits for the last AdamW
@@ -150,6 +155,9 @@ struct BenchTrain: ParsableCommand {
         let mfu = 6 * Double(parameters) * tokensPerSecond / peak
         print(String(format: "  %.1f ms/step, %.0f tokens/s, MFU %.2f%% of %@ (6·params·tokens/s), last loss %.4f",
                      1000 * seconds / Double(steps), tokensPerSecond, 100 * mfu, peakDescription, lastLoss))
+        let modelMilliseconds = 1000 * modelTime.inSeconds / Double(steps)
+        print(String(format: "  of which forward + backward %.1f ms/step, gradient norm + clipping + AdamW %.1f ms/step",
+                     modelMilliseconds, 1000 * seconds / Double(steps) - modelMilliseconds))
         if let pool = cuda?.memoryPool {
             print("  GPU memory in use \(cuda!.allocator.bytesInUse >> 20) MiB (pool cache \(pool.cachedBytes >> 20) MiB)")
         }
