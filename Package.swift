@@ -21,7 +21,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "colocate", targets: ["colocate"]),
-        .library(name: "Colocate", targets: ["Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training"]),
+        .library(name: "Colocate", targets: ["Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "RL"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -41,10 +41,12 @@ let package = Package(
         .target(name: "WeightSync", dependencies: ["Compute", "Models", "CShims"], swiftSettings: strict),
         .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives"], swiftSettings: strict),
         .target(name: "Engine", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: fast),
+        // The GRPO loop: tasks and rewards, advantages, the policy loss, metrics, engines and trainers in step.
+        .target(name: "RL", dependencies: ["Compute", "Models", "Cluster", "WeightSync", "Engine", "Training", "Collectives"], swiftSettings: strict),
         .executableTarget(
             name: "colocate",
             dependencies: [
-                "Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "CShims",
+                "Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "RL", "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -54,6 +56,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Compute"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Compute"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Training", "WeightSync", "Cluster", "Models", "Compute"]),
+        .testTarget(name: "RLTests", dependencies: ["RL", "Training", "Engine", "Cluster", "Models", "Compute"]),
         // System tests: the built binary, and the library driving real worker processes of it.
         .testTarget(name: "CLITests", dependencies: ["colocate", "Engine", "Training", "Cluster", "Models", "WeightSync", "Compute"]),
     ],
