@@ -39,7 +39,7 @@ let package = Package(
         // All-reduce among ranks: shared memory between the processes of virtual CPU devices, NCCL on GPUs.
         .target(name: "Collectives", dependencies: ["Compute", "CCUDA", "CShims"], swiftSettings: fast),
         .target(name: "WeightSync", dependencies: ["Compute", "Models", "CShims"], swiftSettings: strict),
-        .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives"], swiftSettings: strict),
+        .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: strict),
         .target(name: "Engine", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: fast),
         // The GRPO loop: tasks and rewards, advantages, the policy loss, metrics, engines and trainers in step.
         .target(name: "RL", dependencies: ["Compute", "Models", "Cluster", "WeightSync", "Engine", "Training", "Collectives"], swiftSettings: strict),

@@ -2,6 +2,7 @@
 #include "CShims.h"
 #include <errno.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -137,3 +138,12 @@ int cshim_cpu_has_avx2_fma(void) {
 #else
 int cshim_cpu_has_avx2_fma(void) { return 1; }
 #endif
+
+int cshim_rename_exchange(const char *a, const char *b) {
+#ifdef RENAME_EXCHANGE
+    return renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}

@@ -102,13 +102,19 @@ public final class TrainerActor: ClusterActor {
 
     private let context: WorkerContext
     private let weights = WeightsBox()
+    private let training = TrainingBox()
 
     public init(config: Empty, context: WorkerContext) async throws {
         self.context = context
     }
 
     public func handlers(into handlers: inout Handlers) {
-        let context = self.context, box = weights
+        let context = self.context, box = weights, training = self.training
+        handlers.on(JoinTrainerGroup.self) { call, _ in try training.join(call, weights: box) }
+        handlers.on(ConfigureOptimizer.self) { call, _ in try training.configure(call, weights: box) }
+        handlers.on(TrainStep.self) { call, _ in try training.step(call, weights: box) }
+        handlers.on(SaveCheckpoint.self) { call, _ in try training.save(call, weights: box) }
+        handlers.on(LoadCheckpoint.self) { call, _ in try training.load(call, weights: box) }
         handlers.on(LoadModel.self) { call, _ in
             guard let device = context.device else { throw WeightSyncError("trainer \(context.actorName) was placed without a device") }
             let start = ContinuousClock.now

@@ -10,7 +10,7 @@ public final class TrainerWeights: @unchecked Sendable {
     public let table: ParameterTable
     public let buffer: any ExportableWeightBuffer
     /// The GPU backend holding the buffer; nil on CPU devices.
-    private let cuda: CUDABackend?
+    let cuda: CUDABackend?
 
     /// Loads `directory` onto `device`; every parameter lands in its slot of the flat buffer.
     public init(directory: String, device: Device, dtype: DType = .f32) throws {

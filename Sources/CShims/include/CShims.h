@@ -50,6 +50,9 @@ int cshim_memfd_create(const char *name);
 /// CPUID feature check for x86-64-v3 (AVX2, FMA, F16C) including OS support of the YMM state.
 int cshim_cpu_has_avx2_fma(void);
 
+/// renameat2(a, b, RENAME_EXCHANGE): swaps two paths atomically (both must exist). Returns 0 or -1.
+int cshim_rename_exchange(const char *a, const char *b);
+
 #include "CShimsAtomics.h"
 
 #endif

@@ -1,0 +1,164 @@
+import Cluster
+import Collectives
+import Compute
+import Foundation
+
+/// Joins the trainer to its data-parallel group: rank `rank` of `worldSize`, all-reducing gradients
+/// through the driver's shared-memory segment (virtual CPU devices) or NCCL (GPUs, every rank joining
+/// with the same unique id, concurrently). A world of 1 needs neither.
+public struct JoinTrainerGroup: RemoteCall {
+    public typealias Reply = Empty
+    public static let name = "trainer.joinGroup"
+    public var rank: Int
+    public var worldSize: Int
+    /// The shared-memory all-reduce segment (``SharedMemoryAllReduce``) made by the driver.
+    public var segment: MemoryHandle?
+    public var slotFloats: Int
+    public var ncclUniqueID: [UInt8]?
+
+    public init(rank: Int, worldSize: Int, segment: MemoryHandle? = nil, slotFloats: Int = 0, ncclUniqueID: [UInt8]? = nil) {
+        self.rank = rank
+        self.worldSize = worldSize
+        self.segment = segment
+        self.slotFloats = slotFloats
+        self.ncclUniqueID = ncclUniqueID
+    }
+}
+
+/// Makes the trainer's ``TrainerSession`` over its loaded weights (after `LoadModel`, and after
+/// `JoinTrainerGroup` when there are several ranks): AdamW state at step 0, the LR schedule, clipping.
+public struct ConfigureOptimizer: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var parameters: Int
+    }
+    public static let name = "trainer.configureOptimizer"
+    public var hyper: AdamWHyperparameters
+    public var schedule: LearningRateSchedule
+    public var maxGradNorm: Float?
+    public var recomputeActivations: Bool
+
+    public init(hyper: AdamWHyperparameters, schedule: LearningRateSchedule, maxGradNorm: Float?, recomputeActivations: Bool = false) {
+        self.hyper = hyper
+        self.schedule = schedule
+        self.maxGradNorm = maxGradNorm
+        self.recomputeActivations = recomputeActivations
+    }
+}
+
+/// One optimizer step on this rank's micro-batches (its shard of the global batch), cross-entropy with
+/// the micro-batches' weights. Every rank of the group must get the call for the same step.
+public struct TrainStep: RemoteCall {
+    public typealias Reply = StepStats
+    public static let name = "trainer.trainStep"
+    public var microBatches: [MicroBatch]
+    public init(microBatches: [MicroBatch]) { self.microBatches = microBatches }
+}
+
+/// Writes a checkpoint of the trainer's weights and optimizer (``Checkpoint``) to `directory`; the
+/// config and tokenizer files come from `modelDirectory`. One rank saves (all hold the same weights).
+public struct SaveCheckpoint: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var seconds: Double
+    }
+    public static let name = "trainer.saveCheckpoint"
+    public var directory: String
+    public var modelDirectory: String
+    public var state: TrainerState
+    public init(directory: String, modelDirectory: String, state: TrainerState) {
+        self.directory = directory
+        self.modelDirectory = modelDirectory
+        self.state = state
+    }
+}
+
+/// Restores the optimizer (moments and step count) from a checkpoint whose weights the trainer loaded
+/// with `LoadModel(directory:)`; after `ConfigureOptimizer`.
+public struct LoadCheckpoint: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var step: Int
+    }
+    public static let name = "trainer.loadCheckpoint"
+    public var directory: String
+    public init(directory: String) { self.directory = directory }
+}
+
+/// The training half of a trainer actor: its data-parallel all-reduce and its session. Calls run one
+/// at a time (the actor mailbox), so plain storage suffices.
+final class TrainingBox: @unchecked Sendable {
+    var allReduce: GradientAllReduce?
+    var sharedAllReduce: SharedMemoryAllReduce?
+    var communicator: NCCLCommunicator?
+    var session: TrainerSession?
+
+    /// The session, checked to be over the weights loaded now.
+    func session(_ weights: WeightsBox) throws -> TrainerSession {
+        guard let session, session.weights === weights.value else {
+            throw TrainingError("the trainer has no optimizer over its current weights (call ConfigureOptimizer after LoadModel)")
+        }
+        return session
+    }
+
+    func join(_ call: JoinTrainerGroup, weights: WeightsBox) throws -> Empty {
+        guard call.worldSize > 1 else {
+            allReduce = nil
+            return Empty()
+        }
+        let w = try weights.loaded()
+        if let cuda = w.cuda {
+            guard let id = call.ncclUniqueID else { throw TrainingError("a data-parallel group on GPUs needs an NCCL id") }
+            let comm = try NCCLCommunicator(device: cuda.cudaDevice, uniqueID: id, rank: call.rank, rankCount: call.worldSize)
+            communicator = comm
+            allReduce = { cuda.allReduce($0, communicator: comm) }
+        } else {
+            guard let handle = call.segment else { throw TrainingError("a data-parallel group on CPU devices needs an all-reduce segment") }
+            let fd = try SharedMemoryIdentity(bytes: handle.opaque).open()
+            let segment: HostMemory
+            do {
+                segment = try HostMemory.map(fileDescriptor: fd, byteCount: handle.byteCount, device: .host, keepDescriptor: true)
+            } catch {
+                close(fd)
+                throw error
+            }
+            let comm = SharedMemoryAllReduce(segment: segment, rank: call.rank, worldSize: call.worldSize, slotFloats: call.slotFloats)
+            sharedAllReduce = comm
+            allReduce = { try comm($0) }
+        }
+        session?.allReduce = allReduce
+        return Empty()
+    }
+
+    func configure(_ call: ConfigureOptimizer, weights: WeightsBox) throws -> ConfigureOptimizer.Reply {
+        let w = try weights.loaded()
+        session = nil
+        session = try TrainerSession(weights: w, hyper: call.hyper, schedule: call.schedule, maxGradNorm: call.maxGradNorm,
+                                     recomputeActivations: call.recomputeActivations, allReduce: allReduce)
+        return .init(parameters: w.table.totalCount)
+    }
+
+    func step(_ call: TrainStep, weights: WeightsBox) throws -> StepStats {
+        let s = try session(weights)
+        do {
+            return try s.step(microBatches: call.microBatches.map { ($0.batch, CrossEntropyObjective(weights: $0.weights)) })
+        } catch {
+            // Peers waiting in the all-reduce for this rank wake and fail instead of waiting forever.
+            sharedAllReduce?.abort()
+            throw error
+        }
+    }
+
+    func save(_ call: SaveCheckpoint, weights: WeightsBox) throws -> SaveCheckpoint.Reply {
+        let start = ContinuousClock.now
+        try session(weights).saveCheckpoint(to: call.directory, modelDirectory: call.modelDirectory, state: call.state)
+        return .init(seconds: (ContinuousClock.now - start).inSeconds)
+    }
+
+    func load(_ call: LoadCheckpoint, weights: WeightsBox) throws -> LoadCheckpoint.Reply {
+        let s = try session(weights)
+        try s.restoreOptimizer(from: call.directory)
+        return .init(step: s.optimizer.step)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
