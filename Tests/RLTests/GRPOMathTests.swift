@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import RL
+import Training
 
 @Suite struct GRPOMathTests {
     @Test func advantagesMatchTRLWithUnbiasedStd() throws {
@@ -32,7 +33,7 @@ import Testing
     func inputs(n: Int, seed: UInt64, reference: Bool, importance: Bool) -> (PolicyInputs, [Float]) {
         var state = seed
         func u() -> Float { state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(state >> 40) * 0x1p-24 }
-        var w = [Float](), a = [Float](), old = [Float](), ref = [Float](), isw = [Float](), lp = [Float]()
+        var w = [Float](), a = [Float](), old = [Float](), ref = [Float](), eng = [Float](), lp = [Float]()
         for i in 0..<n {
             w.append(i % 5 == 0 ? 0 : 0.1 + u())
             a.append((u() - 0.5) * 3)
@@ -40,10 +41,10 @@ import Testing
             lp.append(l)
             old.append(l + (u() - 0.5) * 0.9)  // ratios spread over ~[0.64, 1.57]
             ref.append(l + (u() - 0.5))
-            isw.append(min(3, 0.5 + 3 * u()))
+            eng.append(old[i] + (u() - 0.5) * 3)  // importance weights up to e^1.5, some capped at 3
         }
         return (PolicyInputs(weights: w, advantages: a, oldLogProbs: old, referenceLogProbs: reference ? ref : nil,
-                             importanceWeights: importance ? isw : nil), lp)
+                             engineLogProbs: importance ? eng : nil, importanceCap: importance ? 3 : nil), lp)
     }
 
     @Test(arguments: [(false, false, 0.0), (true, false, 0.1), (true, true, 0.05), (false, true, 0.0)])
@@ -57,8 +58,10 @@ import Testing
         func loss(_ x: [Double]) -> Double {
             var s = 0.0
             for i in 0..<n where inp.weights[i] != 0 {
-                let r = exp(x[i] - Double(inp.oldLogProbs[i])), a = Double(inp.advantages[i])
-                var l = -min(r * a, min(max(r, 0.8), 1.28) * a) * Double(inp.importanceWeights?[i] ?? 1)
+                let r = exp(x[i] - Double(inp.oldLogProbs![i])), a = Double(inp.advantages[i])
+                let old = Double(inp.oldLogProbs![i])
+                let isw = inp.engineLogProbs.map { min(exp(old - Double($0[i])), 3) } ?? 1
+                var l = -min(r * a, min(max(r, 0.8), 1.28) * a) * isw
                 if let ref = inp.referenceLogProbs?[i] { let d = Double(ref) - x[i]; l += beta * (exp(d) - d - 1) }
                 s += Double(inp.weights[i]) * l
             }
@@ -67,7 +70,7 @@ import Testing
         let x = lp.map(Double.init)
         var checked = 0
         for i in 0..<n {
-            let r = exp(x[i] - Double(inp.oldLogProbs[i]))
+            let r = exp(x[i] - Double(inp.oldLogProbs![i]))
             if abs(r - 0.8) < 1e-3 || abs(r - 1.28) < 1e-3 { continue }
             var p = x, m = x
             p[i] += 1e-5
@@ -92,6 +95,11 @@ import Testing
         #expect(abs(loss - (-0.5 * 2 + 0.5 * 1)) < 1e-6)
         #expect(g == [0, -1, 0.5])
         #expect(o.statistics.clippedLow == 0 && o.statistics.clippedHigh == 0)
+        // Without old log-probs (one update per batch) the ratio is 1 and the gradient the same.
+        let onPolicy = PolicyObjective(inputs: PolicyInputs(weights: [0, 0.5, 0.5], advantages: [0, 2, -1], oldLogProbs: nil))
+        let (loss2, g2) = try onPolicy.evaluate(tokens: [0, 1, 2], logProbs: [0, -1, -2], entropy: [0, 1.5, 0.5])
+        #expect(loss2 == loss && g2 == g)
+        #expect(onPolicy.statistics.meanEntropy == 1)
     }
 
     @Test func chunksAddUpToTheWholeBatch() throws {

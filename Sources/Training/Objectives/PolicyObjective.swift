@@ -12,6 +12,8 @@ public struct PolicyStatistics: Sendable, Codable, Equatable {
     public var klSum = 0.0
     /// Sum over tokens of the truncated importance weight applied (its mean is 1 when engine = trainer).
     public var importanceWeightSum = 0.0
+    /// Sum over tokens of the policy's predictive entropy (when the model computed it).
+    public var entropySum = 0.0
 
     public init() {}
 
@@ -22,12 +24,14 @@ public struct PolicyStatistics: Sendable, Codable, Equatable {
         s.clippedHigh += b.clippedHigh
         s.klSum += b.klSum
         s.importanceWeightSum += b.importanceWeightSum
+        s.entropySum += b.entropySum
         return s
     }
 
     public var clipFractionLow: Double { tokens == 0 ? 0 : Double(clippedLow) / Double(tokens) }
     public var clipFractionHigh: Double { tokens == 0 ? 0 : Double(clippedHigh) / Double(tokens) }
     public var meanKL: Double { tokens == 0 ? 0 : klSum / Double(tokens) }
+    public var meanEntropy: Double { tokens == 0 ? 0 : entropySum / Double(tokens) }
 }
 
 /// The per-token inputs of the policy loss for one micro-batch, flat [batch * sequence] like the
@@ -38,20 +42,25 @@ public struct PolicyInputs: Sendable, Codable, Equatable {
     public var weights: [Float]
     /// The advantage of the token's sequence.
     public var advantages: [Float]
-    /// Log-probs of the policy that sampled (the trainer's, before this batch's first update).
-    public var oldLogProbs: [Float]
+    /// Log-probs of the policy that sampled (the trainer's, before this batch's first update). Nil
+    /// when this is the batch's only update: old = the current log-probs, detached (ratio 1), as TRL
+    /// does with one iteration, which saves a forward pass.
+    public var oldLogProbs: [Float]?
     /// Log-probs of the frozen reference model, when the loss has a KL term.
     public var referenceLogProbs: [Float]?
-    /// Truncated importance weights min(exp(old − engine), cap), when correcting engine/trainer mismatch.
-    public var importanceWeights: [Float]?
+    /// Log-probs the engine reported for the sampled tokens; with `importanceCap`, the loss is weighted
+    /// by min(exp(old − engine), cap) (truncated importance sampling, TRL's vLLM correction).
+    public var engineLogProbs: [Float]?
+    public var importanceCap: Float?
 
-    public init(weights: [Float], advantages: [Float], oldLogProbs: [Float], referenceLogProbs: [Float]? = nil,
-                importanceWeights: [Float]? = nil) {
+    public init(weights: [Float], advantages: [Float], oldLogProbs: [Float]?, referenceLogProbs: [Float]? = nil,
+                engineLogProbs: [Float]? = nil, importanceCap: Float? = nil) {
         self.weights = weights
         self.advantages = advantages
         self.oldLogProbs = oldLogProbs
         self.referenceLogProbs = referenceLogProbs
-        self.importanceWeights = importanceWeights
+        self.engineLogProbs = engineLogProbs
+        self.importanceCap = importanceCap
     }
 }
 
@@ -63,7 +72,7 @@ public struct PolicyInputs: Sendable, Codable, Equatable {
 ///     loss = Σ_t weight_t · loss_t
 ///
 /// The weights carry the aggregation (`LossAggregation`) and its global normalisation.
-public final class PolicyObjective: @unchecked Sendable {
+public final class PolicyObjective: TokenObjective, @unchecked Sendable {
     public let inputs: PolicyInputs
     public let clipLow: Float
     public let clipHigh: Float
@@ -71,14 +80,16 @@ public final class PolicyObjective: @unchecked Sendable {
     /// What the evaluations so far have counted.
     public private(set) var statistics = PolicyStatistics()
 
-    public init(inputs: PolicyInputs, clipLow: Float = 0.2, clipHigh: Float = 0.2, klCoefficient: Float = 0) {
+    /// Whether to ask the model for the entropy (for the `entropy` metric; one more pass over the logits).
+    public let wantsEntropy: Bool
+
+    public init(inputs: PolicyInputs, clipLow: Float = 0.2, clipHigh: Float = 0.2, klCoefficient: Float = 0, wantsEntropy: Bool = false) {
         self.inputs = inputs
         self.clipLow = clipLow
         self.clipHigh = clipHigh
         self.klCoefficient = klCoefficient
+        self.wantsEntropy = wantsEntropy
     }
-
-    public var wantsEntropy: Bool { false }
 
     public func evaluate(tokens: [Int], logProbs: [Float], entropy: [Float]?) throws -> (loss: Double, logProbGradient: [Float]) {
         var gradient = [Float](repeating: 0, count: tokens.count)
@@ -88,7 +99,8 @@ public final class PolicyObjective: @unchecked Sendable {
             let w = inputs.weights[i]
             if w == 0 { continue }
             let lp = logProbs[k], a = inputs.advantages[i]
-            let ratio = exp(lp - inputs.oldLogProbs[i])
+            let old = inputs.oldLogProbs?[i] ?? lp
+            let ratio = exp(lp - old)
             let clipped = min(max(ratio, lo), hi)
             let unclippedTerm = ratio * a, clippedTerm = clipped * a
             // −min(unclipped, clipped): the unclipped branch's gradient is −A·ratio; the clipped branch
@@ -101,7 +113,8 @@ public final class PolicyObjective: @unchecked Sendable {
                 tokenLoss = -clippedTerm
                 tokenGrad = 0
             }
-            if let isw = inputs.importanceWeights?[i] {
+            if let cap = inputs.importanceCap, let engine = inputs.engineLogProbs?[i] {
+                let isw = min(exp(old - engine), cap)
                 tokenLoss *= isw
                 tokenGrad *= isw
                 statistics.importanceWeightSum += Double(isw)
@@ -117,6 +130,7 @@ public final class PolicyObjective: @unchecked Sendable {
                     tokenGrad += klCoefficient * (1 - exp(d))
                 }
             }
+            if let entropy { statistics.entropySum += Double(entropy[k]) }
             statistics.tokens += 1
             if ratio < lo && a < 0 { statistics.clippedLow += 1 }
             if ratio > hi && a > 0 { statistics.clippedHigh += 1 }
