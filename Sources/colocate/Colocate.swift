@@ -21,5 +21,5 @@ struct Colocate: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run them in release: swift run -c release colocate bench …).",
-        subcommands: [BenchSync.self, BenchSyncIPC.self, BenchCopy.self, BenchDecode.self, BenchMatmul.self, BenchRPC.self])
+        subcommands: [BenchRL.self, BenchSync.self, BenchSyncIPC.self, BenchCopy.self, BenchDecode.self, BenchMatmul.self, BenchRPC.self])
 }

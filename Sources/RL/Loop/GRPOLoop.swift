@@ -152,7 +152,7 @@ public final class GRPOLoop {
         let evalSet = prompts.evalExamples(count: o.evalPrompts)
         let bar = ProgressBar(totalSteps: o.steps)
         let verbose = isatty(2) != 1
-        if firstStep == 1 {
+        if firstStep == 1 && !evalSet.isEmpty {
             var m = StepMetrics(step: 0)
             m.evalAccuracy = try await evaluate(evalSet, setup)
             try metrics.append(m)
@@ -165,7 +165,7 @@ public final class GRPOLoop {
             do {
                 m = try await self.step(step, setup)
                 let evaluates = step == o.steps || (o.evalEvery > 0 && step % o.evalEvery == 0)
-                if evaluates { m.evalAccuracy = try await evaluate(evalSet, setup) }
+                if evaluates && !evalSet.isEmpty { m.evalAccuracy = try await evaluate(evalSet, setup) }
                 try metrics.append(m)
                 if step == o.steps || (o.saveEvery > 0 && step % o.saveEvery == 0) {
                     checkpoint = try await save(step, setup)

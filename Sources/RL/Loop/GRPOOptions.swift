@@ -46,7 +46,7 @@ public struct GRPOOptions: Sendable {
 
     /// Evaluate every K steps (and at step 0, and after the last step); 0: only at the start and end.
     public var evalEvery = 5
-    /// Held-out prompts per evaluation.
+    /// Held-out prompts per evaluation (0: no evaluation).
     public var evalPrompts = 64
     /// Checkpoint every K steps (and at the end); 0: only at the end.
     public var saveEvery = 0
