@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Training", "WeightSync", "Cluster", "Models", "Compute"]),
         .testTarget(name: "RLTests", dependencies: ["RL", "Training", "Engine", "Cluster", "Models", "Compute"]),
         // System tests: the built binary, and the library driving real worker processes of it.
-        .testTarget(name: "CLITests", dependencies: ["colocate", "Engine", "Training", "Cluster", "Models", "WeightSync", "Compute"]),
+        .testTarget(name: "CLITests", dependencies: ["colocate", "Engine", "Training", "RL", "Cluster", "Models", "WeightSync", "Compute"]),
     ],
     swiftLanguageModes: [.v6]
 )

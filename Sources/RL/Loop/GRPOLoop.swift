@@ -21,6 +21,9 @@ public final class GRPOLoop {
     /// Where progress lines go (one per step when stderr is not a terminal).
     public let log: @Sendable (String) -> Void
 
+    /// Called in each step between the rewards and the trainers' work (tests kill an actor here).
+    var beforeTraining: (@Sendable (_ step: Int, _ trainers: [ActorRef], _ engines: [LLM]) async throws -> Void)?
+
     public init(options: GRPOOptions, prompts: any PromptSource, reward: Reward = .exactMatch,
                 log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.options = options
@@ -240,6 +243,8 @@ public final class GRPOLoop {
         m.tokensSampled = lengths.reduce(0, +)
         m.tokensPerSecond = Double(m.tokensSampled!) / max(m.timeGenerate!, 1e-9)
 
+        if let beforeTraining { try await beforeTraining(step, s.trainers.trainers, s.engines) }
+
         // 4. Log-probs before the update (several updates per batch) and of the reference (KL).
         t0 = clock.now
         let all = Array(rollouts.indices)
@@ -261,7 +266,7 @@ public final class GRPOLoop {
                                               old: old, reference: reference, importanceCap: o.importanceCap)
                 }, clipLow: o.clipLow, clipHigh: o.clipHigh, klCoefficient: o.klCoefficient, entropy: true)
             }
-            let replies = try await s.trainers.callEach(calls)
+            let replies = try await callEach(s.trainers, calls)
             policy = replies.reduce(policy) { $0 + $1.policy }
             norms.append(replies[0].stats.gradNorm)
             lr = replies[0].stats.learningRate
@@ -330,7 +335,7 @@ public final class GRPOLoop {
     private func logProbs(_ indices: [Int], _ rollouts: [Rollout], reference: Bool, _ s: Setup) async throws -> RolloutBatcher.PerToken {
         let shards = RolloutBatcher.deal(indices, into: s.trainers.worldSize)
         let micro = shards.map { RolloutBatcher.chunks($0, of: options.microBatchSequences) }
-        let replies = try await s.trainers.callEach(micro.map { chunks in
+        let replies = try await callEach(s.trainers, micro.map { chunks in
             ComputeLogProbs(batches: chunks.map { RolloutBatcher.tokens($0, rollouts: rollouts, padding: s.padding) }, reference: reference)
         })
         var out: RolloutBatcher.PerToken = [:]
@@ -347,10 +352,29 @@ public final class GRPOLoop {
         return out
     }
 
+    /// Sends `calls[i]` to trainer i and waits for every reply. When some fail, the error is the one
+    /// that says most: a trainer that died, rather than its peers failing in the all-reduce after it.
+    private func callEach<C: RemoteCall>(_ group: TrainerGroup, _ calls: [C]) async throws -> [C.Reply] {
+        let results = await withTaskGroup(of: (Int, Result<C.Reply, any Error>).self) { tasks in
+            for (i, t) in group.trainers.enumerated() {
+                let call = calls[i]
+                tasks.addTask {
+                    do { return (i, .success(try await t.call(call))) } catch { return (i, .failure(error)) }
+                }
+            }
+            var out = [Result<C.Reply, any Error>?](repeating: nil, count: calls.count)
+            for await (i, r) in tasks { out[i] = r }
+            return out.map { $0! }
+        }
+        let errors = results.compactMap { r -> (any Error)? in if case .failure(let e) = r { return e } else { return nil } }
+        if let died = errors.first(where: { $0 is ActorDiedError }) ?? errors.first { throw died }
+        return results.map { try! $0.get() }
+    }
+
     /// Every trainer pushes its weights into the engine ranks on its device; returns the seconds taken.
     private func sync(_ s: Setup) async throws -> Double {
         let start = ContinuousClock.now
-        _ = try await s.trainers.callAll(PushWeights())
+        _ = try await callEach(s.trainers, Array(repeating: PushWeights(), count: s.trainers.worldSize))
         return (ContinuousClock.now - start).inSeconds
     }
 
