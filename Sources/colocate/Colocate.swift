@@ -7,7 +7,8 @@ struct Colocate: AsyncParsableCommand {
         commandName: "colocate",
         abstract: "Colocated LLM rollout engines and RL trainers with in-place weight sync.",
         subcommands: [
-            Demo.self, Generate.self, Logits.self, InitModel.self, Tokenize.self, Detokenize.self, Train.self, RLCommand.self, RLData.self,
+            Demo.self, Generate.self, Logits.self, Grads.self, InitModel.self, Tokenize.self, Detokenize.self, Train.self,
+            RLCommand.self, RLData.self,
             PlanCommand.self, Bench.self, WorkerCommand.self, CUDACheckCommand.self,
         ])
 

@@ -34,20 +34,24 @@ extension CPUKernels {
     ///     `weightRowStride` elements apart (larger than `inFeatures` for a column slice in place).
     ///   - bias: f32, `outFeatures` elements, or nil.
     ///   - y: f32 rows of `outFeatures` elements, `yRowStride` elements apart; must not overlap x.
+    ///   - accumulate: add the products to y (`y += x·Wᵀ`, the training backward's `dW +=`) instead
+    ///     of overwriting it; bias must then be nil.
     public static func linear(
         x: UnsafePointer<Float>, xRowStride: Int,
         weight: UnsafeRawPointer, weightType: DType, weightRowStride: Int,
         bias: UnsafePointer<Float>?,
         y: UnsafeMutablePointer<Float>, yRowStride: Int,
-        rows: Int, inFeatures: Int, outFeatures: Int
+        rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false
     ) {
         precondition(weightType.isFloatingPoint, "linear with \(weightType) weights")
+        precondition(!accumulate || bias == nil, "linear: an accumulating product takes no bias")
         let p = LinearProblem(
             x: x, ldx: xRowStride, w: weight, dtype: weightType, isF32: weightType == .f32, isBF16: weightType == .bf16,
             elementSize: weightType.byteSize, ldw: weightRowStride, bias: bias,
-            y: y, ldy: yRowStride, n: rows, k: inFeatures, o: outFeatures)
+            y: y, ldy: yRowStride, n: rows, k: inFeatures, o: outFeatures, accumulate: accumulate)
         if p.n == 0 || p.o == 0 { return }
         if p.k == 0 {
+            if accumulate { return }
             for r in 0..<p.n {
                 for j in 0..<p.o { p.y[r * p.ldy + j] = p.bias?[j] ?? 0 }
             }
@@ -74,6 +78,8 @@ extension CPUKernels {
         var y: UnsafeMutablePointer<Float>
         var ldy: Int
         var n: Int, k: Int, o: Int
+        /// Add into y rather than overwrite it.
+        var accumulate = false
 
         /// Start of weight row `r` at column `k`.
         func weight(row r: Int, column k: Int = 0) -> UnsafeRawPointer {
@@ -134,6 +140,7 @@ extension CPUKernels {
                 }
             }
             if let bias = p.bias { s += UnsafeRawPointer(bias + r).loadUnaligned(as: SIMD4<Float>.self) }
+            if p.accumulate { s += UnsafeRawPointer(p.y + r).loadUnaligned(as: SIMD4<Float>.self) }
             UnsafeMutableRawPointer(p.y + r).storeBytes(of: s, as: SIMD4<Float>.self)
             r += 4
         }
@@ -153,7 +160,7 @@ extension CPUKernels {
                     k0 += n
                 }
             }
-            p.y[r] = s + (p.bias?[r] ?? 0)
+            p.y[r] = s + (p.accumulate ? p.y[r] : p.bias?[r] ?? 0)
             r += 1
         }
     }
@@ -327,7 +334,7 @@ extension CPUKernels {
                     convertToFloat(p.weight(row: o0 + r, column: k0), p.dtype, count: kl, into: scratch + r * kBlock)
                 }
             }
-            let accumulate = k0 > 0
+            let accumulate = k0 > 0 || p.accumulate
             var n0 = 0
             while n0 < p.n {
                 let n1 = min(p.n, n0 + gemmRowBlock)

@@ -5,10 +5,15 @@ public struct TokenBatch: Sendable, Codable, Equatable {
     public var ids: [Int32]
     public var batch: Int
     public var sequence: Int
+
     public init(ids: [Int32], batch: Int, sequence: Int) {
-        precondition(ids.count == batch * sequence)
+        precondition(batch >= 0 && sequence >= 0 && ids.count == batch * sequence,
+                     "TokenBatch of \(ids.count) ids is not \(batch) × \(sequence)")
         self.ids = ids
         self.batch = batch
         self.sequence = sequence
     }
+
+    /// Number of tokens, `batch · sequence`.
+    public var count: Int { ids.count }
 }
