@@ -277,7 +277,7 @@ public final class GRPOLoop {
         m.clipFractionLow = policy.clipFractionLow
         m.clipFractionHigh = policy.clipFractionHigh
         m.gradNorm = norms.reduce(0, +) / Double(norms.count)
-        m.lr = Double(lr)
+        m.lr = Double("\(lr)") ?? Double(lr)  // 1e-05, not 9.99999974737875e-06
 
         // 7. Wake (weights first after a level-2 sleep), push the new weights, wake the KV cache.
         var wake = 0.0
