@@ -70,6 +70,8 @@ public final class GRPOLoop {
         var eos: Set<Int32>
         var padding: Int32
         var stopTokenIds: [Int32]
+        /// Each engine rank's process id, by engine and rank: to name the one that died.
+        var enginePIDs: [[Int32]]
     }
 
     private func run(on cluster: Cluster) async throws -> RunSummary {
@@ -141,8 +143,10 @@ public final class GRPOLoop {
         let padding = Int32(config.padTokenId ?? config.eosTokenIds.first ?? 0)
         // Single-token stop strings also stop generation; longer ones only cut the text.
         let stopIds = o.stop.compactMap { s -> Int32? in let ids = tokenizer.encode(s); return ids.count == 1 ? ids[0] : nil }
+        var pids: [[Int32]] = []
+        for engine in engines { pids.append(try await engine.describe().map(\.pid)) }
         let setup = Setup(layout: layout, trainers: trainers, engines: engines, sleepers: sleepers, tokenizer: tokenizer,
-                          eos: eos, padding: padding, stopTokenIds: stopIds)
+                          eos: eos, padding: padding, stopTokenIds: stopIds, enginePIDs: pids)
         let maxPrompt = (0..<4).map { tokenizer.encode(prompts.trainExample(at: $0, seed: o.seed).prompt).count }.max() ?? 0
         if maxPrompt + o.maxTokens > config.maxPositions {
             throw RLError("prompts of \(maxPrompt) tokens + --max-tokens \(o.maxTokens) exceed the model's \(config.maxPositions) positions")
@@ -174,7 +178,7 @@ public final class GRPOLoop {
                     checkpoint = try await save(step, setup)
                 }
             } catch {
-                throw RLError("step \(step): \(error)")
+                throw RLError("step \(step): \(deadEngineRank(setup).map { "\($0) died: " } ?? "")\(error)")
             }
             try RewardPlot.svg(metrics.records, title: "GRPO on \(prompts.name)")
                 .write(toFile: o.outputDirectory + "/" + Files.plot, atomically: true, encoding: .utf8)
@@ -350,6 +354,17 @@ public final class GRPOLoop {
             }
         }
         return out
+    }
+
+    /// The first engine rank whose process is gone ("engine-1 rank 0 (pid 123)"), if any: a push into
+    /// it or a generation on its engine fails, and the error should say which rank it was.
+    private func deadEngineRank(_ s: Setup) -> String? {
+        for (e, pids) in s.enginePIDs.enumerated() {
+            for (r, pid) in pids.enumerated() where kill(pid, 0) != 0 && errno == ESRCH {
+                return "\(s.engines[e].ranks.name) rank \(r) (pid \(pid))"
+            }
+        }
+        return nil
     }
 
     /// Sends `calls[i]` to trainer i and waits for every reply. When some fail, the error is the one
