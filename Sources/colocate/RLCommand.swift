@@ -48,6 +48,8 @@ struct RLCommand: AsyncParsableCommand {
     var stop: [String] = []
     @Option(help: "Learning rate (AdamW, constant).")
     var lr: Float = 1e-5
+    @Option(help: "Optimizer updates of linear learning-rate warmup.")
+    var warmupSteps: Int = 0
     @Option(help: "AdamW weight decay.")
     var weightDecay: Float = 0
     @Option(help: "Clip the global gradient norm to this (0: no clipping).")
@@ -113,6 +115,7 @@ struct RLCommand: AsyncParsableCommand {
         o.stop = stop
         o.learningRate = lr
         o.weightDecay = weightDecay
+        o.warmupSteps = warmupSteps
         o.maxGradNorm = maxGradNorm > 0 ? maxGradNorm : nil
         o.klCoefficient = klCoef
         o.clipLow = clipEpsLow

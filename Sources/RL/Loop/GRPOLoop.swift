@@ -115,7 +115,7 @@ public final class GRPOLoop {
                                               weightsDirectory: weightsDirectory, deviceFraction: o.trainerFraction)
         try await trainers.configure(ConfigureOptimizer(
             hyper: AdamWHyperparameters(learningRate: o.learningRate, weightDecay: o.weightDecay),
-            schedule: .constant(o.learningRate), maxGradNorm: o.maxGradNorm))
+            schedule: LearningRateSchedule(kind: .constant, peak: o.learningRate, warmupSteps: o.warmupSteps), maxGradNorm: o.maxGradNorm))
         if let weightsDirectory { _ = try await trainers.loadCheckpoint(weightsDirectory) }
         if o.klCoefficient > 0 { _ = try await trainers.callAll(LoadReferenceModel(directory: o.model)) }
 
@@ -397,7 +397,7 @@ public final class GRPOLoop {
     private func save(_ step: Int, _ s: Setup) async throws -> String {
         let o = options
         let dir = o.outputDirectory + "/" + Files.checkpoint
-        let state = TrainerState(step: 0, schedule: .constant(o.learningRate),
+        let state = TrainerState(step: 0, schedule: LearningRateSchedule(kind: .constant, peak: o.learningRate, warmupSteps: o.warmupSteps),
                                  hyper: AdamWHyperparameters(learningRate: o.learningRate, weightDecay: o.weightDecay),
                                  maxGradNorm: o.maxGradNorm, dataPosition: step * o.promptsPerStep, batchSize: o.promptsPerStep,
                                  gradientAccumulation: o.updatesPerBatch, shuffle: false, seed: o.seed,

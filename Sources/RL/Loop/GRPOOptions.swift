@@ -28,6 +28,8 @@ public struct GRPOOptions: Sendable {
     public var stop: [String] = []
 
     public var learningRate: Float = 1e-5
+    /// Optimizer updates of linear learning-rate warmup (fresh AdamW moments make the first updates large).
+    public var warmupSteps = 0
     public var weightDecay: Float = 0
     public var maxGradNorm: Float? = 1.0
     public var klCoefficient: Float = 0
