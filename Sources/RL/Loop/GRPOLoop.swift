@@ -293,7 +293,7 @@ public final class GRPOLoop {
         m.timeSync = try await sync(s)
         if o.sleepLevel > 0 {
             t0 = clock.now
-            for sleeper in s.sleepers { try await sleeper.wakeUp(weights: o.sleepLevel == 1, kvCache: true) }
+            for sleeper in s.sleepers { try await sleeper.wakeUp(weights: false, kvCache: true) }
             wake += (clock.now - t0).inSeconds
         }
         m.timeWake = wake
