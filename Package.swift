@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Compute"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Compute"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Compute"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Compute", "WeightSync"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Compute", "WeightSync", "Collectives", "Cluster"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Training", "WeightSync", "Cluster", "Models", "Compute"]),
         .testTarget(name: "RLTests", dependencies: ["RL", "Training", "Engine", "Cluster", "Models", "Compute"]),
         // System tests: the built binary, and the library driving real worker processes of it.

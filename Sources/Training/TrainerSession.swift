@@ -44,9 +44,17 @@ public final class TrainerSession: @unchecked Sendable {
     /// Clip the global gradient norm to this (nil: no clipping).
     public var maxGradNorm: Float?
     public var allReduce: GradientAllReduce?
+    /// bf16-mixed precision: the bf16 copy of the weights the model computes with (flat, the layout's
+    /// element order), which AdamW rewrites from the f32 master weights on every update. Nil in f32.
+    public let lowPrecisionWeights: Tensor?
+    /// Whether the last step did not finish (its gradients may be NaN or inf).
+    private var gradientsMayHoldNonFinite = false
 
+    /// `mixedPrecision` selects the mixed recipe (GPUs only): f32 master weights and optimizer, bf16
+    /// matmul operands with f32 accumulation; norms, softmax and the loss in f32.
     public init(weights: TrainerWeights, hyper: AdamWHyperparameters, schedule: LearningRateSchedule,
-                maxGradNorm: Float? = 1.0, recomputeActivations: Bool = false, allReduce: GradientAllReduce? = nil) throws {
+                maxGradNorm: Float? = 1.0, recomputeActivations: Bool = false, allReduce: GradientAllReduce? = nil,
+                mixedPrecision: Bool = false) throws {
         let layout = weights.buffer.layout
         guard layout.entries.allSatisfy({ $0.dtype == .f32 }) else {
             throw TrainingError("training needs f32 master weights; load the model with dtype f32")
@@ -57,13 +65,29 @@ public final class TrainerSession: @unchecked Sendable {
         self.schedule = schedule
         self.maxGradNorm = maxGradNorm
         self.allReduce = allReduce
-        flatWeights = Self.flatView(of: weights.buffer)
+        let flat = Self.flatView(of: weights.buffer)
+        flatWeights = flat
         gradients = try ops.zeros([layout.totalBytes / 4], dtype: .f32)
         var views: [String: Tensor] = [:]
         for e in layout.entries { views[e.name] = Self.view(gradients, byteOffset: e.offset, shape: e.shape) }
         gradientViews = views
         optimizer = try AdamW(layout: layout, hyper: hyper, ops: ops)
-        model = try TrainingModel(config: weights.config, weights: weights.buffer.tensors, gradients: views,
+        var modelWeights = weights.buffer.tensors
+        if mixedPrecision {
+            guard weights.cuda != nil else { throw TrainingError("bf16-mixed training runs on GPUs; the CPU trains in f32") }
+            try Self.selectMixedPrecision(ops)
+            // The bf16 copy starts as the rounded master weights (upload converts f32 to bf16).
+            let copy = try ops.zeros([layout.totalBytes / 4], dtype: .bf16)
+            try ops.perform { try ops.upload(try ops.download(flat), into: copy) }
+            for e in layout.entries {
+                modelWeights[e.name] = Tensor(deviceStorage: copy.deviceStorage!, byteOffset: copy.byteOffset + e.offset / 2,
+                                              dtype: .bf16, shape: e.shape)
+            }
+            lowPrecisionWeights = copy
+        } else {
+            lowPrecisionWeights = nil
+        }
+        model = try TrainingModel(config: weights.config, weights: modelWeights, gradients: views,
                                   backend: ops, recomputeActivations: recomputeActivations)
     }
 
@@ -89,8 +113,9 @@ public final class TrainerSession: @unchecked Sendable {
             throw TrainingError("step \(number): the gradient norm became \(norm.isNaN ? "NaN" : "infinite"); training stopped before applying the step")
         }
         let lr = schedule.rate(atStep: optimizer.step)
-        try ops.perform { optimizer.update(params: flatWeights, grads: gradients, learningRate: lr) }
+        try ops.perform { optimizer.update(params: flatWeights, grads: gradients, learningRate: lr, lowPrecisionCopy: lowPrecisionWeights) }
         weights.buffer.version += 1
+        gradientsMayHoldNonFinite = false
         return StepStats(step: optimizer.step, loss: loss, gradNorm: norm, learningRate: lr, tokens: tokens)
     }
 
@@ -102,11 +127,22 @@ public final class TrainerSession: @unchecked Sendable {
     func zeroGradients() throws {
         if gradients.memory != nil {
             memset(gradients.rawPointer, 0, gradients.byteCount)
+        } else if gradientsMayHoldNonFinite {
+            // After a failed step the buffer may hold NaN, which 0·NaN would keep: write zeros.
+            try ops.perform { try ops.upload(try Tensor.zeros(gradients.shape), into: gradients) }
         } else {
-            // On a GPU: scaling by 0 on the backend's queue (a diverged step stops training, so the
-            // buffer never holds the NaN that 0·NaN would keep).
+            // On a GPU: scaling by 0 on the backend's queue, no host transfer.
             try ops.perform { ops.scale(gradients, by: 0, into: gradients) }
         }
+        gradientsMayHoldNonFinite = true
+    }
+
+    /// Switches the backend's weight-gradient GEMMs to bf16 operands (`linear` and its input gradient
+    /// follow the bf16 weight tensors by themselves). The CUDA training backend is merged on another
+    /// branch; when it is, this becomes
+    /// `guard let cuda = ops as? CUDABackend else { throw … }; cuda.trainingPrecision = .bf16Mixed`.
+    static func selectMixedPrecision(_ ops: any TrainingOps) throws {
+        throw TrainingError("bf16-mixed training needs the CUDA training backend, which this build lacks; use --dtype f32")
     }
 
     /// The backend that runs training on the weights' device: the CPU backend on a (virtual) CPU

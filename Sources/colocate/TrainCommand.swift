@@ -95,7 +95,6 @@ struct Train: AsyncParsableCommand {
         case "f32": break
         case "bf16-mixed":
             guard device == "cuda" else { throw CLIError("--dtype bf16-mixed runs on GPUs (--device cuda); the CPU trains in f32") }
-            throw CLIError("--dtype bf16-mixed is not available in this build yet; use f32")
         default: throw CLIError("unknown --dtype '\(dtype)' (use f32 or bf16-mixed)")
         }
 
@@ -154,7 +153,8 @@ struct Train: AsyncParsableCommand {
         let hyper = AdamWHyperparameters(learningRate: lr, beta1: beta1, beta2: beta2, epsilon: eps, weightDecay: weightDecay)
         let lrSchedule = LearningRateSchedule(kind: kind, peak: lr, warmupSteps: warmupSteps, totalSteps: steps)
         let clip: Float? = maxGradNorm > 0 ? maxGradNorm : nil
-        try await group.configure(ConfigureOptimizer(hyper: hyper, schedule: lrSchedule, maxGradNorm: clip, recomputeActivations: recompute))
+        try await group.configure(ConfigureOptimizer(hyper: hyper, schedule: lrSchedule, maxGradNorm: clip, recomputeActivations: recompute,
+                                                     mixedPrecision: dtype == "bf16-mixed"))
         if let resume { _ = try await group.loadCheckpoint(resume) }
 
         let sampler = BatchSampler(rows: data.rows, batchSize: batchSize, shuffle: shuffle, seed: seed)
@@ -175,7 +175,7 @@ struct Train: AsyncParsableCommand {
             let tokensPerSecond = Double(stats.tokens) / seconds
             if json {
                 try CLIOutput.printJSON(["step": stats.step, "loss": stats.loss, "grad_norm": stats.gradNorm,
-                                         "lr": Double(stats.learningRate), "tokens_per_s": tokensPerSecond])
+                                         "lr": Double("\(stats.learningRate)") ?? Double(stats.learningRate), "tokens_per_s": tokensPerSecond])
             } else if progress.enabled {
                 progress.update(step: stats.step, loss: stats.loss, lr: stats.learningRate, tokensPerSecond: tokensPerSecond)
             } else {
@@ -206,7 +206,7 @@ private final class ProgressLine {
         guard enabled else { return }
         let width = 30, filled = min(width, width * step / max(total, 1))
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        let line = String(format: "\r%@ %d/%d  loss %.4f  lr %.2e  %.0f tok/s", bar, step, total, loss, Double(lr), tokensPerSecond)
+        let line = String(format: "\r%@ %d/%d  loss %.4f  lr %.2e  %.0f tok/s\u{1B}[K", bar, step, total, loss, Double(lr), tokensPerSecond)
         FileHandle.standardOutput.write(Data(line.utf8))
     }
 

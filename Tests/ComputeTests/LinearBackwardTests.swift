@@ -49,6 +49,23 @@ import Testing
         #expect(maxScaledError(db.floats(), expectedB) < 1e-6)
     }
 
+    /// Register-tiled f32 blocks, edges, a row stride wider than the row, and widened bf16.
+    @Test(arguments: [(8, 8), (37, 70), (100, 33), (1, 9)], [DType.f32, .bf16])
+    func transpose(shape: (Int, Int), dtype: DType) throws {
+        let (rows, columns) = shape, stride = columns + 3
+        var rng = SplitMix64(seed: UInt64(rows * 31 + columns))
+        let source = tensor(rng.floats(rows * stride), [rows, stride], dtype)
+        let values = source.floats()
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
+        defer { out.deallocate() }
+        CPUKernels.transpose(UnsafeRawPointer(source.rawPointer), dtype, rows: rows, columns: columns, sourceRowStride: stride, into: out)
+        var mismatches = 0
+        for r in 0..<rows {
+            for c in 0..<columns where out[c * rows + r] != values[r * stride + c] { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+    }
+
     @Test func embeddingBackwardSumsRepeatedIds() throws {
         var rng = SplitMix64(seed: 3)
         let ids: [Int32] = [3, 1, 3, 0, 3, 1, 4]

@@ -133,6 +133,31 @@ import Training
         for name in table.names { #expect(fresh.gradients[name]!.floats().allSatisfy { $0 == 0 }, "\(name) moved") }
     }
 
+    /// An objective that asks for entropy gets the same values `logProbs(entropy: true)` returns, and
+    /// sees every predicted token exactly once across chunks.
+    @Test func objectivesGetEntropyAndEveryTokenOnce() throws {
+        final class Recorder: TokenObjective {
+            var seen: [Int: (Float, Float)] = [:]
+            var wantsEntropy: Bool { true }
+            func evaluate(tokens: [Int], logProbs: [Float], entropy: [Float]?) throws -> (loss: Double, logProbGradient: [Float]) {
+                for (i, t) in tokens.enumerated() {
+                    precondition(seen[t] == nil)
+                    seen[t] = (logProbs[i], entropy![i])
+                }
+                return (0, [Float](repeating: 0, count: tokens.count))
+            }
+        }
+        let (trainer, _) = try self.trainer("llama-tiny", chunk: 9)
+        let b = try batch("llama-tiny")
+        let recorder = Recorder()
+        _ = try trainer.forwardBackward(b, objective: recorder)
+        let (logProbs, entropy) = try trainer.logProbs(b, entropy: true)
+        #expect(Set(recorder.seen.keys) == Set((0..<b.count).filter { $0 % b.sequence != 0 }))
+        for (t, (lp, h)) in recorder.seen {
+            #expect(lp == logProbs[t] && h == entropy![t])
+        }
+    }
+
     @Test func badBatchesAreOneLineErrors() throws {
         let (trainer, _) = try self.trainer("qwen2-tiny")
         var ids = [Int32](repeating: 3, count: 2 * 6)

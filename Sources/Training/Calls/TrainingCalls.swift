@@ -36,12 +36,16 @@ public struct ConfigureOptimizer: RemoteCall {
     public var schedule: LearningRateSchedule
     public var maxGradNorm: Float?
     public var recomputeActivations: Bool
+    /// bf16-mixed precision (GPUs): see ``TrainerSession``.
+    public var mixedPrecision: Bool
 
-    public init(hyper: AdamWHyperparameters, schedule: LearningRateSchedule, maxGradNorm: Float?, recomputeActivations: Bool = false) {
+    public init(hyper: AdamWHyperparameters, schedule: LearningRateSchedule, maxGradNorm: Float?, recomputeActivations: Bool = false,
+                mixedPrecision: Bool = false) {
         self.hyper = hyper
         self.schedule = schedule
         self.maxGradNorm = maxGradNorm
         self.recomputeActivations = recomputeActivations
+        self.mixedPrecision = mixedPrecision
     }
 }
 
@@ -131,7 +135,8 @@ final class TrainingBox: @unchecked Sendable {
         let w = try weights.loaded()
         session = nil
         session = try TrainerSession(weights: w, hyper: call.hyper, schedule: call.schedule, maxGradNorm: call.maxGradNorm,
-                                     recomputeActivations: call.recomputeActivations, allReduce: allReduce)
+                                     recomputeActivations: call.recomputeActivations, allReduce: allReduce,
+                                     mixedPrecision: call.mixedPrecision)
         return .init(parameters: w.table.totalCount)
     }
 

@@ -47,7 +47,9 @@ public enum Checkpoint {
                             weights: Tensor, m: Tensor, v: Tensor, state: TrainerState) throws {
         try checkWritable(directory)
         let parent = parentDirectory(of: directory)
-        let temporary = parent + "/." + (directory as NSString).lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let prefix = "." + (directory as NSString).lastPathComponent + ".tmp-"
+        removeAbandonedSaves(in: parent, prefix: prefix)
+        let temporary = parent + "/" + prefix + "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         guard mkdir(temporary, 0o755) == 0 else {
             throw TrainingError("cannot write the checkpoint \(directory): cannot create \(temporary): \(String(cString: strerror(errno)))")
         }
@@ -110,6 +112,15 @@ public enum Checkpoint {
             return (m, v)
         } catch let error as SafeTensorsError {
             throw TrainingError("cannot read the optimizer state \(path): \(error.message)")
+        }
+    }
+
+    /// Removes the temporary directories of saves whose process died mid-save (killed, or lost power):
+    /// `<prefix><pid>-<random>` where no process `pid` runs any more.
+    static func removeAbandonedSaves(in parent: String, prefix: String) {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix(prefix) {
+            guard let pid = Int32(entry.dropFirst(prefix.count).split(separator: "-").first ?? ""), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: parent + "/" + entry) }
         }
     }
 

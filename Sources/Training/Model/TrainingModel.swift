@@ -58,7 +58,7 @@ public final class TrainingModel: @unchecked Sendable {
     public func forwardBackward(_ batch: TokenBatch, objective: any TokenObjective) throws -> Double {
         try check(batch)
         return try backend.perform {
-            let forward = try runForward(batch, keepActivations: !recomputeActivations)
+            let forward = try runForward(batch, keepActivations: !recomputeActivations, keepInputs: true)
             let dFeatures = try backend.zeros([batch.count, forward.features.shape[1]], dtype: .f32)
             let loss = try headPass(batch, features: forward.features, objective: objective, entropy: objective.wantsEntropy,
                                     featureGradient: dFeatures, collect: nil)
@@ -71,7 +71,7 @@ public final class TrainingModel: @unchecked Sendable {
     public func logProbs(_ batch: TokenBatch, entropy: Bool) throws -> (logProbs: [Float], entropy: [Float]?) {
         try check(batch)
         return try backend.perform {
-            let forward = try runForward(batch, keepActivations: false)
+            let forward = try runForward(batch, keepActivations: false, keepInputs: false)
             var logProbs = [Float](repeating: 0, count: batch.count)
             var entropies = entropy ? [Float](repeating: 0, count: batch.count) : nil
             _ = try headPass(batch, features: forward.features, objective: nil, entropy: entropy, featureGradient: nil) { tokens, lp, ent in
@@ -88,6 +88,7 @@ public final class TrainingModel: @unchecked Sendable {
 
     func check(_ batch: TokenBatch) throws {
         let c = config
+        guard batch.count > 0 else { throw ModelError("the batch holds no tokens") }
         guard batch.sequence <= c.maxPositions else {
             throw ModelError("sequences of \(batch.sequence) tokens exceed the model's \(c.maxPositions) positions")
         }
@@ -101,8 +102,10 @@ public final class TrainingModel: @unchecked Sendable {
     struct Forward {
         /// Token embeddings before project_in (OPT with word_embed_proj_dim ≠ hidden), for its gradient.
         var smallEmbeddings: Tensor?
-        /// Each layer's input, and the last layer's output at index numLayers.
+        /// Each layer's input (kept for the backward, empty for a forward only).
         var layerInputs: [Tensor]
+        /// The last layer's output.
+        var last: Tensor
         /// Each layer's saved activations (empty when recomputing).
         var layers: [LayerActivations]
         /// Input of the final norm's output to project_out (OPT), nil otherwise.
@@ -111,7 +114,7 @@ public final class TrainingModel: @unchecked Sendable {
         var features: Tensor
     }
 
-    func runForward(_ batch: TokenBatch, keepActivations: Bool) throws -> Forward {
+    func runForward(_ batch: TokenBatch, keepActivations: Bool, keepInputs: Bool) throws -> Forward {
         let c = config, b = backend, n = batch.count
         var small: Tensor?
         let x = try b.zeros([n, c.hiddenSize], dtype: .f32)
@@ -129,14 +132,15 @@ public final class TrainingModel: @unchecked Sendable {
         case .llama, .qwen2:
             b.embedding(ids: batch.ids, table: w(embeddingName), into: x, accumulate: false)
         }
-        var inputs = [x]
+        var inputs: [Tensor] = []
         var saved: [LayerActivations] = []
+        var last = x
         for layer in 0..<c.numLayers {
-            let acts = try layerForward(inputs[layer], layer: layer, batch: batch)
-            inputs.append(acts.output)
+            if keepInputs { inputs.append(last) }
+            let acts = try layerForward(last, layer: layer, batch: batch)
+            last = acts.output
             if keepActivations { saved.append(acts) }
         }
-        let last = inputs[c.numLayers]
         var normed: Tensor?
         var features = last
         switch c.architecture {
@@ -158,7 +162,7 @@ public final class TrainingModel: @unchecked Sendable {
             b.rmsNorm(last, weight: w("model.norm.weight"), eps: c.rmsNormEps, into: f)
             features = f
         }
-        return Forward(smallEmbeddings: small, layerInputs: inputs, layers: saved, normed: normed, features: features)
+        return Forward(smallEmbeddings: small, layerInputs: inputs, last: last, layers: saved, normed: normed, features: features)
     }
 
     /// OPT's learned positions: t + 2 for token t of each sequence.
@@ -233,7 +237,7 @@ public final class TrainingModel: @unchecked Sendable {
 
     func backward(_ batch: TokenBatch, forward: Forward, featureGradient dFeatures: Tensor) throws {
         let c = config, b = backend, n = batch.count, h = c.hiddenSize
-        let last = forward.layerInputs[c.numLayers]
+        let last = forward.last
         // Through project_out and the final norm to the last layer's output.
         var dTop = dFeatures
         if let projectOut = weights["model.decoder.project_out.weight"], let normed = forward.normed {

@@ -49,13 +49,14 @@ public final class AdamW: @unchecked Sendable {
         return ranges
     }
 
-    /// One update of `params` by `grads` (flat f32, this layout) at `learningRate`.
-    public func update(params: Tensor, grads: Tensor, learningRate: Float) {
+    /// One update of `params` by `grads` (flat f32, this layout) at `learningRate`; with
+    /// `lowPrecisionCopy` (bf16, flat), the updated weights are also written there, rounded.
+    public func update(params: Tensor, grads: Tensor, learningRate: Float, lowPrecisionCopy: Tensor? = nil) {
         precondition(params.count == m.count && grads.count == m.count, "AdamW over \(params.count) and \(grads.count) elements, state of \(m.count)")
         step += 1
         var h = hyper
         h.learningRate = learningRate
-        ops.adamW(params: params, grads: grads, m: m, v: v, step: step, hyper: h, decayRanges: decayRanges, lowPrecisionCopy: nil)
+        ops.adamW(params: params, grads: grads, m: m, v: v, step: step, hyper: h, decayRanges: decayRanges, lowPrecisionCopy: lowPrecisionCopy)
     }
 
     /// Restores a saved state: the step count and the moments (host tensors of `m`'s element count).

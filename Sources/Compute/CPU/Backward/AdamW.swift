@@ -105,7 +105,8 @@ enum AdamWMath {
         let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
         var rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
         rounded.replace(with: (bits &>> 16) | 0x0040, where: x .!= x)
-        UnsafeMutableRawPointer(out + i).storeBytes(of: SIMD8<UInt16>(truncatingIfNeeded: rounded), as: SIMD8<UInt16>.self)
+        // Lane by lane: the generic SIMD narrowing initialiser is not reliably specialised.
+        for j in 0..<8 { out[i + j] = UInt16(truncatingIfNeeded: rounded[j]) }
     }
 
     @inline(always) static func load(_ p: UnsafePointer<Float>, _ i: Int) -> V {
