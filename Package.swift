@@ -25,7 +25,7 @@ let package = Package(
     name: "colocate",
     products: [
         .executable(name: "colocate", targets: ["colocate"]),
-        .library(name: "Colocate", targets: ["Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "Colocation"]),
+        .library(name: "Colocate", targets: ["Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "Colocation", "RL"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -45,6 +45,8 @@ let package = Package(
         .target(name: "WeightSync", dependencies: ["Compute", "Models", "CShims"], swiftSettings: strict),
         .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: strict),
         .target(name: "Engine", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: fast),
+        // The GRPO loop: tasks and rewards, advantages, the policy loss, metrics, engines and trainers in step.
+        .target(name: "RL", dependencies: ["Compute", "Models", "Cluster", "WeightSync", "Engine", "Training", "Collectives"], swiftSettings: strict),
         // The seed's trainer + engine layout over devices; above Cluster, which knows nothing of either.
         .target(name: "Colocation", dependencies: ["Cluster", "Compute"], swiftSettings: strict),
         // `cuda-check` and the actors tests and benchmarks spawn (not in the production worker registry).
@@ -61,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "colocate",
             dependencies: [
-                "Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "Colocation", "Diagnostics", "Benchmarks",
+                "Compute", "Models", "Cluster", "Collectives", "WeightSync", "Engine", "Training", "RL", "Colocation", "Diagnostics", "Benchmarks",
                 "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -73,8 +75,9 @@ let package = Package(
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Compute"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Compute", "WeightSync", "Collectives", "Cluster"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Training", "WeightSync", "Cluster", "Models", "Compute"]),
+        .testTarget(name: "RLTests", dependencies: ["RL", "Training", "Engine", "Cluster", "Models", "Compute"]),
         // System tests: the built binary, and the library driving real worker processes of it.
-        .testTarget(name: "CLITests", dependencies: ["colocate", "Engine", "Training", "Cluster", "Models", "WeightSync", "Compute"]),
+        .testTarget(name: "CLITests", dependencies: ["colocate", "Engine", "Training", "RL", "Cluster", "Models", "WeightSync", "Compute"]),
     ],
     swiftLanguageModes: [.v6]
 )

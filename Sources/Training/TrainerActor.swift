@@ -103,18 +103,22 @@ public final class TrainerActor: ClusterActor {
     private let context: WorkerContext
     private let weights = WeightsBox()
     private let training = TrainingBox()
+    private let rl = RLBox()
 
     public init(config: Empty, context: WorkerContext) async throws {
         self.context = context
     }
 
     public func handlers(into handlers: inout Handlers) {
-        let context = self.context, box = weights, training = self.training
+        let context = self.context, box = weights, training = self.training, rl = self.rl
         handlers.on(JoinTrainerGroup.self) { call, _ in try training.join(call, weights: box) }
         handlers.on(ConfigureOptimizer.self) { call, _ in try training.configure(call, weights: box) }
         handlers.on(TrainStep.self) { call, _ in try training.step(call, weights: box) }
         handlers.on(SaveCheckpoint.self) { call, _ in try training.save(call, weights: box) }
         handlers.on(LoadCheckpoint.self) { call, _ in try training.load(call, weights: box) }
+        handlers.on(LoadReferenceModel.self) { call, _ in try rl.loadReference(call, training: training, weights: box) }
+        handlers.on(ComputeLogProbs.self) { call, _ in try rl.logProbs(call, training: training, weights: box) }
+        handlers.on(PolicyStep.self) { call, _ in try rl.step(call, training: training, weights: box) }
         handlers.on(LoadModel.self) { call, _ in
             guard let device = context.device else { throw WeightSyncError("trainer \(context.actorName) was placed without a device") }
             let start = ContinuousClock.now

@@ -7,7 +7,7 @@ import Compute
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run them in release: swift run -c release colocate bench …).",
-        subcommands: [BenchSync.self, BenchSyncIPC.self, BenchCopy.self, BenchDecode.self, BenchMatmul.self, BenchRPC.self, BenchTokenize.self, BenchTrain.self])
+        subcommands: [BenchRL.self, BenchSync.self, BenchSyncIPC.self, BenchCopy.self, BenchDecode.self, BenchMatmul.self, BenchRPC.self, BenchTokenize.self, BenchTrain.self])
 }
 
 /// `colocate bench decode`: `DecodeBenchmark`.

@@ -8,6 +8,7 @@ struct Colocate: AsyncParsableCommand {
         abstract: "Colocated LLM rollout engines and RL trainers with in-place weight sync.",
         subcommands: [
             Demo.self, Generate.self, Chat.self, Logits.self, Grads.self, InitModel.self, Tokenize.self, Detokenize.self, Train.self,
+            RLCommand.self, RLData.self,
             PlanCommand.self, Bench.self, WorkerCommand.self, CUDACheckCommand.self,
         ])
 
