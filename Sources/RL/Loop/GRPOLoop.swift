@@ -65,7 +65,7 @@ public final class GRPOLoop {
         var layout: ColocatedLayout
         var trainers: TrainerGroup
         var engines: [LLM]
-        var sleepers: [any EngineSleepWake]
+        var sleepers: [LLM]
         var tokenizer: Tokenizer
         var eos: Set<Int32>
         var padding: Int32
@@ -125,19 +125,9 @@ public final class GRPOLoop {
                                          placement: (pg, layout.bundleIndices(ofEngine: e)), workerFraction: o.workerFraction,
                                          memoryUtilization: o.memoryUtilization, dtype: o.engineDType, name: "engine-\(e)"))
         }
-        var sleepers: [any EngineSleepWake] = []
-        if o.sleepLevel > 0 {
-            for engine in engines {
-                guard let s = (engine as Any) as? any EngineSleepWake else {
-                    throw RLError("--sleep-level \(o.sleepLevel) needs engine sleep/wake, which this build's engine does not have; use --sleep-level 0")
-                }
-                sleepers.append(s)
-            }
-        }
+        let sleepers: [LLM] = o.sleepLevel > 0 ? engines : []
         // Push sync: engine ranks export their weight buffers once; each trainer attaches to those on its device.
-        var destinations: [WeightDestination] = []
-        for engine in engines { destinations += try await engine.collectiveRPC(ExportWeightDestination()).map(\.destination) }
-        _ = try await trainers.callAll(AttachWeightDestinations(destinations: destinations))
+        try await attachTrainers(trainers, to: engines)
 
         let eos = Set(config.eosTokenIds.map { Int32($0) })
         let padding = Int32(config.padTokenId ?? config.eosTokenIds.first ?? 0)
@@ -287,13 +277,15 @@ public final class GRPOLoop {
         var wake = 0.0
         if o.sleepLevel == 2 {
             t0 = clock.now
-            for sleeper in s.sleepers { try await sleeper.wakeUp(weights: true, kvCache: false) }
+            for sleeper in s.sleepers { try await sleeper.wakeUp(tags: [.weights]) }
+            // On GPUs the woken weights are new memory at the old addresses: the trainers map it again.
+            try await attachTrainers(s.trainers, to: s.engines)
             wake += (clock.now - t0).inSeconds
         }
         m.timeSync = try await sync(s)
         if o.sleepLevel > 0 {
             t0 = clock.now
-            for sleeper in s.sleepers { try await sleeper.wakeUp(weights: false, kvCache: true) }
+            for sleeper in s.sleepers { try await sleeper.wakeUp(tags: [.kvCache]) }
             wake += (clock.now - t0).inSeconds
         }
         m.timeWake = wake
@@ -387,6 +379,13 @@ public final class GRPOLoop {
     }
 
     /// Every trainer pushes its weights into the engine ranks on its device; returns the seconds taken.
+    /// Every trainer attaches to the engine ranks on its device (push sync).
+    private func attachTrainers(_ trainers: TrainerGroup, to engines: [LLM]) async throws {
+        var destinations: [WeightDestination] = []
+        for engine in engines { destinations += try await engine.collectiveRPC(ExportWeightDestination()).map(\.destination) }
+        _ = try await trainers.callAll(AttachWeightDestinations(destinations: destinations))
+    }
+
     private func sync(_ s: Setup) async throws -> Double {
         let start = ContinuousClock.now
         _ = try await callEach(s.trainers, Array(repeating: PushWeights(), count: s.trainers.worldSize))
