@@ -63,11 +63,11 @@ import Testing
         let positions = (0..<n).map { Int32($0 * 5) }
         let rx = tensor(x, [n, h, dim]), ry = tensor(y, [n, h, dim])
         backend.rotary(rx, positions: positions, theta: 10000)
-        backend.rotaryBackward(ry, positions: positions, theta: 10000)
+        backend.rotaryBackward(ry, positions: positions, embedding: RotaryEmbedding(theta: 10000, headDim: dim))
         let left = zip(rx.floats(), y).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         let right = zip(x, ry.floats()).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         #expect(abs(left - right) < 1e-4)
-        backend.rotaryBackward(rx, positions: positions, theta: 10000)
+        backend.rotaryBackward(rx, positions: positions, embedding: RotaryEmbedding(theta: 10000, headDim: dim))
         #expect(maxScaledError(rx.floats(), x.doubles) < 1e-6)
     }
 }
