@@ -206,8 +206,9 @@ struct CUDATrainingParityCheck {
         for (tokens, heads, headDim, theta) in [(3, 2, 8, Float(10000)), (17, 4, 64, 10000), (5, 3, 128, 1_000_000)] {
             let positions = (0..<tokens).map { _ in Int32(random.int(4096)) }
             let x = try pair(floats(tokens * heads * headDim), [tokens, heads, headDim])
-            cpu.rotaryBackward(x.host, positions: positions, theta: theta)
-            gpu.rotaryBackward(x.device, positions: positions, theta: theta)
+            let embedding = RotaryEmbedding(theta: theta, headDim: headDim)
+            cpu.rotaryBackward(x.host, positions: positions, embedding: embedding)
+            gpu.rotaryBackward(x.device, positions: positions, embedding: embedding)
             try expect("rotaryBackward [\(tokens),\(heads),\(headDim)] θ=\(Int(theta))", x.device, x.host, tolerance: 2e-5)
         }
     }

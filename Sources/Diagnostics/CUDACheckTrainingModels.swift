@@ -57,7 +57,7 @@ struct CUDATrainingModelCheck {
     private mutating func gradients(_ name: String, _ path: String) throws {
         gpu?.trainingPrecision = .f32
         let golden = try SafeTensorsFile(path: path + "/golden.safetensors")
-        let batch = try Grads.readBatch(path + "/golden.safetensors")
+        let batch = try TokenBatch.readInputIDs(path + "/golden.safetensors")
         let (trainer, _, gradients) = try model(path, dtype: .f32)
         let loss = try trainer.forwardBackward(batch, objective: CrossEntropyObjective.mean(batch: batch))
         let expected = Double(try golden.tensor("loss").floats()[0])
@@ -75,7 +75,7 @@ struct CUDATrainingModelCheck {
     private mutating func mixed(_ name: String, _ path: String) throws {
         gpu?.trainingPrecision = .bf16Mixed
         let golden = try SafeTensorsFile(path: path + "/golden.safetensors")
-        let batch = try Grads.readBatch(path + "/golden.safetensors")
+        let batch = try TokenBatch.readInputIDs(path + "/golden.safetensors")
         let (trainer, _, _) = try model(path, dtype: .bf16)
         let loss = try trainer.forwardBackward(batch, objective: CrossEntropyObjective.mean(batch: batch))
         expect("\(name) bf16-mixed loss", abs(loss - Double(try golden.tensor("loss").floats()[0])), 2e-2)
@@ -86,7 +86,7 @@ struct CUDATrainingModelCheck {
         gpu?.trainingPrecision = .f32
         let goldenPath = path + "/train_golden.safetensors"
         let golden = try SafeTensorsFile(path: goldenPath)
-        let all = try Grads.readBatch(goldenPath)
+        let all = try TokenBatch.readInputIDs(goldenPath)
         let (trainer, weights, gradients) = try model(path, dtype: .f32)
         let names = gradients.keys.sorted()
         var moments: [String: (m: Tensor, v: Tensor)] = [:]

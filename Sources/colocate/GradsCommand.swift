@@ -27,7 +27,7 @@ struct Grads: AsyncParsableCommand {
         guard let training = backend as? any TrainingOps else {
             throw CLIError("training on \(backend.device.kind) is not in this build")
         }
-        let batch = try Self.readBatch(input)
+        let batch = try TokenBatch.readInputIDs(input)
         let config = try ModelConfig.load(directory: model)
         let table = ParameterTable(config: config)
         var gradients: [String: Tensor] = [:]
@@ -43,27 +43,5 @@ struct Grads: AsyncParsableCommand {
             tensors.append((name: "grad." + spec.name, tensor: try training.download(gradients[spec.name]!)))
         }
         try SafeTensorsWriter.write(tensors, to: output)
-    }
-
-    /// int64 (or int32) `input_ids` [batch, tokens] of a safetensors file.
-    static func readBatch(_ path: String) throws -> TokenBatch {
-        let file = try SafeTensorsFile(path: path)
-        guard let info = file.info("input_ids") else { throw CLIError("\(path) has no tensor input_ids") }
-        guard info.shape.count == 2, info.dtype == .i64 || info.dtype == .i32 else {
-            throw CLIError("input_ids must be int64 [batch, tokens], got \(info.dtype) \(info.shape)")
-        }
-        guard info.shape[0] > 0, info.shape[1] > 1 else {
-            throw CLIError("input_ids \(info.shape) must hold at least one row of at least two tokens")
-        }
-        let flat = try file.tensor("input_ids").integers()
-        var ids: [Int32] = []
-        ids.reserveCapacity(flat.count)
-        for (i, id) in flat.enumerated() {
-            guard let narrow = Int32(exactly: id) else {
-                throw CLIError("input_ids row \(i / info.shape[1]), column \(i % info.shape[1]): token id \(id) is out of range")
-            }
-            ids.append(narrow)
-        }
-        return TokenBatch(ids: ids, batch: info.shape[0], sequence: info.shape[1])
     }
 }

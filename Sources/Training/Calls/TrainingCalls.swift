@@ -115,14 +115,8 @@ final class TrainingBox: @unchecked Sendable {
             allReduce = { cuda.allReduce($0, communicator: comm) }
         } else {
             guard let handle = call.segment else { throw TrainingError("a data-parallel group on CPU devices needs an all-reduce segment") }
-            let fd = try SharedMemoryIdentity(bytes: handle.opaque).open()
-            let segment: HostMemory
-            do {
-                segment = try HostMemory.map(fileDescriptor: fd, byteCount: handle.byteCount, device: .host, keepDescriptor: true)
-            } catch {
-                close(fd)
-                throw error
-            }
+            let segment = try HostMemory.map(owning: try SharedMemoryIdentity(bytes: handle.opaque).open(),
+                                             byteCount: handle.byteCount, device: .host)
             let comm = SharedMemoryAllReduce(segment: segment, rank: call.rank, worldSize: call.worldSize, slotFloats: call.slotFloats)
             sharedAllReduce = comm
             allReduce = { try comm($0) }
