@@ -72,9 +72,12 @@ struct BenchRL: AsyncParsableCommand {
         }
         let phases = timed.fields.filter { $0.key.hasPrefix("time_") }
         let total = phases.reduce(0) { $0 + $1.value }
-        print("GRPO step at \(preset) shapes: P=\(prompts) G=\(groupSize), prompts ≈\(promptTokens) tokens, ≤\(maxTokens) new (step 2, after a warm-up step)")
-        for (k, v) in phases { print(String(format: "  %-14@ %9.1f ms", k.dropFirst(5).description as NSString, v * 1e3)) }
-        print(String(format: "  %-14@ %9.1f ms", "total" as NSString, total * 1e3))
+        print("GRPO step at \(model ?? (preset + " shapes")): P=\(prompts) G=\(groupSize), prompts ≈\(promptTokens) tokens, ≤\(maxTokens) new (step 2, after a warm-up step)")
+        func row(_ name: String, _ seconds: Double) -> String {
+            "  " + name.padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: "%9.1f ms", seconds * 1e3)
+        }
+        for (k, v) in phases { print(row(String(k.dropFirst(5)), v)) }
+        print(row("total", total))
         print(String(format: "  %d tokens sampled, %.0f tokens/s generating; mean completion %.1f tokens", timed.tokensSampled ?? 0,
                      timed.tokensPerSecond ?? 0, timed.completionLengthMean ?? 0))
     }
