@@ -31,6 +31,8 @@ public final class Cluster: Sendable {
     private let listenerShutDown = Atomic(false)
     let changes = ChangeSignal()
     private let state: Mutex<State>
+    /// Set for a cluster on Ray (`Cluster.ray`): placement and worker hosting go through Ray.
+    let ray: RayBackend?
 
     private struct HelloInfo: Sendable {
         var connection: Connection
@@ -60,7 +62,8 @@ public final class Cluster: Sendable {
         var hello: WorkerHello
         var frame: Frame
         var connection: Connection
-        var peerPID: pid_t
+        /// nil for a TCP peer: it proved the cluster secret, and its hello names its pid.
+        var peerPID: pid_t?
     }
 
     /// A cluster on this host with the given devices.
@@ -69,7 +72,12 @@ public final class Cluster: Sendable {
     }
 
     /// A cluster on this host with exactly these devices.
-    public init(devices: [Device], options: ClusterOptions = ClusterOptions()) throws(ClusterError) {
+    public convenience init(devices: [Device], options: ClusterOptions = ClusterOptions()) throws(ClusterError) {
+        try self.init(devices: devices, options: options, ray: nil)
+    }
+
+    init(devices: [Device], options: ClusterOptions, ray: RayBackend?) throws(ClusterError) {
+        self.ray = ray
         let cpus = options.cpus ?? ProcessInfo.processInfo.activeProcessorCount
         guard cpus >= 0 else { throw ClusterError("a node cannot offer \(cpus) CPUs") }
         self.devices = devices
@@ -95,6 +103,10 @@ public final class Cluster: Sendable {
             }
             close(listener)
         }
+        ray?.onPeer { [weak self] fd in
+            guard let self else { return close(fd) }
+            self.acceptedTCP(fd)
+        }
     }
 
     deinit {
@@ -105,6 +117,8 @@ public final class Cluster: Sendable {
             directory.remove()
         }
         shutDownListener()
+        ray?.helper.close()
+        ray?.listener.shutDown()
     }
 
     /// The private directory of this cluster's sockets (0700).
@@ -116,6 +130,11 @@ public final class Cluster: Sendable {
     /// has, STRICT_SPREAD over more than one bundle — throw; feasible ones that do not fit yet stay
     /// pending until others are removed (`ready()` / `wait(timeout:)`).
     public func placementGroup(_ bundles: [ResourceBundle], strategy: PlacementStrategy = .pack, name: String? = nil) throws(ClusterError) -> PlacementGroup {
+        if let ray {
+            guard !state.withLock({ $0.shutDown }) else { throw ClusterError("the cluster is shut down") }
+            let (id, groupName) = try ray.createGroup(name: name, bundles: bundles, strategy: strategy, changes: changes)
+            return PlacementGroup(name: groupName, bundles: bundles, strategy: strategy, id: id, cluster: self)
+        }
         let (id, groupName) = try state.withLock { (s) throws(ClusterError) -> (Int, String) in
             guard !s.shutDown else { throw ClusterError("the cluster is shut down") }
             let groupName = name ?? "pg-\(s.ledger.groups.count)"
@@ -125,16 +144,32 @@ public final class Cluster: Sendable {
         return PlacementGroup(name: groupName, bundles: bundles, strategy: strategy, id: id, cluster: self)
     }
 
-    func groupState(_ id: Int) -> ResourceLedger.GroupState { state.withLock { $0.ledger.state(ofGroup: id) } }
+    func groupState(_ id: Int) -> ResourceLedger.GroupState {
+        if let ray {
+            switch ray.group(id)?.state {
+            case .created?: return .created
+            case .pending?: return .pending
+            default: return .removed
+            }
+        }
+        return state.withLock { $0.ledger.state(ofGroup: id) }
+    }
 
-    func bundleDevices(ofGroup id: Int) -> [Device?] { state.withLock { $0.ledger.bundleDevices(ofGroup: id) } }
+    func bundleDevices(ofGroup id: Int) -> [Device?] {
+        if let ray { return ray.group(id)?.devices ?? [] }
+        return state.withLock { $0.ledger.bundleDevices(ofGroup: id) }
+    }
+
+    /// The Ray node of each bundle (nil on a local cluster, or before the group is ready).
+    func bundleNodes(ofGroup id: Int) -> [String]? { ray?.group(id)?.nodes }
 
     /// True once the group is placed; false at the deadline; throws if removed or shut down.
     func waitForGroup(_ id: Int, name: String, deadline: ContinuousClock.Instant?) async throws(ClusterError) -> Bool {
         while true {
             let seen = changes.generation
-            let (groupState, down) = state.withLock { ($0.ledger.state(ofGroup: id), $0.shutDown) }
-            switch groupState {
+            let down = state.withLock { $0.shutDown }
+            if let ray, case .failed(let why)? = ray.group(id)?.state { throw ClusterError(.infeasible, why) }
+            switch groupState(id) {
             case .created: return true
             case .removing, .removed: throw ClusterError("placement group '\(name)' was removed")
             case .pending: break
@@ -146,6 +181,15 @@ public final class Cluster: Sendable {
     }
 
     func removeGroup(_ id: Int) async {
+        if let ray {
+            let holders = state.withLock { s in s.actors.filter { $0.value.group == id }.map(\.key) }
+            await withTaskGroup(of: Void.self) { group in
+                for actor in holders { group.addTask { await self.stopActor(actor) } }
+            }
+            await ray.removeGroup(id)
+            changes.notifyAll()
+            return
+        }
         let holders = state.withLock { $0.ledger.beginRemoval(id) }
         await withTaskGroup(of: Void.self) { group in
             for actor in holders { group.addTask { await self.stopActor(actor) } }
@@ -246,6 +290,7 @@ public final class Cluster: Sendable {
             for id in records.keys { group.addTask { await self.stopActor(id) } }
         }
         state.withLock { s in for g in groups { _ = s.ledger.removeGroup(g) } }
+        await ray?.shutdown()
         changes.notifyAll()
         shutDownListener()
         directory.remove()
@@ -276,10 +321,11 @@ public final class Cluster: Sendable {
             guard placement.group.cluster === self else {
                 throw ClusterError("placement group '\(placement.group.name)' belongs to another cluster")
             }
-            device = try await reserveShare(placement, share: share, holderID: id, holderName: actorName)
+            // On Ray, Ray accounts for the shares (the hosting actor asks for them).
+            if ray == nil { device = try await reserveShare(placement, share: share, holderID: id, holderName: actorName) }
         }
         let release: @Sendable () -> Void = { [self] in
-            if let placement {
+            if let placement, ray == nil {
                 state.withLock { $0.ledger.releaseShare(group: placement.group.id, bundle: placement.bundleIndex, holderID: id) }
                 changes.notifyAll()
             }
@@ -301,7 +347,18 @@ public final class Cluster: Sendable {
         state.withLock { $0.starting[id] = .some(nil) }
         let process: WorkerProcess
         do {
-            process = try await WorkerProcess.spawn(executable: options.workerExecutable, arguments: options.workerArguments, environment: environment)
+            if let ray {
+                let spawned = try await ray.spawn(
+                    actorID: id, actorName: actorName, group: placement?.group.id, bundleIndex: placement?.bundleIndex, share: share,
+                    executable: ray.options.workerExecutable ?? Cluster.resolvedExecutable(options.workerExecutable),
+                    arguments: options.workerArguments,
+                    environment: try rayWorkerEnvironment(actorID: id, actorName: actorName, share: share, bundleIndex: placement?.bundleIndex),
+                    timeout: options.workerStartTimeout)
+                process = spawned.process
+                device = spawned.device
+            } else {
+                process = try await WorkerProcess.spawn(executable: options.workerExecutable, arguments: options.workerArguments, environment: environment)
+            }
         } catch {
             state.withLock { _ = $0.starting.removeValue(forKey: id) }
             release()
@@ -422,7 +479,7 @@ public final class Cluster: Sendable {
         Connection(fd: fd, hooks: hooks).start()
     }
 
-    private func handleWorkerCall(_ frame: Frame, _ connection: Connection, peerPID: pid_t) {
+    private func handleWorkerCall(_ frame: Frame, _ connection: Connection, peerPID: pid_t?) {
         guard frame.name == WorkerHello.name else {
             // Replies are written from tasks, never from the reader thread (see `Worker.received`).
             guard let entry = options.driverHandlers.entries[frame.name] else {
@@ -454,7 +511,7 @@ public final class Cluster: Sendable {
     private func acceptHello(_ early: EarlyHello) {
         let (hello, frame, connection, peerPID) = (early.hello, early.frame, early.connection, early.peerPID)
         guard let record = state.withLock({ $0.actors[hello.actorID] }),
-              record.connection == nil, record.process.pid == peerPID, hello.pid == peerPID else {
+              record.connection == nil, record.process.pid == (peerPID ?? hello.pid), hello.pid == (peerPID ?? hello.pid) else {
             return refuseHello(frame, connection, peerPID: peerPID)
         }
         let name = record.name
@@ -474,9 +531,18 @@ public final class Cluster: Sendable {
     }
 
     /// Not a worker this driver started (or a second hello): refuse and hang up.
-    private func refuseHello(_ frame: Frame, _ connection: Connection, peerPID: pid_t) {
-        connection.replyFailure(to: frame.requestID, message: "unexpected worker (pid \(peerPID))")
+    private func refuseHello(_ frame: Frame, _ connection: Connection, peerPID: pid_t?) {
+        connection.replyFailure(to: frame.requestID, message: "unexpected worker (pid \(peerPID.map(String.init) ?? "?"))")
         connection.close()
+    }
+
+    /// A worker on Ray dialed in over TCP and proved the cluster secret.
+    private func acceptedTCP(_ fd: Int32) {
+        let hooks = Connection.Hooks(peerName: "TCP worker", onCall: { [weak self] frame, connection in
+            guard let self else { return connection.replyFailure(to: frame.requestID, message: "the cluster is gone") }
+            self.handleWorkerCall(frame, connection, peerPID: nil)
+        })
+        Connection(fd: fd, hooks: hooks, carriesDescriptors: false).start()
     }
 
     private func shutDownListener() {

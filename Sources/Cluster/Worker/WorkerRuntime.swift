@@ -70,8 +70,18 @@ private final class Worker: Sendable {
         self.registry = registry
         listenPath = "\(environment.socketDirectory)/a\(environment.actorID).sock"
         listener = try UnixSocket.listen(path: listenPath)
-        let fd = try UnixSocket.connect(path: environment.driverSocket)
-        driverConnection = Connection(fd: fd, hooks: Connection.Hooks(peerName: "driver"))
+        if let tcp = TCPAddress(environment.driverSocket), environment.driverSocket.hasPrefix(TCPAddress.scheme) {
+            // On Ray: the driver is on another host; prove the cluster secret, then forget it so that
+            // nothing this worker starts inherits it.
+            guard let hex = ProcessInfo.processInfo.environment[ClusterSecret.environmentKey], let secret = ClusterSecret(hex: hex) else {
+                throw ClusterError("\(ClusterSecret.environmentKey) is missing or malformed: a worker that dials its driver over TCP needs the cluster secret")
+            }
+            unsetenv(ClusterSecret.environmentKey)
+            driverConnection = try Connection.dialTCP(tcp, secret: secret, hooks: Connection.Hooks(peerName: "driver"))
+        } else {
+            let fd = try UnixSocket.connect(path: environment.driverSocket)
+            driverConnection = Connection(fd: fd, hooks: Connection.Hooks(peerName: "driver"))
+        }
         (mailbox, mailboxInput) = AsyncStream.makeStream(of: Job.self)
     }
 
