@@ -10,6 +10,11 @@ public struct RPCBenchmark: Sendable {
     public var warmup: Int = 2_000
     /// Workers started (and stopped) to measure start time.
     public var spawns: Int = 20
+    /// The control plane measured: Unix sockets, or TCP on 127.0.0.1 with the cluster-secret handshake.
+    public var transport: ControlPlane = .unix
+    /// When set, the workers run under Ray at this address (`auto`, `HOST:PORT`): the start time
+    /// then includes creating the hosting actor, and calls go over TCP.
+    public var rayAddress: String?
 
     public init() {}
 
@@ -20,7 +25,9 @@ public struct RPCBenchmark: Sendable {
         // The echo actor is not in the production worker registry: its workers are told to add it.
         var options = ClusterOptions()
         options.workerArguments = DiagnosticActors.workerArguments
-        let cluster = try Cluster.local(devices: .cpu(count: 1), options: options)
+        options.controlPlane = transport
+        let cluster = try await Cluster.make(rayAddress: rayAddress, devices: .cpu(count: 1), options: options)
+        print("control plane: \(cluster.isRay ? "Ray at \(rayAddress!), TCP" : transport == .unix ? "Unix socket" : "TCP \(cluster.controlAddress!)")")
         do {
             var start = RPCBenchmark.histogram()
             for _ in 0..<spawns {

@@ -33,6 +33,9 @@ public final class Cluster: Sendable {
     private let state: Mutex<State>
     /// Set for a cluster on Ray (`Cluster.ray`): placement and worker hosting go through Ray.
     let ray: RayBackend?
+    /// The TCP control plane, when `options.controlPlane` is `.tcp`.
+    let tcp: (listener: TCPListener, secret: ClusterSecret)?
+    private let tcpSink = PeerSink()
 
     private struct HelloInfo: Sendable {
         var connection: Connection
@@ -91,6 +94,20 @@ public final class Cluster: Sendable {
             directory.remove()
             throw error
         }
+        if case .tcp(let bindHost, let advertisedHost) = options.controlPlane {
+            do {
+                let secret = try ClusterSecret.random()
+                let tcpListener = try TCPListener(bindHost: bindHost, advertisedHost: advertisedHost, secret: secret,
+                                                  onPeer: tcpSink.deliver)
+                tcp = (tcpListener, secret)
+            } catch {
+                close(listener)
+                directory.remove()
+                throw error
+            }
+        } else {
+            tcp = nil
+        }
         state = Mutex(State(ledger: ResourceLedger(devices: devices, cpus: cpus)))
         let listener = self.listener
         startThread(name: "colocate.accept") { [weak self] in
@@ -103,8 +120,11 @@ public final class Cluster: Sendable {
             }
             close(listener)
         }
-        ray?.onPeer { [weak self] fd in
-            guard let self else { return close(fd) }
+        tcpSink.set { [weak self] fd in
+            guard let self else {
+                close(fd)
+                return
+            }
             self.acceptedTCP(fd)
         }
     }
@@ -118,7 +138,7 @@ public final class Cluster: Sendable {
         }
         shutDownListener()
         ray?.helper.close()
-        ray?.listener.shutDown()
+        tcp?.listener.shutDown()
     }
 
     /// The private directory of this cluster's sockets (0700).
@@ -291,6 +311,7 @@ public final class Cluster: Sendable {
         }
         state.withLock { s in for g in groups { _ = s.ledger.removeGroup(g) } }
         await ray?.shutdown()
+        tcp?.listener.shutDown()
         changes.notifyAll()
         shutDownListener()
         directory.remove()
@@ -337,12 +358,13 @@ public final class Cluster: Sendable {
         if devices.contains(where: { $0.kind == .cuda }) && device == nil { environment["CUDA_VISIBLE_DEVICES"] = "" }
         do {
             environment.merge(try WorkerEnvironment.variables(
-                driverSocket: driverSocketPath, socketDirectory: directory.path, actorID: id, actorName: actorName,
+                driverSocket: tcp?.listener.address.url ?? driverSocketPath, socketDirectory: directory.path, actorID: id, actorName: actorName,
                 device: device, share: share, bundleIndex: placement?.bundleIndex)) { _, new in new }
         } catch {
             release()
             throw error
         }
+        if let tcp { environment[ClusterSecret.environmentKey] = tcp.secret.hex }
 
         state.withLock { $0.starting[id] = .some(nil) }
         let process: WorkerProcess
@@ -353,7 +375,7 @@ public final class Cluster: Sendable {
                     executable: ray.options.workerExecutable ?? Cluster.resolvedExecutable(options.workerExecutable),
                     arguments: options.workerArguments,
                     environment: try rayWorkerEnvironment(actorID: id, actorName: actorName, share: share, bundleIndex: placement?.bundleIndex),
-                    timeout: options.workerStartTimeout)
+                    secret: tcp!.secret, timeout: options.workerStartTimeout)
                 process = spawned.process
                 device = spawned.device
             } else {

@@ -13,10 +13,10 @@ import Testing
     static func stream() throws -> [UInt8] {
         let handle = MemoryHandle(deviceUUID: "CPU-1", kind: .cpuSharedMemory, byteCount: 64, offset: 0,
                                   opaque: Array(repeating: 3, count: 24), ownerPID: 99)
-        return Frame(kind: .call, requestID: 7, name: "engine.sync", payload: try WireCodec.encode(handle)).encoded(fdCount: 1)
-            + Frame(kind: .fdCarrier, requestID: 8, name: "", payload: []).encoded(fdCount: 0)
-            + Frame(kind: .reply, requestID: 7, name: "", payload: Array("{\"ok\":true}".utf8)).encoded(fdCount: 0)
-            + Frame(kind: .failure, requestID: 9, name: "", payload: Array("it broke".utf8)).encoded(fdCount: 0)
+        return try Frame(kind: .call, requestID: 7, name: "engine.sync", payload: try WireCodec.encode(handle)).encoded(fdCount: 1)
+            + (try Frame(kind: .fdCarrier, requestID: 8, name: "", payload: []).encoded(fdCount: 0))
+            + (try Frame(kind: .reply, requestID: 7, name: "", payload: Array("{\"ok\":true}".utf8)).encoded(fdCount: 0))
+            + (try Frame(kind: .failure, requestID: 9, name: "", payload: Array("it broke".utf8)).encoded(fdCount: 0))
     }
 
     /// `Frame.parse` of the bytes (a plain-throws wrapper: typed-throws closures through
@@ -39,7 +39,7 @@ import Testing
                     #expect(size >= Frame.headerSize && size <= input.count - at)
                     #expect(fdCount <= 255 && frame.payload.count + frame.name.utf8.count == size - Frame.headerSize)
                     // What parses re-encodes to the same bytes.
-                    #expect(frame.encoded(fdCount: fdCount) == Array(input[at..<(at + size)]))
+                    #expect(try frame.encoded(fdCount: fdCount) == Array(input[at..<(at + size)]))
                     at += size
                     frames += 1
                 }
@@ -59,10 +59,10 @@ import Testing
             #expect(throws: ClusterError.self) { _ = try Self.parse(bytes[...]) }
         }
         // A name running past the frame, and a name that is not UTF-8.
-        var frame = Frame(kind: .call, requestID: 1, name: "ab", payload: []).encoded(fdCount: 0)
+        var frame = try Frame(kind: .call, requestID: 1, name: "ab", payload: []).encoded(fdCount: 0)
         frame[14] = 200
         #expect { _ = try Self.parse(frame[...]) } throws: { "\($0)".contains("name length 200") }
-        frame = Frame(kind: .call, requestID: 1, name: "ab", payload: []).encoded(fdCount: 0)
+        frame = try Frame(kind: .call, requestID: 1, name: "ab", payload: []).encoded(fdCount: 0)
         frame[Frame.headerSize] = 0xFF
         #expect { _ = try Self.parse(frame[...]) } throws: { "\($0)".contains("not UTF-8") }
     }

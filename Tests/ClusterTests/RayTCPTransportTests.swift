@@ -38,9 +38,9 @@ import Testing
     }
 
     /// A server on 127.0.0.1 that answers `Ping` on every authenticated connection.
-    static func pingServer(secret: ClusterSecret, accepted: Atomic<Int>) throws -> TCPListener {
+    static func pingServer(secret: ClusterSecret, accepted: Counter) throws -> TCPListener {
         try TCPListener(bindHost: "127.0.0.1", advertisedHost: "127.0.0.1", secret: secret) { fd in
-            accepted.add(1, ordering: .relaxed)
+            accepted.increment()
             let hooks = Connection.Hooks(peerName: "client", onCall: { frame, connection in
                 Task { connection.reply(to: frame.requestID, payload: frame.payload) }
             })
@@ -50,7 +50,7 @@ import Testing
 
     @Test func callRoundTripsOverTCP() async throws {
         let secret = try ClusterSecret.random()
-        let accepted = Atomic(0)
+        let accepted = Counter()
         let listener = try Self.pingServer(secret: secret, accepted: accepted)
         defer { listener.shutDown() }
         let connection = try Connection.dialTCP(listener.address, secret: secret, hooks: .init(peerName: "server"))
@@ -61,7 +61,7 @@ import Testing
             let reply = try await connection.call(name: "echo", payload: payload, timeout: .seconds(10))
             #expect(reply.payload == payload)
         }
-        #expect(accepted.load(ordering: .relaxed) == 1 && listener.refused == 0)
+        #expect(accepted.value == 1 && listener.refused == 0)
         // Descriptors cannot cross hosts: refused with a message, the connection stays usable.
         let memory = try sharedText("x")
         let fd = try OwnedFD.duplicating(try #require(memory.sharedFileDescriptor))
@@ -72,7 +72,7 @@ import Testing
     }
 
     @Test func wrongSecretIsRefusedBothWays() async throws {
-        let accepted = Atomic(0)
+        let accepted = Counter()
         let listener = try Self.pingServer(secret: try ClusterSecret.random(), accepted: accepted)
         defer { listener.shutDown() }
         let wrong = try ClusterSecret.random()
@@ -80,11 +80,11 @@ import Testing
             _ = try Connection.dialTCP(listener.address, secret: wrong, hooks: .init(peerName: "server"))
         }
         #expect(await eventually { listener.refused == 1 })
-        #expect(accepted.load(ordering: .relaxed) == 0)
+        #expect(accepted.value == 0)
     }
 
     @Test func garbagePeerIsRefusedWithoutTrapping() async throws {
-        let accepted = Atomic(0)
+        let accepted = Counter()
         let listener = try Self.pingServer(secret: try ClusterSecret.random(), accepted: accepted)
         defer { listener.shutDown() }
         // A peer that speaks another protocol: bytes of a frame-like shape, then EOF.
@@ -101,7 +101,7 @@ import Testing
             close(fd)
         }
         #expect(await eventually { listener.refused == 3 })
-        #expect(accepted.load(ordering: .relaxed) == 0)
+        #expect(accepted.value == 0)
         // A client that hears garbage from a "server" fails with a message, too.
         let (plain, port) = try TCPSocket.listen(host: "127.0.0.1")
         defer { close(plain) }
@@ -117,4 +117,10 @@ import Testing
             _ = try Connection.dialTCP(TCPAddress(host: "127.0.0.1", port: port), secret: try ClusterSecret.random(), hooks: .init(peerName: "x"))
         }
     }
+}
+
+final class Counter: Sendable {
+    private let count = Atomic(0)
+    func increment() { count.add(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
 }

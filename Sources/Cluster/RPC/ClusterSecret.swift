@@ -109,15 +109,9 @@ public struct ClusterSecret: Sendable, Equatable {
         }
     }
 
+    /// `SystemRandomNumberGenerator` reads the kernel's CSPRNG (getrandom) on Linux.
     static func randomBytes(_ count: Int) throws(ClusterError) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        var got = 0
-        while got < count {
-            let n = out.withUnsafeMutableBytes { getrandom($0.baseAddress! + got, count - got, 0) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw ClusterError.errno("cannot read random bytes") }
-            got += n
-        }
-        return out
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
     }
 }

@@ -55,9 +55,21 @@ extension Connection {
         do {
             try secret.authenticateServer(fd, peer: "\(hooks.peerName) at \(address)")
         } catch {
-            close(fd)
+            Glibc.close(fd)
             throw error
         }
         return Connection(fd: fd, hooks: hooks, carriesDescriptors: false)
+    }
+}
+
+/// Where a listener's authenticated peers go, set once their receiver exists (the listener starts
+/// before the cluster that receives them is fully initialized). Peers arriving earlier are closed.
+final class PeerSink: Sendable {
+    private let body = Mutex<(@Sendable (Int32) -> Void)?>(nil)
+
+    func set(_ receiver: @escaping @Sendable (Int32) -> Void) { body.withLock { $0 = receiver } }
+
+    @Sendable func deliver(_ fd: Int32) {
+        if let receiver = body.withLock({ $0 }) { receiver(fd) } else { close(fd) }
     }
 }

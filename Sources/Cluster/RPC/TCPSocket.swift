@@ -97,8 +97,9 @@ enum TCPSocket {
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
         }
         guard ok else { return 0 }
+        let family = Int32(storage.ss_family)
         return withUnsafePointer(to: &storage) { p -> UInt16 in
-            if Int32(storage.ss_family) == AF_INET6 {
+            if family == AF_INET6 {
                 return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
             }
             return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }

@@ -78,14 +78,15 @@ final class RayBackend: Sendable {
     }
 
     let helper: RayHelper
-    let secret: ClusterSecret
-    let listener: TCPListener
+    /// The address of this host that workers dial (Ray's IP of this node unless given).
+    let advertisedHost: String
     let deviceKind: DeviceKind
+    /// Devices of that kind the cluster offered when this driver joined.
+    let deviceCount: Int
     let options: RayOptions
     /// The Ray address this cluster joined.
     let address: String
     private let state = Mutex(State())
-    private let peerSink = Mutex<(@Sendable (Int32) -> Void)?>(nil)
 
     /// Starts the helper, joins the Ray cluster at `address` and opens the control plane.
     init(address: String, options: RayOptions) async throws {
@@ -97,13 +98,10 @@ final class RayBackend: Sendable {
             let reply = try await helper.request("connect", ["address": address])
             let resources = reply["resources"] as? [String: Any] ?? [:]
             let nodeIP = reply["node_ip"] as? String ?? "127.0.0.1"
-            deviceKind = options.deviceKind ?? (resources["colocate_cpu_device"] != nil ? .cpu : .cuda)
-            secret = try ClusterSecret.random()
-            let sink = peerSink
-            listener = try TCPListener(bindHost: options.bindHost, advertisedHost: options.advertisedHost ?? nodeIP,
-                                       secret: secret) { fd in
-                if let deliver = sink.withLock({ $0 }) { deliver(fd) } else { close(fd) }
-            }
+            let kind = options.deviceKind ?? (resources["colocate_cpu_device"] != nil ? .cpu : .cuda)
+            deviceKind = kind
+            deviceCount = Int((resources[kind == .cpu ? "colocate_cpu_device" : "GPU"] as? Double) ?? 0)
+            advertisedHost = options.advertisedHost ?? nodeIP
         } catch {
             helper.close()
             throw error
@@ -111,10 +109,10 @@ final class RayBackend: Sendable {
         self.helper = helper
         self.options = options
         self.address = address
-        helper.setEventHandler { [state] event in
-            guard event["event"] as? String == "died", let id = event["actor"] as? Int else { return }
+        helper.setEventHandler { [weak self] event in
+            guard let self, event["event"] as? String == "died", let id = event["actor"] as? Int else { return }
             let termination = RayBackend.termination(event)
-            let process = state.withLock { s -> WorkerProcess? in
+            let process = self.state.withLock { s -> WorkerProcess? in
                 if let p = s.processes.removeValue(forKey: id) { return p }
                 s.earlyDeaths[id] = termination
                 return nil
@@ -122,9 +120,6 @@ final class RayBackend: Sendable {
             process?.exit.succeed(termination)
         }
     }
-
-    /// Where authenticated TCP peers go (the cluster's driver-side connection handling).
-    func onPeer(_ body: @escaping @Sendable (Int32) -> Void) { peerSink.withLock { $0 = body } }
 
     static func termination(_ event: [String: Any]) -> Termination {
         if let signal = event["signal"] as? Int { return .signaled(signal: Int32(signal)) }
@@ -160,7 +155,7 @@ final class RayBackend: Sendable {
                                       "timeout": Double(options.placementTimeout.inMicroseconds) / 1e6]
         let helper = self.helper
         let kind = deviceKind
-        Task { [state] in
+        Task { [weak self] in
             let outcome: GroupState
             var nodes: [String] = []
             var devices: [Device?] = Array(repeating: nil, count: bundles.count)
@@ -179,7 +174,8 @@ final class RayBackend: Sendable {
             } catch {
                 outcome = .failed("placement group '\(name)' is infeasible: \(error)")
             }
-            let removedMeanwhile = state.withLock { s -> Bool in
+            guard let self else { return }
+            let removedMeanwhile = self.state.withLock { s -> Bool in
                 guard var g = s.groups[id], g.state == .pending else { return true }
                 g.state = outcome
                 g.nodes = nodes
@@ -227,7 +223,7 @@ final class RayBackend: Sendable {
     /// Creates the hosting actor of actor `id` and starts its worker; returns once the worker runs
     /// (it dials back on its own).
     func spawn(actorID id: Int, actorName: String, group: Int?, bundleIndex: Int?, share: DeviceShare,
-               executable: String, arguments: [String], environment: [String: String],
+               executable: String, arguments: [String], environment: [String: String], secret: ClusterSecret,
                timeout: Duration) async throws -> Spawned {
         var rayGroup: Any = NSNull()
         if let group {
@@ -276,6 +272,5 @@ final class RayBackend: Sendable {
         let groups = state.withLock { s in s.groups.keys.sorted() }
         for g in groups { await removeGroup(g) }
         await helper.shutdown()
-        listener.shutDown()
     }
 }

@@ -50,11 +50,11 @@ final class RayHelper: Sendable {
         let output = stdout.fileHandleForReading
         let errors = stderr.fileHandleForReading
         startThread(name: "colocate.ray-helper") { [self] in readLoop(output) }
-        startThread(name: "colocate.ray-helper-err") { [stderrTail] in
+        startThread(name: "colocate.ray-helper-err") { [self] in
             while true {
                 let data = errors.availableData
                 if data.isEmpty { break }
-                stderrTail.withLock { tail in
+                self.stderrTail.withLock { tail in
                     tail = String((tail + String(decoding: data, as: UTF8.self)).suffix(4000))
                 }
             }

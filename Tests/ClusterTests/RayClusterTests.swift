@@ -1,0 +1,144 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Compute
+import Diagnostics
+import Foundation
+import Testing
+
+@testable import Cluster
+
+/// The cluster API on Ray: a simulated cluster of two nodes with two virtual CPU devices each, shared
+/// by these tests (serialized: they would otherwise compete for its four devices).
+@Suite(.serialized, .enabled(if: RayTestCluster.python != nil, RayTestCluster.skipReason))
+struct RayClusterTests {
+    /// The seed's layout: 4 one-device bundles, 4 trainers and 2 engines of TP 2, every actor taking
+    /// half of its bundle's device. PACK fills one node before the next, so engine 0 is on one node,
+    /// engine 1 on the other, and each trainer shares its device (by UUID) with the engine rank there.
+    @Test func packPlacesTheSeedLayoutAcrossNodesColocatedByUUID() async throws {
+        let (cluster, ray) = try await makeRayCluster()
+        let pg = try cluster.placementGroup(Array(repeating: ResourceBundle(gpu: 1), count: 4), strategy: .pack, name: "seed")
+        try await pg.ready()
+        let nodes = try #require(pg.bundleNodes)
+        let simulated = ray.nodes.withLock { $0 }
+        #expect(nodes.count == 4 && nodes[0] == nodes[1] && nodes[2] == nodes[3] && nodes[0] != nodes[2], "\(nodes)")
+        #expect(Set(nodes) == Set(simulated))
+
+        var trainers: [ActorRef] = []
+        for i in 0..<4 {
+            trainers.append(try await cluster.spawn(actorType: EchoActor.typeName, config: EchoActor.Config(),
+                                                    placement: .init(group: pg, bundleIndex: i, deviceFraction: 0.5), name: "trainer-\(i)"))
+        }
+        var engines: [ActorGroup] = []
+        for e in 0..<2 {
+            engines.append(try await cluster.spawnGroup(
+                actorType: EchoActor.typeName, config: EchoActor.Config(),
+                placements: [.init(group: pg, bundleIndex: 2 * e, deviceFraction: 0.5), .init(group: pg, bundleIndex: 2 * e + 1, deviceFraction: 0.5)],
+                name: "engine-\(e)"))
+        }
+        let trainerDevices = try await trainers.asyncMap { try await $0.call(ReportDevice()) }
+        let bundleDevices = pg.bundleDevices
+        for (i, report) in trainerDevices.enumerated() {
+            #expect(report.uuid != nil && report.uuid == bundleDevices[i]?.uuid && report.deviceFraction == 0.5)
+            #expect(trainers[i].device?.uuid == report.uuid)
+        }
+        #expect(Set(trainerDevices.compactMap(\.uuid)).count == 4)
+        for (e, engine) in engines.enumerated() {
+            let ranks = try await engine.callAll(ReportDevice())
+            for (r, report) in ranks.enumerated() {
+                #expect(report.uuid == trainerDevices[2 * e + r].uuid, "engine \(e) rank \(r) is not colocated with trainer \(2 * e + r)")
+            }
+            // The ranks of an engine are on one node and reach each other over their Unix sockets.
+            let echoed = try await engine.ranks[0].call(CallPeer(address: engine.ranks[1].address, text: "tp"))
+            #expect(echoed.hasSuffix("tp"))
+        }
+        // Workers call the driver back over the authenticated TCP connection.
+        #expect(try await trainers[0].call(CallDriver(text: "x")) == "driver got 'x'")
+        let pids = trainerDevices.map(\.pid)
+        await pg.remove()
+        #expect(await eventually { pids.allSatisfy(processIsGone) })
+        await cluster.shutdown()
+    }
+
+    @Test func strictSpreadPutsEachBundleOnItsOwnNode() async throws {
+        let (cluster, _) = try await makeRayCluster()
+        let pg = try cluster.placementGroup([ResourceBundle(gpu: 1), ResourceBundle(gpu: 1)], strategy: .strictSpread)
+        try await pg.ready()
+        let nodes = try #require(pg.bundleNodes)
+        #expect(nodes.count == 2 && nodes[0] != nodes[1])
+        let a = try await cluster.spawn(actorType: EchoActor.typeName, config: EchoActor.Config(),
+                                        placement: .init(group: pg, bundleIndex: 0, deviceFraction: 1), name: "a")
+        let b = try await cluster.spawn(actorType: EchoActor.typeName, config: EchoActor.Config(),
+                                        placement: .init(group: pg, bundleIndex: 1, deviceFraction: 1), name: "b")
+        let (da, db) = (try await a.call(ReportDevice()), try await b.call(ReportDevice()))
+        #expect(da.uuid != nil && db.uuid != nil && da.uuid != db.uuid)
+        #expect(try await a.call(Echo("over tcp")).hasSuffix("over tcp"))
+        await cluster.shutdown()
+        #expect(await eventually { processIsGone(da.pid) && processIsGone(db.pid) })
+    }
+
+    @Test func infeasibleGroupFailsWithinItsDeadlineWithRaysReason() async throws {
+        let (cluster, _) = try await makeRayCluster(placementTimeout: .seconds(3))
+        // Three bundles on three distinct nodes; the cluster has two that offer devices.
+        let pg = try cluster.placementGroup(Array(repeating: ResourceBundle(gpu: 1), count: 3), strategy: .strictSpread, name: "too-spread")
+        do {
+            try await pg.ready()
+            Issue.record("an infeasible group became ready")
+        } catch let error as ClusterError {
+            #expect(error.code == .infeasible)
+            #expect(error.message.contains("too-spread") && error.message.contains("STRICT_SPREAD") && error.message.contains("colocate_cpu_device"), "\(error)")
+            #expect(!error.message.contains("\n"))
+        }
+        await cluster.shutdown()
+    }
+
+    @Test func killedHostingActorIsReportedNamingTheActorAndLeavesNoOrphan() async throws {
+        let (cluster, _) = try await makeRayCluster()
+        let pg = try cluster.placementGroup([ResourceBundle(gpu: 1)], strategy: .pack)
+        try await pg.ready()
+        let actor = try await cluster.spawn(actorType: EchoActor.typeName, config: EchoActor.Config(),
+                                            placement: .init(group: pg, bundleIndex: 0, deviceFraction: 0.5), name: "doomed")
+        let pid = try await actor.call(ReportDevice()).pid
+        let pending = Task { try await actor.call(SleepFor(milliseconds: 60_000)) }
+        actor.kill()   // ray.kill of its hosting actor
+        do {
+            _ = try await pending.value
+            Issue.record("a call to a killed actor returned")
+        } catch let error as ActorDiedError {
+            #expect(error.actor == "doomed")
+        }
+        #expect(await eventually { processIsGone(pid) })
+        await #expect(throws: ActorDiedError.self) { try await actor.call(Ping()) }
+        await cluster.shutdown()
+    }
+
+    @Test func removedNodeIsReportedNamingTheActorAndLeavesNoOrphan() async throws {
+        let (cluster, ray) = try await makeRayCluster()
+        let pg = try cluster.placementGroup([ResourceBundle(gpu: 1)], strategy: .pack)
+        try await pg.ready()
+        let node = try #require(pg.bundleNodes?.first)
+        let index = try #require(ray.nodes.withLock { $0.firstIndex(of: node) })
+        let actor = try await cluster.spawn(actorType: EchoActor.typeName, config: EchoActor.Config(),
+                                            placement: .init(group: pg, bundleIndex: 0, deviceFraction: 1), name: "on-node-\(index)")
+        let pid = try await actor.call(ReportDevice()).pid
+        #expect(try await ray.command("remove \(index)"))
+        await #expect(throws: ActorDiedError.self) { try await actor.call(Ping()) }
+        do {
+            _ = try await actor.call(Ping())
+        } catch let error as ActorDiedError {
+            #expect(error.actor == "on-node-\(index)")
+        }
+        #expect(await eventually { processIsGone(pid) })
+        await pg.remove()
+        await cluster.shutdown()
+        #expect(try await ray.command("add \(index)"))
+    }
+}
+
+extension Array {
+    func asyncMap<T>(_ body: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for e in self { out.append(try await body(e)) }
+        return out
+    }
+}
