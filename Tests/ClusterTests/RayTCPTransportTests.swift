@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Synchronization
 import Testing
+import Diagnostics
 
 @testable import Cluster
 
@@ -123,4 +124,35 @@ final class Counter: Sendable {
     private let count = Atomic(0)
     func increment() { count.add(1, ordering: .relaxed) }
     var value: Int { count.load(ordering: .relaxed) }
+}
+
+/// A local cluster whose workers dial the driver over TCP (the transport `Cluster.ray` uses) behaves
+/// as over Unix sockets: calls both ways, device reports, death of a killed worker named.
+@Suite struct TCPControlPlaneClusterTests {
+    @Test func workersOverTCPAnswerCallAndDie() async throws {
+        let cluster = try makeCluster { options in
+            options.controlPlane = .tcp(bindHost: "127.0.0.1", advertisedHost: "127.0.0.1")
+            options.driverHandlers.on(Echo.self) { call, _ in "driver got '\(call.text)'" }
+        }
+        #expect(cluster.controlAddress?.host == "127.0.0.1")
+        let pg = try cluster.placementGroup([ResourceBundle(gpu: 1)])
+        try await pg.ready()
+        let actor = try await cluster.spawn(actorType: EchoActor.typeName, config: EchoActor.Config(),
+                                            placement: .init(group: pg, bundleIndex: 0, deviceFraction: 0.5), name: "tcp-echo")
+        #expect(try await actor.call(Echo("hi")).hasSuffix("hi"))
+        #expect(try await actor.call(CallDriver(text: "up")) == "driver got 'up'")
+        let report = try await actor.call(ReportDevice())
+        #expect(report.uuid == pg.bundleDevices[0]?.uuid && report.deviceFraction == 0.5)
+        let environ = (try? String(contentsOfFile: "/proc/\(report.pid)/environ", encoding: .utf8)) ?? ""
+        #expect(environ.contains("COLOCATE_DRIVER_SOCKET=tcp://127.0.0.1:"))
+        let pending = Task { try await actor.call(SleepFor(milliseconds: 60_000)) }
+        actor.kill()
+        do {
+            _ = try await pending.value
+            Issue.record("a call to a killed actor returned")
+        } catch let error as ActorDiedError {
+            #expect(error.actor == "tcp-echo")
+        }
+        await cluster.shutdown()
+    }
 }
