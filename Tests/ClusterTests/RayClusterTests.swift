@@ -138,6 +138,86 @@ struct RayClusterTests {
     }
 }
 
+/// `colocate demo --cluster ray:ADDRESS` as a user runs it, on the shared simulated cluster.
+extension RayClusterTests {
+    /// A tiny model made once by `colocate init-model`.
+    static let model: Result<String, any Error> = Result {
+        let dir = NSTemporaryDirectory() + "colocate-ray-tests-\(getpid())/opt-tiny"
+        let thread = try runBlocking(["init-model", "--arch", "opt", "--preset", "opt-tiny", "--out", dir])
+        guard thread.status == 0 else { throw ClusterError("init-model failed: \(thread.output)") }
+        return dir
+    }
+
+    @Test func seedDemoRunsAcrossTheRayCluster() async throws {
+        let ray = try await RayTestCluster.shared()
+        let model = try Self.model.get()
+        let r = try await runColocate(["demo", "--model", model, "--devices", "cpu:4", "--tp", "2", "--cluster", "ray:\(ray.address)", "--json"])
+        #expect(r.status == 0, "\(r.output)")
+        // stdout (the report, pretty-printed) and stderr (the log) arrive together: the report is
+        // the text from the line that is just "{".
+        let json = String(r.output[try #require(r.output.range(of: "\n{\n")).lowerBound...])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(report["passed"] as? Bool == true)
+        let actors = try #require(report["actors"] as? [[String: Any]])
+        #expect(actors.count == 8)
+        var uuids: Set<String> = []
+        for bundle in 0..<4 {
+            let here = Set(actors.filter { $0["bundle"] as? Int == bundle }.compactMap { $0["deviceUUID"] as? String })
+            #expect(here.count == 1, "bundle \(bundle) actors must share one device")
+            uuids.formUnion(here)
+        }
+        #expect(uuids.count == 4 && uuids.allSatisfy { $0.hasPrefix("CPU-") })
+        #expect(Set(report["devices"] as? [String] ?? []) == uuids)
+        #expect(await eventually { rayHostedWorkerPIDs().isEmpty })
+    }
+
+    /// SIGKILL of the driver mid-run: its helper sees EOF and exits, Ray ends the hosting actors it
+    /// owned, and their workers die by their parent-death signal (and by the driver's connection
+    /// ending). Nothing is left.
+    @Test func killedDriverLeavesNoOrphan() async throws {
+        let ray = try await RayTestCluster.shared()
+        let model = try Self.model.get()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try ColocateBinary.require())
+        process.arguments = ["demo", "--model", model, "--devices", "cpu:4", "--tp", "2", "--cluster", "ray:\(ray.address)"]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        let up = await eventually(within: .seconds(120)) { !rayHostedWorkerPIDs().isEmpty }
+        let workers = rayHostedWorkerPIDs()
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(up && !workers.isEmpty, "no worker started before the driver was killed")
+        #expect(await eventually(within: .seconds(60)) { workers.allSatisfy(processIsGone) && rayHostedWorkerPIDs().isEmpty },
+                "workers outlived their driver: \(rayHostedWorkerPIDs())")
+        #expect(await eventually(within: .seconds(30)) { helperPIDs().isEmpty }, "the Ray helper outlived its driver")
+    }
+}
+
+/// Ray helpers (`python -m colocate_ray.driver`) alive on this machine.
+func helperPIDs() -> [Int32] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { e -> Int32? in
+        guard let pid = Int32(e), !processIsGone(pid),
+              let cmd = try? String(contentsOfFile: "/proc/\(e)/cmdline", encoding: .utf8) else { return nil }
+        return cmd.contains("colocate_ray.driver") ? pid : nil
+    }
+}
+
+/// Runs the built `colocate` to completion on the calling thread.
+func runBlocking(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try ColocateBinary.require())
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
+}
+
 extension Array {
     func asyncMap<T>(_ body: (Element) async throws -> T) async rethrows -> [T] {
         var out: [T] = []
