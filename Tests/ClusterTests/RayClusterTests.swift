@@ -100,12 +100,14 @@ struct RayClusterTests {
                                             placement: .init(group: pg, bundleIndex: 0, deviceFraction: 0.5), name: "doomed")
         let pid = try await actor.call(ReportDevice()).pid
         let pending = Task { try await actor.call(SleepFor(milliseconds: 60_000)) }
+        let killed = ContinuousClock.now
         actor.kill()   // ray.kill of its hosting actor
         do {
             _ = try await pending.value
             Issue.record("a call to a killed actor returned")
         } catch let error as ActorDiedError {
             #expect(error.actor == "doomed")
+            print("ray.kill of a hosting actor reached the driver in \(ContinuousClock.now - killed): \(error)")
         }
         #expect(await eventually { processIsGone(pid) })
         await #expect(throws: ActorDiedError.self) { try await actor.call(Ping()) }

@@ -213,7 +213,7 @@ class Driver:
 
 def _first_line(e):
     text = str(e).strip() or type(e).__name__
-    lines = [l for l in text.splitlines() if l.strip()]
+    lines = [" ".join(l.split()) for l in text.splitlines() if l.strip()]
     return " ".join(lines[:3])[:2000]
 
 
