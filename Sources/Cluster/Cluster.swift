@@ -40,6 +40,8 @@ public final class Cluster: Sendable {
     private struct HelloInfo: Sendable {
         var connection: Connection
         var listenPath: String
+        var listenTCP: String?
+        var host: String?
     }
 
     private struct ActorRecord: Sendable {
@@ -412,7 +414,7 @@ public final class Cluster: Sendable {
             throw ClusterError("actor '\(actorName)' (pid \(process.pid)) did not start within \(options.workerStartTimeout); is \(options.workerExecutable) a colocate executable?")
         }
         return LaunchedWorker(id: id, name: actorName, process: process, connection: info.connection,
-                              address: ActorAddress(name: actorName, path: info.listenPath), device: device, share: share)
+                              address: ActorAddress(name: actorName, path: info.listenPath, tcp: info.listenTCP, host: info.host), device: device, share: share)
     }
 
     private func reserveShare(_ placement: ActorPlacement, share: DeviceShare, holderID: Int, holderName: String) async throws(ClusterError) -> Device? {
@@ -549,7 +551,7 @@ public final class Cluster: Sendable {
         }
         state.withLock { $0.actors[hello.actorID]?.connection = connection }
         connection.reply(to: frame.requestID, payload: (try? WireCodec.encode(Empty())) ?? [])
-        record.hello.succeed(HelloInfo(connection: connection, listenPath: hello.listenPath))
+        record.hello.succeed(HelloInfo(connection: connection, listenPath: hello.listenPath, listenTCP: hello.listenTCP, host: hello.host))
     }
 
     /// Not a worker this driver started (or a second hello): refuse and hang up.

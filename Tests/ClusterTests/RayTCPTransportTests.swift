@@ -155,4 +155,23 @@ final class Counter: Sendable {
         }
         await cluster.shutdown()
     }
+
+    /// Peers on other hosts are reached over TCP: a peer address naming another host (and a socket
+    /// path that does not exist here) still answers, through its TCP listener and the secret.
+    @Test func peersOnOtherHostsAreReachedOverTCP() async throws {
+        let cluster = try makeCluster { options in
+            options.controlPlane = .tcp(bindHost: "127.0.0.1", advertisedHost: "127.0.0.1")
+        }
+        let a = try await cluster.spawn(actorType: EchoActor.typeName, config: EchoActor.Config(), name: "a")
+        let b = try await cluster.spawn(actorType: EchoActor.typeName, config: EchoActor.Config(), name: "b")
+        let tcp = try #require(b.address.tcp)
+        #expect(tcp.hasPrefix("tcp://127.0.0.1:") && b.address.host != nil)
+        let elsewhere = ActorAddress(name: "b", path: "/nonexistent/b.sock", tcp: tcp, host: "another-host")
+        #expect(try await a.call(CallPeer(address: elsewhere, text: "across")).hasSuffix("across"))
+        // Without the TCP address, the same peer is unreachable: the call above did not use the path.
+        await #expect(throws: RemoteError.self) {
+            _ = try await a.call(CallPeer(address: ActorAddress(name: "b", path: "/nonexistent/other.sock"), text: "x"))
+        }
+        await cluster.shutdown()
+    }
 }

@@ -17,6 +17,8 @@ public struct WorkerEnvironment: Sendable {
     public static let deviceFractionKey = "COLOCATE_DEVICE_FRACTION"
     /// The bundle index within the placement group, when placed in one.
     public static let bundleIndexKey = "COLOCATE_BUNDLE_INDEX"
+    /// The address of this host that peers on other hosts dial (set by a Ray hosting actor).
+    public static let advertiseHostKey = "COLOCATE_ADVERTISE_HOST"
 
     static let allKeys = [driverPIDKey, driverSocketKey, socketDirectoryKey, actorIDKey, actorNameKey,
                           deviceKey, deviceFractionKey, bundleIndexKey]

@@ -57,6 +57,10 @@ private final class Worker: Sendable {
     let environment: WorkerEnvironment
     let registry: ActorRegistry
     private let listenPath: String
+    /// With a TCP control plane: the cluster secret and the listener for peers on other hosts.
+    private let secret: ClusterSecret?
+    private let tcpListener: TCPListener?
+    private let peerSink = PeerSink()
     private let listener: Int32
     private let driverConnection: Connection
     private let mailbox: AsyncStream<Job>
@@ -77,10 +81,18 @@ private final class Worker: Sendable {
                 throw ClusterError("\(ClusterSecret.environmentKey) is missing or malformed: a worker that dials its driver over TCP needs the cluster secret")
             }
             unsetenv(ClusterSecret.environmentKey)
+            self.secret = secret
             driverConnection = try Connection.dialTCP(tcp, secret: secret, hooks: Connection.Hooks(peerName: "driver"))
+            // Peers on other hosts cannot reach the Unix socket: listen on TCP too, advertising the
+            // address the hosting actor names (Ray's IP of this node), else the driver's host.
+            let advertised = ProcessInfo.processInfo.environment[WorkerEnvironment.advertiseHostKey] ?? tcp.host
+            tcpListener = try TCPListener(bindHost: tcp.host == "127.0.0.1" ? "127.0.0.1" : "0.0.0.0",
+                                          advertisedHost: advertised, secret: secret, onPeer: peerSink.deliver)
         } else {
             let fd = try UnixSocket.connect(path: environment.driverSocket)
             driverConnection = Connection(fd: fd, hooks: Connection.Hooks(peerName: "driver"))
+            secret = nil
+            tcpListener = nil
         }
         (mailbox, mailboxInput) = AsyncStream.makeStream(of: Job.self)
     }
@@ -98,13 +110,17 @@ private final class Worker: Sendable {
                 serve(Connection(fd: fd, hooks: Connection.Hooks(peerName: "peer pid \(pid)")))
             }
         }
+        peerSink.set { [self] fd in
+            serve(Connection(fd: fd, hooks: Connection.Hooks(peerName: "TCP peer"), carriesDescriptors: false))
+        }
         // The driver going away ends the worker, whatever it was doing.
         driverConnection.updateHooks { h in
             h.onClose = { [stopped] in stopped.succeed(0) }
         }
         serve(driverConnection)
         do {
-            let hello = WorkerHello(actorID: environment.actorID, pid: getpid(), listenPath: listenPath)
+            let hello = WorkerHello(actorID: environment.actorID, pid: getpid(), listenPath: listenPath,
+                                    listenTCP: tcpListener?.address.url, host: tcpListener == nil ? nil : VirtualCPUDevices.machineIdentity)
             _ = try await driverConnection.call(name: WorkerHello.name, payload: try WireCodec.encode(hello))
         } catch {
             FileHandle.standardError.write(Data("colocate worker '\(environment.actorName)': driver refused hello: \(error)\n".utf8))
@@ -171,7 +187,7 @@ private final class Worker: Sendable {
                                   connection: driverConnection, control: nil)
             let context = WorkerContext(environment: environment, actorType: call.actorType, rank: call.rank,
                                         worldSize: call.worldSize, groupName: call.groupName, peers: call.peers,
-                                        driver: driver, serve: { [weak self] c in self?.serve(c) })
+                                        driver: driver, secret: secret, serve: { [weak self] c in self?.serve(c) })
             let (instance, handlers) = try await factory(Array(call.config.utf8), context)
             actor.withLock { a in
                 a.handlers = handlers
