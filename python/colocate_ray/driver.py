@@ -142,6 +142,7 @@ class Driver:
                 spec["cpu_devices_on_node"] = int(next(n["resources"].get(CPU_DEVICE_RESOURCE, 1)
                                                        for n in self._nodes() if n["node_id"] == nodes[bundle]))
         spec["device_kind"] = kind if fraction > 0 else None
+        spec["cluster_kind"] = kind
         spec["fraction"] = fraction
         host = WorkerHost.options(**options).remote(spec)
         with self.lock:

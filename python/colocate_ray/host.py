@@ -119,6 +119,8 @@ class WorkerHost:
                 env["CUDA_VISIBLE_DEVICES"] = device["uuid"]  # by UUID, never by index
         else:
             env.pop("COLOCATE_DEVICE", None)
+            if self.spec.get("cluster_kind") == "cuda":
+                env["CUDA_VISIBLE_DEVICES"] = ""  # an actor without a device sees no GPU, as locally
         started = threading.Event()
         failure = []
 
