@@ -175,3 +175,23 @@ final class Counter: Sendable {
         await cluster.shutdown()
     }
 }
+
+/// The control-plane all-reduce: every rank ends with the sum, in rank order, on one host (Unix
+/// sockets) and with peers that count as other hosts (TCP).
+@Suite struct ControlPlaneAllReduceTests {
+    @Test(arguments: [false, true])
+    func ranksSumOverTheControlPlane(acrossHosts: Bool) async throws {
+        let cluster = try makeCluster { options in
+            options.controlPlane = .tcp(bindHost: "127.0.0.1", advertisedHost: "127.0.0.1")
+            // Each worker a "host" of its own: peers then dial each other over TCP.
+            if acrossHosts { options.environment[WorkerEnvironment.hostIdentityKey] = "process" }
+        }
+        let group = try await cluster.spawnGroup(actorType: EchoActor.typeName, config: EchoActor.Config(),
+                                                 placements: [nil, nil, nil], name: "dp")
+        let hosts = Set(group.ranks.compactMap(\.address.host))
+        #expect(hosts.count == (acrossHosts ? 3 : 1))
+        let replies = try await group.callAll(AllReduceProbe(floats: 10_000, iterations: 3))
+        for r in replies { #expect(r.first == 6 && r.count == 10_000) }   // 1 + 2 + 3
+        await cluster.shutdown()
+    }
+}

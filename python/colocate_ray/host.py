@@ -112,6 +112,7 @@ class WorkerHost:
         env["COLOCATE_DRIVER_PID"] = str(os.getpid())  # the worker's parent: this actor
         env["COLOCATE_SOCKET_DIR"] = self.directory
         env["COLOCATE_ADVERTISE_HOST"] = ray.util.get_node_ip_address()  # for peers on other hosts
+        env["COLOCATE_HOST_ID"] = "ray-node:" + ray.get_runtime_context().get_node_id()
         if device is not None:
             env["COLOCATE_DEVICE"] = json.dumps(device)
             env["COLOCATE_DEVICE_FRACTION"] = str(self.spec["fraction"])

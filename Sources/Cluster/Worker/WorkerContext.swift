@@ -56,7 +56,7 @@ public final class WorkerContext: Sendable {
         if let ref = connections.withLock({ $0[address.path] }), ref.connection.failure == nil { return ref }
         let connection: Connection
         var pid: Int32?
-        if let tcp = address.tcp.flatMap(TCPAddress.init), let host = address.host, host != VirtualCPUDevices.machineIdentity {
+        if let tcp = address.tcp.flatMap(TCPAddress.init), let host = address.host, host != WorkerEnvironment.hostIdentity {
             // Another host: TCP, authenticated by the cluster secret.
             guard let secret else { throw ClusterError("actor '\(address.name)' is on another host, and this worker has no cluster secret to reach it over TCP") }
             connection = try Connection.dialTCP(tcp, secret: secret, hooks: Connection.Hooks(peerName: address.name))

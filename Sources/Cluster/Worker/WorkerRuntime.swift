@@ -120,7 +120,7 @@ private final class Worker: Sendable {
         serve(driverConnection)
         do {
             let hello = WorkerHello(actorID: environment.actorID, pid: getpid(), listenPath: listenPath,
-                                    listenTCP: tcpListener?.address.url, host: tcpListener == nil ? nil : VirtualCPUDevices.machineIdentity)
+                                    listenTCP: tcpListener?.address.url, host: tcpListener == nil ? nil : WorkerEnvironment.hostIdentity)
             _ = try await driverConnection.call(name: WorkerHello.name, payload: try WireCodec.encode(hello))
         } catch {
             FileHandle.standardError.write(Data("colocate worker '\(environment.actorName)': driver refused hello: \(error)\n".utf8))
@@ -158,8 +158,29 @@ private final class Worker: Sendable {
             }
         case InitializeActor.name:
             Task { await initialize(frame, on: connection) }
+        case ControlPlaneAllReduce.callName:
+            AllReduceHub.shared.received(frame, on: connection)
+        case AllReduceProbe.name:
+            Task { await probeAllReduce(frame, on: connection) }
         default:
             mailboxInput.yield(Job(frame: frame, connection: connection))
+        }
+    }
+
+    private func probeAllReduce(_ frame: Frame, on connection: Connection) async {
+        do {
+            let probe = try WireCodec.decode(AllReduceProbe.self, from: frame.payload, what: "all-reduce probe")
+            guard let context = actor.withLock({ $0.context }) else { throw ClusterError("actor '\(environment.actorName)' is not initialized") }
+            let allReduce = ControlPlaneAllReduce(context: context, name: "probe")
+            let values = [Float](repeating: Float(context.rank + 1), count: max(1, probe.floats))
+            var last: [Float] = []
+            let start = ContinuousClock.now
+            for _ in 0..<max(1, probe.iterations) { last = try await allReduce.sum(values) }
+            let elapsed = ContinuousClock.now - start
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            reply(AllReduceProbe.Reply(seconds: seconds, first: last.first ?? 0, count: last.count), to: frame, on: connection)
+        } catch {
+            connection.replyFailure(to: frame.requestID, message: String(describing: error))
         }
     }
 
