@@ -144,9 +144,12 @@ struct BenchRPC: AsyncParsableCommand {
     var transport: String = "unix"
     @Option(help: ClusterChoice.help)
     var cluster: String = "local"
+    @Option(help: "Also measure a 2-rank data-parallel all-reduce of this many f32 over the control plane (0: skip).")
+    var allreduceFloats: Int = 0
 
     func run() async throws {
         var benchmark = RPCBenchmark()
+        benchmark.allReduceFloats = allreduceFloats
         switch transport {
         case "unix": benchmark.transport = .unix
         case "tcp": benchmark.transport = .tcp(bindHost: "127.0.0.1", advertisedHost: "127.0.0.1")
