@@ -111,9 +111,15 @@ final class AllReduceHub: Sendable {
             return
         }
         var sum = [Float](repeating: 0, count: count)
-        for rank in 0..<round.worldSize {
-            guard let v = round.contributions[rank] else { continue }
-            for i in 0..<count { sum[i] += v[i] }
+        sum.withUnsafeMutableBufferPointer { out in
+            for rank in 0..<round.worldSize {
+                round.contributions[rank]?.withUnsafeBufferPointer { v in
+                    // Raw pointers: this loop is the hub's whole cost, and unchecked it is fast even
+                    // in debug builds.
+                    let (o, x) = (out.baseAddress!, v.baseAddress!)
+                    for i in 0..<count { o[i] += x[i] }
+                }
+            }
         }
         var bytes = [UInt8]()
         sum.withUnsafeBytes { bytes.append(contentsOf: $0) }
