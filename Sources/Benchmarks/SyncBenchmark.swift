@@ -22,6 +22,9 @@ public struct SyncBenchmark: Sendable {
 
     public var method: String = "pull"
 
+    /// When set, the actors run on the Ray cluster at this address (`--cluster ray:ADDRESS`).
+    public var rayAddress: String?
+
     public init() {}
 
     public func run() async throws {
@@ -30,9 +33,13 @@ public struct SyncBenchmark: Sendable {
         guard method == "pull" || method == "push" else { throw BenchmarkError("--method must be pull or push, not '\(method)'") }
         guard let dir = model else { throw BenchmarkError("bench sync needs a model directory") }
         let engineType = try BenchmarkError.dtype(engineDtype)
-        let cluster = try Cluster.local(devices: DeviceSpec(parsing: devices ?? (device == "cuda" ? "cuda" : "cpu:2")))
+        let spec = try DeviceSpec(parsing: devices ?? (device == "cuda" ? "cuda" : "cpu:2"))
+        let cluster = try await Cluster.make(rayAddress: rayAddress, devices: spec)
+        var layoutCount: Int?
+        if case .cpu(let count, _) = spec { layoutCount = count }
+        let layoutDevices = cluster.layoutDevices(count: layoutCount)
         do {
-            try await measure(cluster, dir, engineType)
+            try await measure(cluster, layoutDevices, dir, engineType)
         } catch {
             await cluster.shutdown()
             throw error
@@ -40,8 +47,8 @@ public struct SyncBenchmark: Sendable {
         await cluster.shutdown()
     }
 
-    private func measure(_ cluster: Cluster, _ dir: String, _ engineType: DType) async throws {
-        let layout = try ColocatedLayout(devices: cluster.devices, tensorParallelSize: tensorParallelSize,
+    private func measure(_ cluster: Cluster, _ layoutDevices: [Device], _ dir: String, _ engineType: DType) async throws {
+        let layout = try ColocatedLayout(devices: layoutDevices, tensorParallelSize: tensorParallelSize,
                                          trainerFraction: 0.4, workerFraction: 0.4)
         let pg = try cluster.placementGroup(layout.bundles, name: "bench-sync")
         try await pg.ready()

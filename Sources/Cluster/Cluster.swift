@@ -31,10 +31,17 @@ public final class Cluster: Sendable {
     private let listenerShutDown = Atomic(false)
     let changes = ChangeSignal()
     private let state: Mutex<State>
+    /// Set for a cluster on Ray (`Cluster.ray`): placement and worker hosting go through Ray.
+    let ray: RayBackend?
+    /// The TCP control plane, when `options.controlPlane` is `.tcp`.
+    let tcp: (listener: TCPListener, secret: ClusterSecret)?
+    private let tcpSink = PeerSink()
 
     private struct HelloInfo: Sendable {
         var connection: Connection
         var listenPath: String
+        var listenTCP: String?
+        var host: String?
     }
 
     private struct ActorRecord: Sendable {
@@ -60,7 +67,8 @@ public final class Cluster: Sendable {
         var hello: WorkerHello
         var frame: Frame
         var connection: Connection
-        var peerPID: pid_t
+        /// nil for a TCP peer: it proved the cluster secret, and its hello names its pid.
+        var peerPID: pid_t?
     }
 
     /// A cluster on this host with the given devices.
@@ -69,7 +77,12 @@ public final class Cluster: Sendable {
     }
 
     /// A cluster on this host with exactly these devices.
-    public init(devices: [Device], options: ClusterOptions = ClusterOptions()) throws(ClusterError) {
+    public convenience init(devices: [Device], options: ClusterOptions = ClusterOptions()) throws(ClusterError) {
+        try self.init(devices: devices, options: options, ray: nil)
+    }
+
+    init(devices: [Device], options: ClusterOptions, ray: RayBackend?) throws(ClusterError) {
+        self.ray = ray
         let cpus = options.cpus ?? ProcessInfo.processInfo.activeProcessorCount
         guard cpus >= 0 else { throw ClusterError("a node cannot offer \(cpus) CPUs") }
         self.devices = devices
@@ -83,6 +96,20 @@ public final class Cluster: Sendable {
             directory.remove()
             throw error
         }
+        if case .tcp(let bindHost, let advertisedHost) = options.controlPlane {
+            do {
+                let secret = try ClusterSecret.random()
+                let tcpListener = try TCPListener(bindHost: bindHost, advertisedHost: advertisedHost, secret: secret,
+                                                  onPeer: tcpSink.deliver)
+                tcp = (tcpListener, secret)
+            } catch {
+                close(listener)
+                directory.remove()
+                throw error
+            }
+        } else {
+            tcp = nil
+        }
         state = Mutex(State(ledger: ResourceLedger(devices: devices, cpus: cpus)))
         let listener = self.listener
         startThread(name: "colocate.accept") { [weak self] in
@@ -92,6 +119,13 @@ public final class Cluster: Sendable {
                 cluster.accepted(fd)
             }
             close(listener)
+        }
+        tcpSink.set { [weak self] fd in
+            guard let self else {
+                close(fd)
+                return
+            }
+            self.acceptedTCP(fd)
         }
     }
 
@@ -103,6 +137,8 @@ public final class Cluster: Sendable {
             directory.remove()
         }
         shutDownListener()
+        ray?.helper.close()
+        tcp?.listener.shutDown()
     }
 
     /// The private directory of this cluster's sockets (0700).
@@ -114,6 +150,11 @@ public final class Cluster: Sendable {
     /// has, STRICT_SPREAD over more than one bundle — throw; feasible ones that do not fit yet stay
     /// pending until others are removed (`ready()` / `wait(timeout:)`).
     public func placementGroup(_ bundles: [ResourceBundle], strategy: PlacementStrategy = .pack, name: String? = nil) throws(ClusterError) -> PlacementGroup {
+        if let ray {
+            guard !state.withLock({ $0.shutDown }) else { throw ClusterError("the cluster is shut down") }
+            let (id, groupName) = try ray.createGroup(name: name, bundles: bundles, strategy: strategy, changes: changes)
+            return PlacementGroup(name: groupName, bundles: bundles, strategy: strategy, id: id, cluster: self)
+        }
         let (id, groupName) = try state.withLock { (s) throws(ClusterError) -> (Int, String) in
             guard !s.shutDown else { throw ClusterError("the cluster is shut down") }
             let groupName = name ?? "pg-\(s.ledger.groups.count)"
@@ -123,16 +164,32 @@ public final class Cluster: Sendable {
         return PlacementGroup(name: groupName, bundles: bundles, strategy: strategy, id: id, cluster: self)
     }
 
-    func groupState(_ id: Int) -> ResourceLedger.GroupState { state.withLock { $0.ledger.state(ofGroup: id) } }
+    func groupState(_ id: Int) -> ResourceLedger.GroupState {
+        if let ray {
+            switch ray.group(id)?.state {
+            case .created?: return .created
+            case .pending?: return .pending
+            default: return .removed
+            }
+        }
+        return state.withLock { $0.ledger.state(ofGroup: id) }
+    }
 
-    func bundleDevices(ofGroup id: Int) -> [Device?] { state.withLock { $0.ledger.bundleDevices(ofGroup: id) } }
+    func bundleDevices(ofGroup id: Int) -> [Device?] {
+        if let ray { return ray.group(id)?.devices ?? [] }
+        return state.withLock { $0.ledger.bundleDevices(ofGroup: id) }
+    }
+
+    /// The Ray node of each bundle (nil on a local cluster, or before the group is ready).
+    func bundleNodes(ofGroup id: Int) -> [String]? { ray?.group(id)?.nodes }
 
     /// True once the group is placed; false at the deadline; throws if removed or shut down.
     func waitForGroup(_ id: Int, name: String, deadline: ContinuousClock.Instant?) async throws(ClusterError) -> Bool {
         while true {
             let seen = changes.generation
-            let (groupState, down) = state.withLock { ($0.ledger.state(ofGroup: id), $0.shutDown) }
-            switch groupState {
+            let down = state.withLock { $0.shutDown }
+            if let ray, case .failed(let why)? = ray.group(id)?.state { throw ClusterError(.infeasible, why) }
+            switch groupState(id) {
             case .created: return true
             case .removing, .removed: throw ClusterError("placement group '\(name)' was removed")
             case .pending: break
@@ -144,6 +201,15 @@ public final class Cluster: Sendable {
     }
 
     func removeGroup(_ id: Int) async {
+        if let ray {
+            let holders = state.withLock { s in s.actors.filter { $0.value.group == id }.map(\.key) }
+            await withTaskGroup(of: Void.self) { group in
+                for actor in holders { group.addTask { await self.stopActor(actor) } }
+            }
+            await ray.removeGroup(id)
+            changes.notifyAll()
+            return
+        }
         let holders = state.withLock { $0.ledger.beginRemoval(id) }
         await withTaskGroup(of: Void.self) { group in
             for actor in holders { group.addTask { await self.stopActor(actor) } }
@@ -244,6 +310,8 @@ public final class Cluster: Sendable {
             for id in records.keys { group.addTask { await self.stopActor(id) } }
         }
         state.withLock { s in for g in groups { _ = s.ledger.removeGroup(g) } }
+        await ray?.shutdown()
+        tcp?.listener.shutDown()
         changes.notifyAll()
         shutDownListener()
         directory.remove()
@@ -274,10 +342,11 @@ public final class Cluster: Sendable {
             guard placement.group.cluster === self else {
                 throw ClusterError("placement group '\(placement.group.name)' belongs to another cluster")
             }
-            device = try await reserveShare(placement, share: share, holderID: id, holderName: actorName)
+            // On Ray, Ray accounts for the shares (the hosting actor asks for them).
+            if ray == nil { device = try await reserveShare(placement, share: share, holderID: id, holderName: actorName) }
         }
         let release: @Sendable () -> Void = { [self] in
-            if let placement {
+            if let placement, ray == nil {
                 state.withLock { $0.ledger.releaseShare(group: placement.group.id, bundle: placement.bundleIndex, holderID: id) }
                 changes.notifyAll()
             }
@@ -289,17 +358,29 @@ public final class Cluster: Sendable {
         if devices.contains(where: { $0.kind == .cuda }) && device == nil { environment["CUDA_VISIBLE_DEVICES"] = "" }
         do {
             environment.merge(try WorkerEnvironment.variables(
-                driverSocket: driverSocketPath, socketDirectory: directory.path, actorID: id, actorName: actorName,
+                driverSocket: tcp?.listener.address.url ?? driverSocketPath, socketDirectory: directory.path, actorID: id, actorName: actorName,
                 device: device, share: share, bundleIndex: placement?.bundleIndex)) { _, new in new }
         } catch {
             release()
             throw error
         }
+        if let tcp { environment[ClusterSecret.environmentKey] = tcp.secret.hex }
 
         state.withLock { $0.starting[id] = .some(nil) }
         let process: WorkerProcess
         do {
-            process = try await WorkerProcess.spawn(executable: options.workerExecutable, arguments: options.workerArguments, environment: environment)
+            if let ray {
+                let spawned = try await ray.spawn(
+                    actorID: id, actorName: actorName, group: placement?.group.id, bundleIndex: placement?.bundleIndex, share: share,
+                    executable: ray.options.workerExecutable ?? Cluster.resolvedExecutable(options.workerExecutable),
+                    arguments: options.workerArguments,
+                    environment: try rayWorkerEnvironment(actorID: id, actorName: actorName, share: share, bundleIndex: placement?.bundleIndex),
+                    secret: tcp!.secret, timeout: options.workerStartTimeout)
+                process = spawned.process
+                device = spawned.device
+            } else {
+                process = try await WorkerProcess.spawn(executable: options.workerExecutable, arguments: options.workerArguments, environment: environment)
+            }
         } catch {
             state.withLock { _ = $0.starting.removeValue(forKey: id) }
             release()
@@ -331,7 +412,7 @@ public final class Cluster: Sendable {
             throw ClusterError("actor '\(actorName)' (pid \(process.pid)) did not start within \(options.workerStartTimeout); is \(options.workerExecutable) a colocate executable?")
         }
         return LaunchedWorker(id: id, name: actorName, process: process, connection: info.connection,
-                              address: ActorAddress(name: actorName, path: info.listenPath), device: device, share: share)
+                              address: ActorAddress(name: actorName, path: info.listenPath, tcp: info.listenTCP, host: info.host), device: device, share: share)
     }
 
     private func reserveShare(_ placement: ActorPlacement, share: DeviceShare, holderID: Int, holderName: String) async throws(ClusterError) -> Device? {
@@ -418,7 +499,7 @@ public final class Cluster: Sendable {
         Connection(fd: fd, hooks: hooks).start()
     }
 
-    private func handleWorkerCall(_ frame: Frame, _ connection: Connection, peerPID: pid_t) {
+    private func handleWorkerCall(_ frame: Frame, _ connection: Connection, peerPID: pid_t?) {
         guard frame.name == WorkerHello.name else {
             // Replies are written from tasks, never from the reader thread (see `Worker.received`).
             guard let entry = options.driverHandlers.entries[frame.name] else {
@@ -450,7 +531,7 @@ public final class Cluster: Sendable {
     private func acceptHello(_ early: EarlyHello) {
         let (hello, frame, connection, peerPID) = (early.hello, early.frame, early.connection, early.peerPID)
         guard let record = state.withLock({ $0.actors[hello.actorID] }),
-              record.connection == nil, record.process.pid == peerPID, hello.pid == peerPID else {
+              record.connection == nil, record.process.pid == (peerPID ?? hello.pid), hello.pid == (peerPID ?? hello.pid) else {
             return refuseHello(frame, connection, peerPID: peerPID)
         }
         let name = record.name
@@ -466,13 +547,22 @@ public final class Cluster: Sendable {
         }
         state.withLock { $0.actors[hello.actorID]?.connection = connection }
         connection.reply(to: frame.requestID, payload: (try? WireCodec.encode(Empty())) ?? [])
-        record.hello.succeed(HelloInfo(connection: connection, listenPath: hello.listenPath))
+        record.hello.succeed(HelloInfo(connection: connection, listenPath: hello.listenPath, listenTCP: hello.listenTCP, host: hello.host))
     }
 
     /// Not a worker this driver started (or a second hello): refuse and hang up.
-    private func refuseHello(_ frame: Frame, _ connection: Connection, peerPID: pid_t) {
-        connection.replyFailure(to: frame.requestID, message: "unexpected worker (pid \(peerPID))")
+    private func refuseHello(_ frame: Frame, _ connection: Connection, peerPID: pid_t?) {
+        connection.replyFailure(to: frame.requestID, message: "unexpected worker (pid \(peerPID.map(String.init) ?? "?"))")
         connection.close()
+    }
+
+    /// A worker on Ray dialed in over TCP and proved the cluster secret.
+    private func acceptedTCP(_ fd: Int32) {
+        let hooks = Connection.Hooks(peerName: "TCP worker", onCall: { [weak self] frame, connection in
+            guard let self else { return connection.replyFailure(to: frame.requestID, message: "the cluster is gone") }
+            self.handleWorkerCall(frame, connection, peerPID: nil)
+        })
+        Connection(fd: UniqueFileDescriptor(adopting: fd), hooks: hooks, carriesDescriptors: false).start()
     }
 
     private func shutDownListener() {

@@ -22,6 +22,18 @@ public struct ClusterOptions: Sendable {
     public var environment: [String: String] = [:]
     /// Calls the driver answers for its workers (`WorkerContext.driver.call(...)`); run concurrently.
     public var driverHandlers = Handlers()
+    /// How workers reach the driver: Unix sockets (one host, the default) or TCP authenticated by a
+    /// per-cluster secret (what `Cluster.ray` uses; on one host, for measuring it).
+    public var controlPlane: ControlPlane = .unix
 
     public init() {}
+}
+
+/// The transport between a driver and its workers.
+public enum ControlPlane: Sendable, Equatable {
+    /// A Unix socket in the driver's private directory: workers on this host only.
+    case unix
+    /// TCP on `bindHost` (any free port), advertised to workers as `advertisedHost`, each connection
+    /// authenticated by the cluster secret (`ClusterSecret`).
+    case tcp(bindHost: String, advertisedHost: String)
 }

@@ -140,9 +140,22 @@ struct BenchRPC: AsyncParsableCommand {
     var warmup: Int = 2_000
     @Option(help: "Workers started (and stopped) to measure start time.")
     var spawns: Int = 20
+    @Option(help: "Control plane: unix (sockets on this host) or tcp (127.0.0.1, authenticated by the cluster secret).")
+    var transport: String = "unix"
+    @Option(help: ClusterChoice.help)
+    var cluster: String = "local"
+    @Option(help: "Also measure a 2-rank data-parallel all-reduce of this many f32 over the control plane (0: skip).")
+    var allreduceFloats: Int = 0
 
     func run() async throws {
         var benchmark = RPCBenchmark()
+        benchmark.allReduceFloats = allreduceFloats
+        switch transport {
+        case "unix": benchmark.transport = .unix
+        case "tcp": benchmark.transport = .tcp(bindHost: "127.0.0.1", advertisedHost: "127.0.0.1")
+        default: throw CLIError("--transport must be unix or tcp, not '\(transport)'")
+        }
+        benchmark.rayAddress = try ClusterChoice(parsing: cluster).rayAddress
         benchmark.calls = calls
         benchmark.warmup = warmup
         benchmark.spawns = spawns
@@ -171,9 +184,12 @@ struct BenchSync: AsyncParsableCommand {
     var device: String = "cpu"
     @Option(help: "pull: engine ranks copy from the trainers' exports (the seed's way); push: trainers copy into the engine ranks' weights.")
     var method: String = "pull"
+    @Option(help: ClusterChoice.help)
+    var cluster: String = "local"
 
     func run() async throws {
         var benchmark = SyncBenchmark()
+        benchmark.rayAddress = try ClusterChoice(parsing: cluster).rayAddress
         benchmark.devices = devices
         benchmark.tensorParallelSize = tensorParallelSize
         benchmark.model = try model ?? ModelCache.ensure(preset: preset) { print($0) }

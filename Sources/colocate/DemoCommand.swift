@@ -26,10 +26,13 @@ struct Demo: AsyncParsableCommand {
     var sync: String = "pull"
     @Flag(help: "Print a machine-readable report.")
     var json = false
+    @Option(help: ClusterChoice.help)
+    var cluster: String = "local"
 
     func run() async throws {
         guard device == "cpu" || device == "cuda" else { throw CLIError("unknown device '\(device)' (use cpu or cuda)") }
         guard sync == "pull" || sync == "push" else { throw CLIError("--sync must be pull or push, not '\(sync)'") }
+        let rayAddress = try ClusterChoice(parsing: cluster).rayAddress
         let spec = try DeviceSpec(parsing: layout.devices ?? (device == "cuda" ? "cuda" : "cpu:4"))
         switch (device, spec) {
         case ("cuda", .cpu): throw CLIError("--device cuda runs on GPUs; --devices \(layout.devices ?? "") names CPU devices")
@@ -45,7 +48,7 @@ struct Demo: AsyncParsableCommand {
             devices: spec, tensorParallelSize: layout.tensorParallelSize, trainerFraction: layout.trainerFraction,
             workerFraction: layout.workerFraction, memoryUtilization: memoryUtilization, model: directory, prompt: prompt,
             maxTokens: maxTokens, engineDType: try CLIParse.dtype(engineDtype), workerExecutable: nil,
-            push: sync == "push"), log: log)
+            push: sync == "push", rayAddress: rayAddress), log: log)
         let start = ContinuousClock.now
         let report = try await scenario.run()
         if json {

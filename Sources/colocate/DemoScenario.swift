@@ -23,6 +23,8 @@ struct DemoScenario {
         var workerExecutable: String?
         /// Trainers write into the engine ranks' weights (push) instead of the ranks reading them (pull, the seed's way).
         var push = false
+        /// Run on the Ray cluster at this address instead of this host (`--cluster ray:ADDRESS`).
+        var rayAddress: String? = nil
     }
 
     struct Step: Codable {
@@ -68,7 +70,7 @@ struct DemoScenario {
     func run() async throws -> Report {
         var clusterOptions = ClusterOptions()
         if let exe = options.workerExecutable { clusterOptions.workerExecutable = exe }
-        let cluster = try Cluster.local(devices: options.devices, options: clusterOptions)
+        let cluster = try await Cluster.make(rayAddress: options.rayAddress, devices: options.devices, options: clusterOptions)
         let rec = Recorder(Report(model: options.model, devices: cluster.devices.map(\.uuid), tensorParallelSize: options.tensorParallelSize))
         do {
             try await scenario(cluster, rec)
@@ -96,11 +98,15 @@ struct DemoScenario {
     }
 
     private func scenario(_ cluster: Cluster, _ rec: Recorder) async throws {
-        let layout = try ColocatedLayout(devices: cluster.devices, tensorParallelSize: options.tensorParallelSize,
+        let layout = try ColocatedLayout(devices: cluster.layoutDevices(count: options.devices.deviceCount), tensorParallelSize: options.tensorParallelSize,
                                          trainerFraction: options.trainerFraction, workerFraction: options.workerFraction)
         log("layout (placement group of \(layout.devices.count) one-device bundles, PACK):\n" + layout.table())
         let pg = try cluster.placementGroup(layout.bundles, strategy: .pack, name: "colocate")
         try await pg.ready()
+        if let nodes = pg.bundleNodes {
+            log("Ray placed the bundles on nodes: " + nodes.enumerated().map { "\($0.offset): \($0.element.prefix(12))" }.joined(separator: ", "))
+            rec.report.devices = pg.bundleDevices.map { $0?.uuid ?? "?" }
+        }
 
         // 1. Trainers load the model onto their devices and zero every weight.
         let trainers: [ActorRef] = try await timed("1. \(layout.trainers.count) trainers load the model and zero every weight", rec) {
@@ -262,5 +268,13 @@ enum ModelCache {
             throw CLIError("cannot install the model in \(dir): \(String(cString: strerror(errno)))")
         }
         return dir
+    }
+}
+
+extension DeviceSpec {
+    /// The number of devices a `cpu:N` spec names (nil for `cuda`: on Ray, all the cluster offers).
+    var deviceCount: Int? {
+        if case .cpu(let count, _) = self { return count }
+        return nil
     }
 }

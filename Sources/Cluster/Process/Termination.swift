@@ -8,6 +8,8 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
     case signaled(signal: Int32)
     /// Reaped by someone else (`ECHILD`): the status is lost.
     case unknown
+    /// A worker on another host that is gone without a status: its host (a Ray actor, a node) died.
+    case lost(reason: String)
 
     init(waitStatus s: Int32) {
         // The WIFEXITED/WTERMSIG macros are not imported into Swift.
@@ -24,6 +26,7 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
         case .exited(let code): "exited with status \(code)"
         case .signaled(let sig): "was killed by signal \(sig) (\(Termination.signalName(sig)))"
         case .unknown: "exited (status unknown)"
+        case .lost(let reason): "is gone: \(reason)"
         }
     }
 

@@ -10,8 +10,19 @@ final class WorkerProcess: Sendable {
     let pid: pid_t
     /// Resolved when the process has exited and been reaped.
     let exit = Promise<Termination>()
+    /// For a worker on another host (hosted by a Ray actor): how to signal it, since `kill(2)` cannot
+    /// reach it. Its `exit` is resolved by whoever learns of its death (`RayBackend`), not by waitpid.
+    private let remoteSignal: (@Sendable (Int32) -> Void)?
 
-    private init(pid: pid_t) { self.pid = pid }
+    private init(pid: pid_t, remoteSignal: (@Sendable (Int32) -> Void)? = nil) {
+        self.pid = pid
+        self.remoteSignal = remoteSignal
+    }
+
+    /// A worker this process did not start: `pid` is its pid on its own host.
+    static func remote(pid: pid_t, signal: @escaping @Sendable (Int32) -> Void) -> WorkerProcess {
+        WorkerProcess(pid: pid, remoteSignal: signal)
+    }
 
     /// Starts `executable` with `arguments` and exactly `environment`, in a new process group, stdin
     /// from /dev/null, every signal at its default disposition and none blocked. Spawned on the
@@ -27,6 +38,10 @@ final class WorkerProcess: Sendable {
 
     /// Waits for the process on a thread of its own; `onExit` runs there after `exit` is resolved.
     func startReaper(onExit: @escaping @Sendable (Termination) -> Void) {
+        if remoteSignal != nil {
+            Task { [exit] in onExit((try? await exit.value()) ?? .unknown) }
+            return
+        }
         let pid = self.pid
         startThread(name: "colocate.reaper") { [self] in
             var status: Int32 = 0
@@ -40,6 +55,7 @@ final class WorkerProcess: Sendable {
 
     /// Sends `signal` to the worker's process group (itself and anything it started in it).
     func signalGroup(_ signal: Int32) {
+        if let remoteSignal { return remoteSignal(signal) }
         // The group outlives a reaped leader only while members remain, so the id is never reused
         // for an unrelated group while this can reach it.
         _ = kill(-pid, signal)

@@ -31,6 +31,10 @@ struct WorkerHello: RemoteCall {
     var pid: Int32
     /// Where the worker listens for calls from peers.
     var listenPath: String
+    /// With a TCP control plane: where peers on other hosts reach it (`tcp://host:port`), and which
+    /// host it is on (`ActorAddress.host`).
+    var listenTCP: String? = nil
+    var host: String? = nil
 }
 
 /// The driver's first call on a worker: which actor to construct, and with what.
@@ -57,9 +61,15 @@ struct StopWorker: RemoteCall {
 public struct ActorAddress: Codable, Sendable, Hashable, CustomStringConvertible {
     public var name: String
     public var path: String
-    public init(name: String, path: String) {
+    /// With a TCP control plane (`Cluster.ray`): `tcp://host:port` for peers on other hosts, and the
+    /// identity of the actor's host (its machine id). Peers on the same host use `path`.
+    public var tcp: String?
+    public var host: String?
+    public init(name: String, path: String, tcp: String? = nil, host: String? = nil) {
         self.name = name
         self.path = path
+        self.tcp = tcp
+        self.host = host
     }
     public var description: String { "\(name) at \(path)" }
 }

@@ -46,12 +46,15 @@ final class Connection: Sendable {
     /// `close`, never across a send, so `close()` does not wait behind a blocked send.
     private let life = Mutex(false)
     private let started = Atomic(false)
+    /// False over TCP: descriptors cannot cross hosts, so attachments are refused rather than sent.
+    let carriesDescriptors: Bool
 
     /// Adopts a connected socket, which it closes once the connection has ended. Nothing is read until
-    /// `start()`.
-    init(fd: consuming UniqueFileDescriptor, hooks: Hooks) {
+    /// `start()`. Over TCP `carriesDescriptors` is false: attachments are refused rather than sent.
+    init(fd: consuming UniqueFileDescriptor, hooks: Hooks, carriesDescriptors: Bool = true) {
         self.fd = fd.take()
         self.hooks = Mutex(hooks)
+        self.carriesDescriptors = carriesDescriptors
     }
 
     var peerName: String { hooks.withLock { $0.peerName } }
@@ -82,7 +85,7 @@ final class Connection: Sendable {
     /// within `timeout` throws `ClusterError` `.timedOut`, cancelling the task `.cancelled` (the call
     /// may still run on the peer; its reply is dropped).
     func call(name: String, payload: [UInt8], attachments: [OwnedFD] = [], timeout: Duration? = nil) async throws -> Frame {
-        try Connection.validate(attachments)
+        try validate(attachments)
         let id = state.withLock { s in
             s.nextID &+= 1
             return s.nextID
@@ -133,7 +136,7 @@ final class Connection: Sendable {
 
     func reply(to requestID: UInt64, payload: [UInt8], attachments: [OwnedFD] = []) {
         do {
-            try Connection.validate(attachments)
+            try validate(attachments)
         } catch {
             replyFailure(to: requestID, message: error.message)
             return
@@ -163,7 +166,10 @@ final class Connection: Sendable {
         }
     }
 
-    private static func validate(_ attachments: [OwnedFD]) throws(ClusterError) {
+    private func validate(_ attachments: [OwnedFD]) throws(ClusterError) {
+        guard carriesDescriptors || attachments.isEmpty else {
+            throw ClusterError(.invalidArgument, "file descriptors cannot be sent to '\(peerName)': it is reached over TCP (another host); shared memory works only between the processes of one host")
+        }
         guard attachments.count <= 255 else {
             throw ClusterError("a message carries at most 255 file descriptors, got \(attachments.count)")
         }

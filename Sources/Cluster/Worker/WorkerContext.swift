@@ -30,10 +30,12 @@ public final class WorkerContext: Sendable {
     public let socketDirectory: String
 
     private let connections = Mutex<[String: ActorRef]>([:])
+    private let secret: ClusterSecret?
     private let serve: @Sendable (Connection) -> Void
 
     init(environment: WorkerEnvironment, actorType: String, rank: Int, worldSize: Int, groupName: String?,
-         peers: [ActorAddress], driver: ActorRef, serve: @escaping @Sendable (Connection) -> Void) {
+         peers: [ActorAddress], driver: ActorRef, secret: ClusterSecret? = nil, serve: @escaping @Sendable (Connection) -> Void) {
+        self.secret = secret
         actorName = environment.actorName
         self.actorType = actorType
         device = environment.device
@@ -52,9 +54,17 @@ public final class WorkerContext: Sendable {
     /// also answers calls the peer makes back on it.
     public func connect(to address: ActorAddress) throws -> ActorRef {
         if let ref = connections.withLock({ $0[address.path] }), ref.connection.failure == nil { return ref }
-        let fd = try UnixSocket.connect(path: address.path)
-        let pid = try? UnixSocket.peerCredentials(fd.rawValue).pid
-        let connection = Connection(fd: fd, hooks: Connection.Hooks(peerName: address.name))
+        let connection: Connection
+        var pid: Int32?
+        if let tcp = address.tcp.flatMap(TCPAddress.init), let host = address.host, host != WorkerEnvironment.hostIdentity {
+            // Another host: TCP, authenticated by the cluster secret.
+            guard let secret else { throw ClusterError("actor '\(address.name)' is on another host, and this worker has no cluster secret to reach it over TCP") }
+            connection = try Connection.dialTCP(tcp, secret: secret, hooks: Connection.Hooks(peerName: address.name))
+        } else {
+            let fd = try UnixSocket.connect(path: address.path)
+            pid = try? UnixSocket.peerCredentials(fd.rawValue).pid
+            connection = Connection(fd: fd, hooks: Connection.Hooks(peerName: address.name))
+        }
         serve(connection)
         let ref = ActorRef(name: address.name, address: address, pid: pid, device: nil, deviceFraction: 0,
                            connection: connection, control: nil)

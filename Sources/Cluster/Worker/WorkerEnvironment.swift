@@ -17,6 +17,20 @@ public struct WorkerEnvironment: Sendable {
     public static let deviceFractionKey = "COLOCATE_DEVICE_FRACTION"
     /// The bundle index within the placement group, when placed in one.
     public static let bundleIndexKey = "COLOCATE_BUNDLE_INDEX"
+    /// The address of this host that peers on other hosts dial (set by a Ray hosting actor).
+    public static let advertiseHostKey = "COLOCATE_ADVERTISE_HOST"
+    /// What "the same host" means for choosing Unix sockets over TCP between peers: the Ray node id
+    /// under Ray (so simulated nodes on one machine talk as separate hosts would), else the machine id.
+    public static let hostIdentityKey = "COLOCATE_HOST_ID"
+
+    /// This process's host identity (see `hostIdentityKey`). `process` makes every process a host of
+    /// its own, so that one machine exercises the paths between hosts (tests, figures).
+    public static var hostIdentity: String {
+        if let id = ProcessInfo.processInfo.environment[hostIdentityKey], !id.isEmpty {
+            return id == "process" ? "process:\(VirtualCPUDevices.machineIdentity):\(getpid())" : id
+        }
+        return VirtualCPUDevices.machineIdentity
+    }
 
     static let allKeys = [driverPIDKey, driverSocketKey, socketDirectoryKey, actorIDKey, actorNameKey,
                           deviceKey, deviceFractionKey, bundleIndexKey]

@@ -58,6 +58,10 @@ private final class Worker: Sendable {
     let environment: WorkerEnvironment
     let registry: ActorRegistry
     private let listenPath: String
+    /// With a TCP control plane: the cluster secret and the listener for peers on other hosts.
+    private let secret: ClusterSecret?
+    private let tcpListener: TCPListener?
+    private let peerSink = PeerSink()
     private let listener: Int32
     private let driverConnection: Connection
     private let mailbox: AsyncStream<Job>
@@ -71,8 +75,26 @@ private final class Worker: Sendable {
         self.registry = registry
         listenPath = "\(environment.socketDirectory)/a\(environment.actorID).sock"
         listener = try UnixSocket.listen(path: listenPath).take()  // lives as long as the worker
-        let fd = try UnixSocket.connect(path: environment.driverSocket)
-        driverConnection = Connection(fd: fd, hooks: Connection.Hooks(peerName: "driver"))
+        if let tcp = TCPAddress(environment.driverSocket), environment.driverSocket.hasPrefix(TCPAddress.scheme) {
+            // On Ray: the driver is on another host; prove the cluster secret, then forget it so that
+            // nothing this worker starts inherits it.
+            guard let hex = ProcessInfo.processInfo.environment[ClusterSecret.environmentKey], let secret = ClusterSecret(hex: hex) else {
+                throw ClusterError("\(ClusterSecret.environmentKey) is missing or malformed: a worker that dials its driver over TCP needs the cluster secret")
+            }
+            unsetenv(ClusterSecret.environmentKey)
+            self.secret = secret
+            driverConnection = try Connection.dialTCP(tcp, secret: secret, hooks: Connection.Hooks(peerName: "driver"))
+            // Peers on other hosts cannot reach the Unix socket: listen on TCP too, advertising the
+            // address the hosting actor names (Ray's IP of this node), else the driver's host.
+            let advertised = ProcessInfo.processInfo.environment[WorkerEnvironment.advertiseHostKey] ?? tcp.host
+            tcpListener = try TCPListener(bindHost: tcp.host == "127.0.0.1" ? "127.0.0.1" : "0.0.0.0",
+                                          advertisedHost: advertised, secret: secret, onPeer: peerSink.deliver)
+        } else {
+            let fd = try UnixSocket.connect(path: environment.driverSocket)
+            driverConnection = Connection(fd: fd, hooks: Connection.Hooks(peerName: "driver"))
+            secret = nil
+            tcpListener = nil
+        }
         (mailbox, mailboxInput) = AsyncStream.makeStream(of: Job.self)
     }
 
@@ -87,13 +109,17 @@ private final class Worker: Sendable {
                 serve(Connection(fd: fd, hooks: Connection.Hooks(peerName: "peer pid \(pid)")))
             }
         }
+        peerSink.set { [self] fd in
+            serve(Connection(fd: UniqueFileDescriptor(adopting: fd), hooks: Connection.Hooks(peerName: "TCP peer"), carriesDescriptors: false))
+        }
         // The driver going away ends the worker, whatever it was doing.
         driverConnection.updateHooks { h in
             h.onClose = { [stopped] in stopped.succeed(0) }
         }
         serve(driverConnection)
         do {
-            let hello = WorkerHello(actorID: environment.actorID, pid: getpid(), listenPath: listenPath)
+            let hello = WorkerHello(actorID: environment.actorID, pid: getpid(), listenPath: listenPath,
+                                    listenTCP: tcpListener?.address.url, host: tcpListener == nil ? nil : WorkerEnvironment.hostIdentity)
             _ = try await driverConnection.call(name: WorkerHello.name, payload: try WireCodec.encode(hello))
         } catch {
             FileHandle.standardError.write(Data("colocate worker '\(environment.actorName)': driver refused hello: \(error)\n".utf8))
@@ -131,8 +157,29 @@ private final class Worker: Sendable {
             }
         case InitializeActor.name:
             Task { await initialize(frame, on: connection) }
+        case ControlPlaneAllReduce.callName:
+            AllReduceHub.shared.received(frame, on: connection)
+        case AllReduceProbe.name:
+            Task { await probeAllReduce(frame, on: connection) }
         default:
             mailboxInput.yield(Job(frame: frame, connection: connection))
+        }
+    }
+
+    private func probeAllReduce(_ frame: Frame, on connection: Connection) async {
+        do {
+            let probe = try WireCodec.decode(AllReduceProbe.self, from: frame.payload, what: "all-reduce probe")
+            guard let context = actor.withLock({ $0.context }) else { throw ClusterError("actor '\(environment.actorName)' is not initialized") }
+            let allReduce = ControlPlaneAllReduce(context: context, name: "probe")
+            let values = [Float](repeating: Float(context.rank + 1), count: max(1, probe.floats))
+            var last: [Float] = []
+            let start = ContinuousClock.now
+            for _ in 0..<max(1, probe.iterations) { last = try await allReduce.sum(values) }
+            let elapsed = ContinuousClock.now - start
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            reply(AllReduceProbe.Reply(seconds: seconds, first: last.first ?? 0, count: last.count), to: frame, on: connection)
+        } catch {
+            connection.replyFailure(to: frame.requestID, message: String(describing: error))
         }
     }
 
@@ -160,7 +207,7 @@ private final class Worker: Sendable {
                                   connection: driverConnection, control: nil)
             let context = WorkerContext(environment: environment, actorType: call.actorType, rank: call.rank,
                                         worldSize: call.worldSize, groupName: call.groupName, peers: call.peers,
-                                        driver: driver, serve: { [weak self] c in self?.serve(c) })
+                                        driver: driver, secret: secret, serve: { [weak self] c in self?.serve(c) })
             let (instance, handlers) = try await factory(Array(call.config.utf8), context)
             actor.withLock { a in
                 a.handlers = handlers

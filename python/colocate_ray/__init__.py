@@ -1,0 +1,1 @@
+"""Ray backend shim for colocate (see host.py and driver.py)."""
