@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: strict),
         .target(name: "Engine", dependencies: ["Compute", "Models", "WeightSync", "Cluster", "Collectives", "CShims"], swiftSettings: fast),
         // The GRPO loop: tasks and rewards, advantages, the policy loss, metrics, engines and trainers in step.
-        .target(name: "RL", dependencies: ["Compute", "Models", "Cluster", "WeightSync", "Engine", "Training", "Collectives"], swiftSettings: strict),
+        .target(name: "RL", dependencies: ["Compute", "Models", "Cluster", "Colocation", "WeightSync", "Engine", "Training", "Collectives"], swiftSettings: strict),
         // The seed's trainer + engine layout over devices; above Cluster, which knows nothing of either.
         .target(name: "Colocation", dependencies: ["Cluster", "Compute"], swiftSettings: strict),
         // `cuda-check` and the actors tests and benchmarks spawn (not in the production worker registry).

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import Compute
 import Glibc
 #endif
 import Foundation
@@ -45,7 +46,7 @@ import Diagnostics
             let hooks = Connection.Hooks(peerName: "client", onCall: { frame, connection in
                 Task { connection.reply(to: frame.requestID, payload: frame.payload) }
             })
-            Connection(fd: fd, hooks: hooks, carriesDescriptors: false).start()
+            Connection(fd: UniqueFileDescriptor(adopting: fd), hooks: hooks, carriesDescriptors: false).start()
         }
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compute
 import Synchronization
 
 /// The accepting end of the TCP control plane: accepts connections on its own thread, authenticates

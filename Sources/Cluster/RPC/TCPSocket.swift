@@ -79,7 +79,7 @@ enum TCPSocket {
 
     /// The next connection (see `UnixSocket.accept`), with TCP_NODELAY set.
     static func accept(_ listener: Int32) -> Int32? {
-        guard let fd = UnixSocket.accept(listener) else { return nil }
+        guard let fd = UnixSocket.accept(listener)?.take() else { return nil }
         setNoDelay(fd)
         return fd
     }

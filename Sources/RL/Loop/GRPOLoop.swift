@@ -1,3 +1,4 @@
+import Colocation
 import Cluster
 import Compute
 import Engine
