@@ -112,10 +112,13 @@ public final class LLM: Sendable {
         try await ranks.callAll(call)
     }
 
-    /// Generates for text prompts (needs tokenizer.json in the model directory).
-    public func generate(_ prompts: [String], _ params: SamplingParams = SamplingParams()) async throws -> [RequestOutput] {
+    /// Generates for text prompts (needs tokenizer.json in the model directory). `addSpecialTokens`
+    /// false tokenizes without the post-processor's tokens: for prompts a chat template rendered, which
+    /// already hold them (vLLM's `chat`).
+    public func generate(_ prompts: [String], _ params: SamplingParams = SamplingParams(),
+                         addSpecialTokens: Bool = true) async throws -> [RequestOutput] {
         guard let tokenizer else { throw EngineError("\(modelDirectory) has no tokenizer.json; pass token ids instead") }
-        let ids = prompts.map { tokenizer.encode($0) }
+        let ids = prompts.map { tokenizer.encode($0, addSpecialTokens: addSpecialTokens) }
         var outputs = try await generate(promptTokenIds: ids, params)
         for i in outputs.indices { outputs[i].prompt = prompts[i] }
         return outputs

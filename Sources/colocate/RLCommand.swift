@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Compute
 import Foundation
+import Models
 import RL
 
 /// `colocate rl`: GRPO on colocated engines and trainers (the seed's layout by default, on 4 virtual
@@ -92,7 +93,7 @@ struct RLCommand: AsyncParsableCommand {
         case (let t?, nil):
             guard evalData == nil else { throw CLIError("--eval-data goes with --data (a built-in task makes its own held-out set)") }
             source = try BuiltinTask(named: t, digits: digits)
-        case (nil, let d?): source = try JSONLDataset(path: d, evalPath: evalData)
+        case (nil, let d?): source = try JSONLDataset(path: d, evalPath: evalData, chat: try chatPromptRenderer(model: model))
         case (nil, nil): throw CLIError("give a task (--task addition|reversal|sorting) or a dataset (--data FILE.jsonl)")
         default: throw CLIError("give either --task or --data, not both")
         }
@@ -193,5 +194,17 @@ struct RLData: AsyncParsableCommand {
             throw CLIError("cannot write \(out): \(error.localizedDescription)")
         }
         print("wrote \(examples.count) \(split) rows of \(task.name) to \(out)")
+    }
+}
+
+/// `{"messages"}` rows become prompts through the model's chat template, with the generation
+/// prompt; nil when the model has none (such rows are then refused, naming the line).
+func chatPromptRenderer(model: String) throws -> JSONLDataset.ChatRenderer? {
+    let files = try ChatTemplate.load(modelDirectory: model)
+    guard !files.templates.isEmpty else { return nil }
+    let template = try files.template()
+    return { turns in
+        try template.render(messages: turns.map { .object([("role", .string($0.role)), ("content", .string($0.content))]) },
+                            addGenerationPrompt: true, bosToken: files.bosToken, eosToken: files.eosToken)
     }
 }

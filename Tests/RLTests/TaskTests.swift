@@ -1,4 +1,5 @@
 import Foundation
+import Models
 import Testing
 @testable import RL
 
@@ -95,5 +96,19 @@ import Testing
         let chat = try write(["{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"answer\": \"b\"}"])
         let rows = try JSONLDataset.load(chat) { turns in turns.map { "<\($0.role)>\($0.content)" }.joined() + "<assistant>" }
         #expect(rows == [RLExample(prompt: "<user>hi<assistant>", answer: "b")])
+    }
+
+    @Test func chatRowsRenderThroughTheModelsTemplateAndAreMarkedChatFormatted() throws {
+        // A Qwen2-style template (the fixture family's), rendered as `colocate rl --data` does.
+        let template = try ChatTemplate(source: "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+        let render: JSONLDataset.ChatRenderer = { turns in
+            try template.render(messages: turns.map { .object([("role", .string($0.role)), ("content", .string($0.content))]) },
+                                addGenerationPrompt: true)
+        }
+        let path = try write((0..<3).map { "{\"messages\": [{\"role\": \"user\", \"content\": \"q\($0)\"}], \"answer\": \"a\($0)\"}" })
+        let d = try JSONLDataset(path: path, chat: render)
+        #expect(d.chatFormatted)
+        #expect(d.train.first?.prompt == "<|im_start|>user\nq0<|im_end|>\n<|im_start|>assistant\n")
+        #expect(!(try JSONLDataset(path: try write(["{\"prompt\": \"p\", \"answer\": 1}", "{\"prompt\": \"q\", \"answer\": 2}"]), chat: render)).chatFormatted)
     }
 }

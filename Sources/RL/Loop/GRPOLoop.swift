@@ -138,7 +138,9 @@ public final class GRPOLoop {
         for engine in engines { pids.append(try await engine.describe().map(\.pid)) }
         let setup = Setup(layout: layout, trainers: trainers, engines: engines, sleepers: sleepers, tokenizer: tokenizer,
                           eos: eos, padding: padding, stopTokenIds: stopIds, enginePIDs: pids)
-        let maxPrompt = (0..<4).map { tokenizer.encode(prompts.trainExample(at: $0, seed: o.seed).prompt).count }.max() ?? 0
+        let maxPrompt = (0..<4).map {
+            tokenizer.encode(prompts.trainExample(at: $0, seed: o.seed).prompt, addSpecialTokens: !prompts.chatFormatted).count
+        }.max() ?? 0
         if maxPrompt + o.maxTokens > config.maxPositions {
             throw RLError("prompts of \(maxPrompt) tokens + --max-tokens \(o.maxTokens) exceed the model's \(config.maxPositions) positions")
         }
@@ -308,7 +310,8 @@ public final class GRPOLoop {
                 let engine = s.engines[e], part = Array(prompts[range])
                 var p = params
                 p.seed = params.seed.map { $0 &+ UInt64(e) &* 0x9E37_79B9 }
-                group.addTask { (e, try await engine.generate(part, p)) }
+                let special = !self.prompts.chatFormatted
+                group.addTask { (e, try await engine.generate(part, p, addSpecialTokens: special)) }
             }
             var parts = [[RequestOutput]](repeating: [], count: slices.count)
             for try await (e, out) in group { parts[e] = out }

@@ -10,6 +10,8 @@ public struct JSONLDataset: PromptSource {
     public let name: String
     public let train: [RLExample]
     public let eval: [RLExample]
+    /// True when the rows were `{"messages"}` conversations rendered with the model's chat template.
+    public let chatFormatted: Bool
 
     /// Renders a conversation as the model's prompt (the model's chat template, with the generation prompt).
     public typealias ChatRenderer = @Sendable ([(role: String, content: String)]) throws -> String
@@ -17,6 +19,7 @@ public struct JSONLDataset: PromptSource {
     /// Loads `path`; `evalPath` (same format) replaces the held-out tenth.
     public init(path: String, evalPath: String? = nil, chat: ChatRenderer? = nil) throws {
         let rows = try Self.load(path, chat: chat)
+        chatFormatted = chat != nil && Self.hasChatRows(path)
         if let evalPath {
             train = rows
             eval = try Self.load(evalPath, chat: chat)
@@ -31,10 +34,19 @@ public struct JSONLDataset: PromptSource {
         name = "data:" + (path as NSString).lastPathComponent
     }
 
-    public init(name: String, train: [RLExample], eval: [RLExample]) {
+    public init(name: String, train: [RLExample], eval: [RLExample], chatFormatted: Bool = false) {
+        self.chatFormatted = chatFormatted
         self.name = name
         self.train = train
         self.eval = eval
+    }
+
+    /// Whether the file's rows are conversations (its first row has "messages" and no "prompt").
+    static func hasChatRows(_ path: String) -> Bool {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8),
+              let first = text.split(separator: "\n").first(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }),
+              let object = try? JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any] else { return false }
+        return object["messages"] != nil && object["prompt"] == nil
     }
 
     /// The rows of a JSONL file; a line that is not a row with a string prompt and an answer is an error naming it.

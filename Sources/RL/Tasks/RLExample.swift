@@ -17,4 +17,11 @@ public protocol PromptSource: Sendable {
     func trainExample(at index: Int, seed: UInt64) -> RLExample
     /// The held-out prompts, never returned by `trainExample`.
     func evalExamples(count: Int) -> [RLExample]
+    /// Whether the prompts were rendered by the model's chat template, which writes the special tokens
+    /// itself: they are then tokenized without adding any (as vLLM's `chat`).
+    var chatFormatted: Bool { get }
+}
+
+extension PromptSource {
+    public var chatFormatted: Bool { false }
 }
