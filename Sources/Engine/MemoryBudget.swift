@@ -18,7 +18,7 @@ public struct MemoryBudget: Sendable, CustomStringConvertible {
         }
         self.device = device
         self.utilization = utilization
-        limit = Int(Double(device.capacity) * utilization)
+        limit = device.share(utilization)
     }
 
     public var remaining: Int { limit - used }

@@ -27,9 +27,7 @@ public final class TrainerWeights: @unchecked Sendable {
         guard memoryFraction > 0, memoryFraction <= 1 else {
             throw WeightSyncError("a trainer's memory fraction must be in (0, 1], got \(memoryFraction)")
         }
-        // The host device's capacity is Int.max: a product that does not fit an Int is "no limit".
-        let scaled = Double(device.capacity) * memoryFraction
-        let share = scaled >= Double(Int.max) ? Int.max : Int(scaled)
+        let share = device.share(memoryFraction)
         guard layout.totalBytes <= share else {
             throw WeightSyncError("the trainer's \(dtype) weights need \(ByteCount.format(layout.totalBytes)) but its share of \(device.uuid) is \(memoryFraction) × \(ByteCount.format(device.capacity)) = \(ByteCount.format(share))")
         }

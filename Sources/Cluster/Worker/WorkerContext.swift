@@ -13,7 +13,7 @@ public final class WorkerContext: Sendable {
     /// Bytes of the device this actor may use: its share of the device's capacity (0 without a device).
     public var memoryBudget: Int {
         guard let device else { return 0 }
-        return Int(Double(device.capacity) * deviceFraction)
+        return device.share(deviceFraction)
     }
     /// The placement-group bundle, when placed in one.
     public let bundleIndex: Int?

@@ -49,3 +49,12 @@ public struct Device: Sendable, Hashable, Codable, CustomStringConvertible {
         return out
     }
 }
+
+extension Device {
+    /// Bytes of `fraction` of this device's capacity, rounded down. A product too large for an `Int`
+    /// (the host device's capacity is `Int.max`) is `Int.max`: no limit, rather than a trap.
+    public func share(_ fraction: Double) -> Int {
+        let bytes = Double(capacity) * fraction
+        return bytes >= Double(Int.max) ? Int.max : Int(max(0, bytes))
+    }
+}
