@@ -68,42 +68,19 @@ extension ChatTemplate {
         }
     }
 
-    /// Reads `chat_template` (a string, or a list of `{name, template}`) and the `bos_token`/`eos_token`
-    /// (strings or `{content: ...}` objects) from `tokenizer_config.json`, and `chat_template.jinja`
-    /// beside it, which takes precedence as in transformers.
+    /// The model's chat templates and special tokens: `chat_template` of `tokenizer_config.json` (a string,
+    /// or a list of `{name, template}`) with its `bos_token`/`eos_token`, as ``TokenizerConfig`` reads them;
+    /// `chat_template.jinja` and `additional_chat_templates/*.jinja` take precedence, as in transformers.
     public static func load(modelDirectory: String) throws(ModelError) -> Files {
-        var files = Files(templates: [:], bosToken: nil, eosToken: nil)
-        let configPath = modelDirectory + "/tokenizer_config.json"
-        if FileIO.isRegularFile(configPath) {
-            let config: JSONValue
-            do {
-                config = try JSONValue.parse(try FileIO.readFile(configPath))
-            } catch let e as JSONParseError {
-                throw ModelError("\(configPath): not valid JSON: \(e)")
-            } catch {
-                throw ModelError("\(error)")
-            }
-            guard config.objectMembers != nil else { throw ModelError("\(configPath): not a JSON object") }
-            files.bosToken = tokenContent(config["bos_token"])
-            files.eosToken = tokenContent(config["eos_token"])
-            switch config["chat_template"] {
-            case .string(let s)?:
-                files.templates["default"] = s
-            case .array(let entries)?:
-                for entry in entries {
-                    guard let name = entry["name"]?.stringValue, let template = entry["template"]?.stringValue else {
-                        throw ModelError("\(configPath): chat_template entries must be {\"name\": ..., \"template\": ...}")
-                    }
-                    files.templates[name] = template
-                }
-            case nil, .null?:
-                break
-            default:
-                throw ModelError("\(configPath): chat_template must be a string or a list of {name, template}")
-            }
+        let config: TokenizerConfig?
+        do {
+            config = try TokenizerConfig.load(directory: modelDirectory)
+        } catch {
+            throw ModelError(error.message)
         }
-        // transformers ≥ 4.51 saves templates as files: `chat_template.jinja` (the default) and
-        // `additional_chat_templates/NAME.jinja`; they take precedence over tokenizer_config.json.
+        var files = Files(templates: config?.chatTemplates ?? [:], bosToken: config?.bosToken, eosToken: config?.eosToken)
+        // transformers ≥ 4.51 saves templates as files: `chat_template.jinja` (the default, which
+        // TokenizerConfig reads) and `additional_chat_templates/NAME.jinja`, which take precedence too.
         func read(_ path: String) throws(ModelError) -> String {
             do {
                 return String(decoding: try FileIO.readFile(path, maxBytes: 16 << 20), as: UTF8.self)
@@ -111,8 +88,6 @@ extension ChatTemplate {
                 throw ModelError("\(error)")
             }
         }
-        let jinjaPath = modelDirectory + "/chat_template.jinja"
-        if FileIO.isRegularFile(jinjaPath) { files.templates["default"] = try read(jinjaPath) }
         let additional = modelDirectory + "/additional_chat_templates"
         if FileIO.isDirectory(additional) {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: additional)) ?? []
@@ -121,13 +96,5 @@ extension ChatTemplate {
             }
         }
         return files
-    }
-
-    private static func tokenContent(_ value: JSONValue?) -> String? {
-        switch value {
-        case .string(let s)?: s
-        case .object?: value?["content"]?.stringValue
-        default: nil
-        }
     }
 }

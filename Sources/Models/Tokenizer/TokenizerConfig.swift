@@ -53,13 +53,13 @@ public struct TokenizerConfig: Sendable {
             } else if let list = t.arrayValue {
                 for entry in list {
                     guard let name = entry["name"]?.stringValue, let template = entry["template"]?.stringValue else {
-                        throw TokenizerError(.invalidFile, "tokenizer_config chat_template entry \(entry.serialized()) lacks a name or template")
+                        throw TokenizerError(.invalidFile, "chat_template entries must be {\"name\": ..., \"template\": ...}, not \(entry.serialized())")
                     }
                     templates[name] = template
                 }
                 defaultTemplate = templates["default"]
             } else {
-                throw TokenizerError(.invalidFile, "tokenizer_config chat_template is neither a string nor a list of {name, template}")
+                throw TokenizerError(.invalidFile, "chat_template must be a string or a list of {name, template}")
             }
         }
         if let chatTemplateFile {
