@@ -210,6 +210,9 @@ import Testing
         Unit("err subscript undefined", "{{ nothing[0] }}", context: "{}", error: "'nothing' is undefined"),
         Unit("err compare none", "{{ none < 1 }}", context: "{}", error: "'<' not supported between instances of 'NoneType' and 'int'"),
         Unit("err sort mixed", "{{ [1, 'a'] | sort }}", context: "{}", error: "'<' not supported between instances of 'str' and 'int'"),
+        Unit("tojson ensure_ascii", "{{ x | tojson(ensure_ascii=true) }}", context: "{\"x\": {\"k\": \"é日😀\", \"n\": 1}}", text: "{\"k\": \"\\u00e9\\u65e5\\ud83d\\ude00\", \"n\": 1}"),
+        Unit("escape filter", "{{ '<a href=\"x\">&\\'</a>' | e }}{{ 5 | escape }}", context: "{}", text: "&lt;a href=&#34;x&#34;&gt;&amp;&#39;&lt;/a&gt;5"),
+        Unit("attr filter", "{{ (d | attr('items'))() | list }}[{{ d | attr('k') }}]{% set ns = namespace(v=3) %}{{ ns | attr('v') }}", context: "{\"d\": {\"k\": 1}}", text: "[('k', 1)][]3"),
     ]
 
     static let syntaxErrors: [(String, String, line: Int)] = [

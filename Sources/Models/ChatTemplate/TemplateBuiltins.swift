@@ -104,7 +104,7 @@ enum TemplateBuiltins {
         "trim", "tojson", "length", "count", "upper", "lower", "capitalize", "title", "first", "last", "join",
         "default", "d", "items", "list", "string", "safe", "int", "float", "abs", "round", "replace", "reverse",
         "unique", "sort", "indent", "selectattr", "rejectattr", "select", "reject", "map", "sum", "min", "max",
-        "dictsort", "wordcount", "center", "format", "batch",
+        "dictsort", "wordcount", "center", "format", "batch", "escape", "e", "attr",
     ]
 
     static func filter(
@@ -134,8 +134,8 @@ enum TemplateBuiltins {
                 guard parts.count == 2 else { throw .render("separators must be a pair of strings") }
                 separators = (pythonStr(parts[0]), pythonStr(parts[1]))
             }
-            if a.bool("ensure_ascii", false) { throw .render("tojson(ensure_ascii=True) is not supported") }
-            return .string(try pythonJSONDumps(value, indent: indent, separators: separators, sortKeys: a.bool("sort_keys", false)))
+            return .string(try pythonJSONDumps(value, indent: indent, separators: separators, sortKeys: a.bool("sort_keys", false),
+                                               ensureASCII: a.bool("ensure_ascii", false)))
         case "length", "count":
             return .int(try length(value))
         case "upper": return .string(pythonStr(value).uppercased())
@@ -177,6 +177,27 @@ enum TemplateBuiltins {
             return .string(pythonStr(value))
         case "safe":
             return value
+        case "escape", "e":
+            // Autoescaping is off for chat templates; the filter itself still escapes HTML.
+            var out = ""
+            for c in pythonStr(value) {
+                switch c {
+                case "&": out += "&amp;"
+                case "<": out += "&lt;"
+                case ">": out += "&gt;"
+                case "\"": out += "&#34;"
+                case "'": out += "&#39;"
+                default: out.append(c)
+                }
+            }
+            return .string(out)
+        case "attr":
+            // The Python attribute only (a method), never a dict item.
+            let a = try bind(["name"])
+            let attribute = a.string("name") ?? ""
+            if case .namespace(let ns) = value { return ns.attributes[attribute] ?? .missingAttribute(value, attribute) }
+            if case .undefined(let m) = value { throw .render(m) }
+            return try method(value, attribute) ?? .missingAttribute(value, attribute)
         case "int":
             let a = try bind(["default", "base"])
             let base = try a.int("base", 10)
