@@ -18,12 +18,15 @@ struct Chat: ParsableCommand {
     var addGenerationPrompt = false
     @Option(help: "Name of the template when tokenizer_config.json lists several (default: \"default\").")
     var template: String?
+    @Option(help: "JSON object of extra template variables, e.g. '{\"enable_thinking\": false}' (vLLM's chat_template_kwargs).")
+    var chatTemplateKwargs: String?
     @Flag(help: "Print {\"text\": ..., \"ids\": [...]}; ids encode the text without adding special tokens, as vLLM does for chat prompts.")
     var json = false
 
     func run() throws {
         let rendered = try ChatInput.render(model: model, messagesPath: messages, toolsPath: tools,
-                                            addGenerationPrompt: addGenerationPrompt, template: template)
+                                            addGenerationPrompt: addGenerationPrompt, template: template,
+                                            kwargs: chatTemplateKwargs)
         guard json else {
             print(rendered, terminator: "")
             return
@@ -54,7 +57,14 @@ enum ChatInput {
     }
 
     static func render(model: String, messagesPath: String, toolsPath: String?, addGenerationPrompt: Bool,
-                       template name: String?) throws -> String {
+                       template name: String?, kwargs: String? = nil) throws -> String {
+        var extra: [String: JSONValue] = [:]
+        if let kwargs {
+            guard let members = (try? JSONValue.parse(Array(kwargs.utf8)))?.objectMembers else {
+                throw CLIError("--chat-template-kwargs must be a JSON object, not \(kwargs)")
+            }
+            for (k, v) in members { extra[k] = v }
+        }
         let messages = try list(messagesPath, key: "messages")
         for (i, m) in messages.enumerated() where m.objectMembers == nil {
             throw CLIError("\(messagesPath): message \(i) is not a JSON object")
@@ -70,7 +80,7 @@ enum ChatInput {
         }
         do {
             return try template.render(messages: messages, tools: tools, addGenerationPrompt: addGenerationPrompt,
-                                       bosToken: files.bosToken, eosToken: files.eosToken)
+                                       extra: extra, bosToken: files.bosToken, eosToken: files.eosToken)
         } catch {
             throw CLIError("\(error)".replacingOccurrences(of: "\n", with: " "))
         }

@@ -19,6 +19,8 @@ struct Generate: AsyncParsableCommand {
     var tools: String?
     @Option(help: "Name of the chat template when the model has several (with --messages).")
     var template: String?
+    @Option(help: "JSON object of extra chat template variables (with --messages), e.g. '{\"enable_thinking\": false}'.")
+    var chatTemplateKwargs: String?
     // `.unconditional`: `--max-tokens -1` is a value to reject with a reason, not a missing value.
     @Option(parsing: .unconditional, help: "New tokens to generate at most (default: generation_config.json's max_new_tokens, else 16).")
     var maxTokens: Int?
@@ -52,10 +54,13 @@ struct Generate: AsyncParsableCommand {
         guard [prompt != nil, promptIds != nil, messages != nil].filter({ $0 }).count == 1 else {
             throw CLIError("give exactly one of --prompt, --prompt-ids or --messages")
         }
-        if messages == nil, tools != nil || template != nil { throw CLIError("--tools and --template need --messages") }
+        if messages == nil, tools != nil || template != nil || chatTemplateKwargs != nil {
+            throw CLIError("--tools, --template and --chat-template-kwargs need --messages")
+        }
         // Render first: a bad conversation fails before the weights load.
         let chatPrompt = try messages.map { path in
-            try ChatInput.render(model: model, messagesPath: path, toolsPath: tools, addGenerationPrompt: true, template: template)
+            try ChatInput.render(model: model, messagesPath: path, toolsPath: tools, addGenerationPrompt: true, template: template,
+                                 kwargs: chatTemplateKwargs)
         }
         let local = try LocalModel(directory: model, dtype: weightType, backend: backend)
         let ids: [Int32]

@@ -92,6 +92,21 @@ import Testing
         #expect(ids.first == 1, "<s> is in the text once, not added again")
     }
 
+    @Test func templateKwargsReachTheTemplate() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let model = scratch.path + "/model"
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        _ = try scratch.write("model/chat_template.jinja", "{{ messages[0].content }}{% if enable_thinking is defined and enable_thinking is false %} /no_think{% endif %}\n")
+        let messages = try scratch.write("m.json", #"[{"role": "user", "content": "hi"}]"#)
+        let off = try runColocate(["chat", "--model", model, "--messages", messages, "--chat-template-kwargs", #"{"enable_thinking": false}"#])
+        #expect(off.stdout == "hi /no_think", "\(off.stderr)")
+        let on = try runColocate(["chat", "--model", model, "--messages", messages])
+        #expect(on.stdout == "hi", "\(on.stderr)")
+        let bad = try runColocate(["chat", "--model", model, "--messages", messages, "--chat-template-kwargs", "[1]"])
+        #expect(bad.status != 0 && bad.stderr.contains("--chat-template-kwargs must be a JSON object"), "\(bad.stderr)")
+    }
+
     @Test func aNamedTemplateIsChosen() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }

@@ -210,6 +210,16 @@ import Testing
         Unit("err subscript undefined", "{{ nothing[0] }}", context: "{}", error: "'nothing' is undefined"),
         Unit("err compare none", "{{ none < 1 }}", context: "{}", error: "'<' not supported between instances of 'NoneType' and 'int'"),
         Unit("err sort mixed", "{{ [1, 'a'] | sort }}", context: "{}", error: "'<' not supported between instances of 'str' and 'int'"),
+        Unit("tojson ensure_ascii", "{{ x | tojson(ensure_ascii=true) }}", context: "{\"x\": {\"k\": \"é日😀\", \"n\": 1}}", text: "{\"k\": \"\\u00e9\\u65e5\\ud83d\\ude00\", \"n\": 1}"),
+        Unit("escape filter", "{{ '<a href=\"x\">&\\'</a>' | e }}{{ 5 | escape }}", context: "{}", text: "&lt;a href=&#34;x&#34;&gt;&amp;&#39;&lt;/a&gt;5"),
+        Unit("attr filter", "{{ (d | attr('items'))() | list }}[{{ d | attr('k') }}]{% set ns = namespace(v=3) %}{{ ns | attr('v') }}", context: "{\"d\": {\"k\": 1}}", text: "[('k', 1)][]3"),
+        Unit("round of int stays int", "{{ v.i | round }} {{ v.b | round }} {{ v.f | round }}", context: "{\"v\": {\"i\": 3, \"b\": true, \"f\": 2.5}}", text: "3 1 2.0"),
+        Unit("select of falsy is empty", "{{ v.f | select | list }}{{ v.n | map('upper') | list }}{{ v.z | selectattr('a') | list }}", context: "{\"v\": {\"f\": false, \"n\": null, \"z\": 0}}", text: "[][][]"),
+        Unit("odd even of floats", "{{ v.a is odd }}{{ v.b is even }}{{ v.c is odd }}{{ v.d is divisibleby 3 }}", context: "{\"v\": {\"a\": 3.0, \"b\": 0.1, \"c\": -3, \"d\": 9.0}}", text: "TrueFalseTrueTrue"),
+        Unit("err indent non-string", "{{ v.t | indent(2) }}", context: "{\"v\": {\"t\": true}}", error: "unsupported operand type(s) for +=: 'bool' and 'str'"),
+        Unit("err int of undefined", "{{ v.missing | int }}", context: "{\"v\": {}}", error: "'dict object' has no attribute 'missing'"),
+        Unit("err unhashable in dict", "{{ v.l in v.d }}", context: "{\"v\": {\"l\": [1], \"d\": {\"a\": 1}}}", error: "unhashable type: 'list'"),
+        Unit("err slice of bool", "{{ v.t[1:] }}", context: "{\"v\": {\"t\": true}}", error: "'bool' object is not subscriptable"),
     ]
 
     static let syntaxErrors: [(String, String, line: Int)] = [

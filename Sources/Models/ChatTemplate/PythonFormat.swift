@@ -127,12 +127,23 @@ private func shortestDigits(_ d: Double) -> (String, Int) {
 /// Python's `json.dumps(value, ensure_ascii=False, indent=indent, separators=separators,
 /// sort_keys=sortKeys)`, which is the `tojson` filter transformers installs for chat templates.
 func pythonJSONDumps(
-    _ value: TemplateValue, indent: String?, separators: (item: String, key: String)?, sortKeys: Bool
+    _ value: TemplateValue, indent: String?, separators: (item: String, key: String)?, sortKeys: Bool,
+    ensureASCII: Bool = false
 ) throws(ChatTemplateError) -> String {
     let separators = separators ?? (indent == nil ? (", ", ": ") : (",", ": "))
     var out = ""
     try writeJSON(value, indent: indent, level: 0, separators: separators, sortKeys: sortKeys, into: &out)
-    return out
+    guard ensureASCII else { return out }
+    // Non-ASCII only occurs inside string literals, so escaping afterwards is the same as json.dumps.
+    var ascii = ""
+    for scalar in out.unicodeScalars {
+        if scalar.isASCII {
+            ascii.unicodeScalars.append(scalar)
+        } else {
+            for unit in String(scalar).utf16 { ascii += "\\u" + hex(UInt32(unit), 4) }
+        }
+    }
+    return ascii
 }
 
 private func writeJSON(

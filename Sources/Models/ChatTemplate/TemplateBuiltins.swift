@@ -104,7 +104,7 @@ enum TemplateBuiltins {
         "trim", "tojson", "length", "count", "upper", "lower", "capitalize", "title", "first", "last", "join",
         "default", "d", "items", "list", "string", "safe", "int", "float", "abs", "round", "replace", "reverse",
         "unique", "sort", "indent", "selectattr", "rejectattr", "select", "reject", "map", "sum", "min", "max",
-        "dictsort", "wordcount", "center", "format", "batch",
+        "dictsort", "wordcount", "center", "format", "batch", "escape", "e", "attr",
     ]
 
     static func filter(
@@ -134,8 +134,8 @@ enum TemplateBuiltins {
                 guard parts.count == 2 else { throw .render("separators must be a pair of strings") }
                 separators = (pythonStr(parts[0]), pythonStr(parts[1]))
             }
-            if a.bool("ensure_ascii", false) { throw .render("tojson(ensure_ascii=True) is not supported") }
-            return .string(try pythonJSONDumps(value, indent: indent, separators: separators, sortKeys: a.bool("sort_keys", false)))
+            return .string(try pythonJSONDumps(value, indent: indent, separators: separators, sortKeys: a.bool("sort_keys", false),
+                                               ensureASCII: a.bool("ensure_ascii", false)))
         case "length", "count":
             return .int(try length(value))
         case "upper": return .string(pythonStr(value).uppercased())
@@ -177,12 +177,36 @@ enum TemplateBuiltins {
             return .string(pythonStr(value))
         case "safe":
             return value
+        case "escape", "e":
+            // Autoescaping is off for chat templates; the filter itself still escapes HTML.
+            var out = ""
+            for c in pythonStr(value) {
+                switch c {
+                case "&": out += "&amp;"
+                case "<": out += "&lt;"
+                case ">": out += "&gt;"
+                case "\"": out += "&#34;"
+                case "'": out += "&#39;"
+                default: out.append(c)
+                }
+            }
+            return .string(out)
+        case "attr":
+            // The Python attribute only (a method), never a dict item.
+            let a = try bind(["name"])
+            let attribute = a.string("name") ?? ""
+            if case .namespace(let ns) = value { return ns.attributes[attribute] ?? .missingAttribute(value, attribute) }
+            if case .undefined(let m) = value { throw .render(m) }
+            return try method(value, attribute) ?? .missingAttribute(value, attribute)
         case "int":
+            // int(Undefined) raises, it does not fall back to the default.
+            if case .undefined(let m) = value { throw .render(m) }
             let a = try bind(["default", "base"])
             let base = try a.int("base", 10)
             guard (2...36).contains(base) else { throw .render("int() base must be >= 2 and <= 36") }
             return toInt(value, base: base) ?? (a.values["default"] ?? .int(0))
         case "float":
+            if case .undefined(let m) = value { throw .render(m) }
             let a = try bind(["default"])
             return toFloat(value) ?? (a.values["default"] ?? .double(0))
         case "abs":
@@ -200,6 +224,8 @@ enum TemplateBuiltins {
             guard let n = value.numeric else { throw .render("type \(value.pythonTypeName) doesn't define __round__ method") }
             let scale = pow(10.0, Double(precision))
             let method = a.string("method") ?? "common"
+            // Python's round() of an int (or bool) is an int.
+            if method == "common", case .int(let i) = n, precision >= 0 { return .int(i) }
             let x = n.asDouble * scale
             let r: Double = switch method {
             case "ceil": x.rounded(.up)
@@ -272,7 +298,12 @@ enum TemplateBuiltins {
                 guard width <= 4096 else { throw .render("indent width is too large") }
                 indentation = String(repeating: " ", count: max(0, width))
             }
-            let text = pythonStr(value) + "\n"
+            // `s += "\n"` in jinja2: only strings.
+            guard case .string(let string) = value else {
+                if case .undefined(let m) = value { throw .render(m) }
+                throw .render("unsupported operand type(s) for +=: '\(value.pythonTypeName)' and 'str'")
+            }
+            let text = string + "\n"
             var lines = splitLines(text)
             var result: String
             if a.bool("blank", false) {
@@ -286,7 +317,8 @@ enum TemplateBuiltins {
             if a.bool("first", false) { result = indentation + result }
             return .string(result)
         case "selectattr", "rejectattr", "select", "reject":
-            let items = try value.iterate()
+            // jinja2 iterates only a truthy value (`if value: for item in value`).
+            let items = value.truthy ? try value.iterate() : []
             let byAttribute = name.hasSuffix("attr")
             guard !byAttribute || !args.isEmpty else { throw .render("\(name)() needs an attribute name") }
             let testName = byAttribute ? (args.count > 1 ? pythonStr(args[1]) : nil) : (args.first.map(pythonStr))
@@ -300,7 +332,7 @@ enum TemplateBuiltins {
             }
             return .list(out)
         case "map":
-            let items = try value.iterate()
+            let items = value.truthy ? try value.iterate() : []
             if let attribute = kwargs.first(where: { $0.0 == "attribute" })?.1 {
                 let fallback = kwargs.first(where: { $0.0 == "default" })?.1
                 return .list(try items.map { item throws(ChatTemplateError) in
@@ -473,12 +505,30 @@ enum TemplateBuiltins {
             default: return false
             }
         case "odd", "even", "divisibleby":
-            guard case .int(let i) = value.numeric else { throw .render("test '\(name)' needs an integer") }
-            if name == "divisibleby" {
-                guard case .int(let d) = try arg().numeric, d != 0 else { throw .render("divisibleby needs a non-zero integer") }
-                return i % d == 0
+            // `value % 2 == 1`, `value % 2 == 0`, `value % num == 0` with Python's modulo.
+            guard let x = value.numeric else {
+                if case .undefined(let m) = value { throw .render(m) }
+                throw .render("unsupported operand type(s) for %: '\(value.pythonTypeName)' and 'int'")
             }
-            return (abs(i) % 2 == 1) == (name == "odd")
+            var divisor = PythonNumber.int(2)
+            if name == "divisibleby" {
+                let d = try arg()
+                guard let n = d.numeric else { throw .render("unsupported operand type(s) for %: '\(value.pythonTypeName)' and '\(d.pythonTypeName)'") }
+                divisor = n
+            }
+            let remainder: Double
+            switch (x, divisor) {
+            case let (.int(p), .int(q)):
+                guard q != 0 else { throw .render("integer division or modulo by zero") }
+                remainder = Double(((p % q) + q) % q)
+            default:
+                let (p, q) = (x.asDouble, divisor.asDouble)
+                guard q != 0 else { throw .render("float modulo") }
+                var r = p.truncatingRemainder(dividingBy: q)
+                if r != 0 && (r < 0) != (q < 0) { r += q }
+                remainder = r
+            }
+            return name == "odd" ? remainder == 1 : remainder == 0
         case "lower": return pythonStr(value) == pythonStr(value).lowercased()
         case "upper": return pythonStr(value) == pythonStr(value).uppercased()
         default:

@@ -86,6 +86,7 @@ extension TemplateInterpreter {
             let chars = Array(s)
             return .string(String(try indices(chars.count).map { chars[$0] }))
         case .undefined(let m): throw .render(m)
+        // Slices bypass jinja2's getitem, so Python's TypeError comes through.
         default: throw .render("'\(object.pythonTypeName)' object is not subscriptable")
         }
     }
@@ -240,7 +241,11 @@ extension TemplateInterpreter {
                 }
                 found = needle.isEmpty || s.contains(needle)
             case .list(let items), .tuple(let items): found = items.contains { pythonEquals($0, a) }
-            case .dict(let d): found = d[a] != nil
+            case .dict(let d):
+                switch a {
+                case .list, .dict, .namespace: throw .render("unhashable type: '\(a.pythonTypeName)'")
+                default: found = d[a] != nil
+                }
             case .undefined: found = false
             default: throw .render("argument of type '\(b.pythonTypeName)' is not iterable")
             }
