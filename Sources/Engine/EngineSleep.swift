@@ -28,6 +28,15 @@ public struct WakeRank: RemoteCall {
     public init(tags: [WakeTag]) { self.tags = tags }
 }
 
+/// Whether a rank can generate now (awake, with weights since a level-2 sleep); the reason when not.
+/// The driver asks every rank of a tensor-parallel engine before generating, so that a refusal is
+/// everyone's: a rank refusing alone would leave its peers waiting in an all-reduce.
+public struct CheckGenerationReady: RemoteCall {
+    public typealias Reply = String?
+    public static let name = "engine.checkGenerationReady"
+    public init() {}
+}
+
 /// Memory of one rank around a sleep or wake. On a GPU, the device's free memory before and after
 /// (`cuMemGetInfo`: what every process on the GPU sees); on a virtual CPU device, the bytes of the
 /// rank's weights and KV cache backed by pages (`mincore`).

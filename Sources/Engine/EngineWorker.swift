@@ -227,6 +227,14 @@ public final class EngineWorker: ClusterActor {
                                budgetBytes: state.budget.limit, usedBytes: state.budget.used, weightDType: state.config.dtype,
                                weightVersion: state.writeGate.version, weightsComplete: state.writeGate.incompleteWriterPID == nil)
         }
+        handlers.on(CheckGenerationReady.self) { _, _ in
+            do {
+                try state.checkAwake()
+                return nil
+            } catch let error as EngineError {
+                return error.message
+            }
+        }
         handlers.on(SleepRank.self) { call, _ in
             try await BlockingWork.run(name: "colocate.sleep") { try state.sleep(level: call.level) }
         }

@@ -132,7 +132,13 @@ public final class LLM: Sendable {
         if params.seed == nil { params.seed = UInt64.random(in: .min ... .max) }
         // A rank whose weights a sync left incomplete refuses to generate; alone, it would leave its
         // peers waiting in an all-reduce. Asking every rank first turns that into a clean refusal.
-        if ranks.ranks.count > 1 { _ = try await weightVersions() }
+        if ranks.ranks.count > 1 {
+            _ = try await weightVersions()
+            // The same for sleep: every rank asleep or awake alike, or nobody starts.
+            if let refusal = try await collectiveRPC(CheckGenerationReady()).compactMap({ $0 }).first {
+                throw EngineError(refusal)
+            }
+        }
         let perRank = try await generateOnEveryRank(GenerateTokens(prompts: prompts, params: params))
         guard perRank.allSatisfy({ $0 == perRank[0] }) else {
             throw EngineError(.ranksDisagree, "tensor-parallel ranks of \(ranks.name) produced different tokens")
