@@ -59,6 +59,18 @@ public final class SharedMemoryAllReduce: @unchecked Sendable {
         _ = cshim_futex_wake_all(generation)
     }
 
+    /// Marks the group of `segment` failed because of rank `failedRank`, from outside the ranks (the driver
+    /// that made the segment), and wakes every waiting rank, which then throws. For a rank that failed
+    /// alone while its peers wait in a barrier.
+    public static func abort(segment: HostMemory, failedRank: Int) {
+        let base = segment.baseAddress
+        let generation = (base + 4).assumingMemoryBound(to: UInt32.self)
+        let flag = (base + 8 + 4 * maxRanks).assumingMemoryBound(to: UInt32.self)
+        _ = cshim_atomic_cas_u32(flag, 0, UInt32(failedRank + 1))
+        _ = cshim_atomic_fetch_add_u32(generation, 0)
+        _ = cshim_futex_wake_all(generation)
+    }
+
     private func slot(_ r: Int) -> UnsafeMutablePointer<Float> {
         (memory.baseAddress + Self.headerBytes).assumingMemoryBound(to: Float.self) + r * slotFloats
     }

@@ -164,6 +164,14 @@ public final class LLM: Sendable {
             } catch {
                 // A bad request fails identically on every rank (a RemoteError each): nobody waits. A dead
                 // rank, or one rank's failure on GPUs, leaves its peers inside a collective.
+                if ranks.count > 1, !onGPUs, !(error is ActorDiedError), let segment = allReduceSegment,
+                   await Self.peersStillRunning(in: &group, afterFailureOf: ranks.count, settled: out.compactMap { $0 }.count + 1) {
+                    // A rank failed alone on CPU devices: its peers wait in the shared all-reduce. Abort it,
+                    // so they fail too instead of holding up every later call; the engine must be restarted.
+                    SharedMemoryAllReduce.abort(segment: segment, failedRank: 0)
+                    group.cancelAll()
+                    throw EngineError(.rankFailed, "\(error); it failed on some tensor-parallel ranks of \(self.ranks.name) while others were generating: the engine's all-reduce was aborted, restart the engine")
+                }
                 if ranks.count > 1 && (error is ActorDiedError || onGPUs) {
                     for rank in ranks { rank.kill() }
                     group.cancelAll()
@@ -173,6 +181,23 @@ public final class LLM: Sendable {
             }
             return out.map { $0! }
         }
+    }
+
+    /// After one rank's call failed: waits up to a few seconds for the other ranks' calls to end. Ranks
+    /// refusing the same bad request all answer at once; true when some rank is still running then
+    /// (inside a collective, waiting for the one that failed).
+    private static func peersStillRunning(in group: inout ThrowingTaskGroup<(Int, [[Completion]]), any Error>,
+                                          afterFailureOf count: Int, settled: Int) async -> Bool {
+        group.addTask {
+            try await Task.sleep(for: .seconds(5))
+            return (-1, [])
+        }
+        var settled = settled
+        while settled < count, let result = await group.nextResult() {
+            if case .success((let i, _)) = result, i == -1 { return true }
+            settled += 1
+        }
+        return false
     }
 
     /// What each rank set itself up with (device, budget, KV cache).

@@ -52,6 +52,21 @@ import Testing
         // The group stays failed: a later all-reduce refuses at once.
         #expect(throws: ComputeError.self) { try comms[1](Tensor([1], shape: [1])) }
     }
+
+    @Test func theDriverCanAbortTheGroupForARankThatFailedAlone() throws {
+        let segment = try SharedMemoryAllReduce.createSegment(worldSize: 2, slotFloats: 16)
+        let rank0 = SharedMemoryAllReduce(segment: segment, rank: 0, worldSize: 2, slotFloats: 16)
+        _ = SharedMemoryAllReduce(segment: segment, rank: 1, worldSize: 2, slotFloats: 16)  // alive, never arrives
+        let errors = ErrorBox()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            do { try rank0(Tensor([1, 2, 3], shape: [3])) } catch { errors.add(error) }
+            done.signal()
+        }.start()
+        SharedMemoryAllReduce.abort(segment: segment, failedRank: 1)
+        #expect(done.wait(timeout: .now() + 10) == .success, "rank 0 must not wait forever")
+        #expect(errors.all.map { String(describing: $0) }.first?.contains("rank 1 failed") == true, "\(errors.all)")
+    }
 }
 
 final class ErrorBox: @unchecked Sendable {
