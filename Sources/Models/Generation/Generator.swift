@@ -28,6 +28,7 @@ public final class Generator: @unchecked Sendable {
         let request: Int
         let sample: Int
         let prompt: [Int32]
+        let maxTokens: Int
         var output: [Int32] = []
         var logprobs: [Float] = []
         var rng: SplitMix64
@@ -40,12 +41,21 @@ public final class Generator: @unchecked Sendable {
 
     /// Completions for each prompt (`params.n` of them, in sample order). Runs as one
     /// `backend.perform`: on a GPU, the whole loop stays on the device's thread.
-    public func generate(prompts: [[Int32]], params: SamplingParams) throws -> [[Completion]] {
+    ///
+    /// `maxTokensPerPrompt`, when given, replaces `params.maxTokens` prompt by prompt (rollouts of
+    /// different lengths in one call, as vLLM takes a `SamplingParams` per prompt).
+    public func generate(prompts: [[Int32]], params: SamplingParams, maxTokensPerPrompt: [Int]? = nil) throws -> [[Completion]] {
         try params.validate()
-        return try model.backend.perform { try run(prompts: prompts, params: params) }
+        if let maxTokensPerPrompt {
+            guard maxTokensPerPrompt.count == prompts.count else {
+                throw ModelError("\(maxTokensPerPrompt.count) max-token limits for \(prompts.count) prompts")
+            }
+            if let bad = maxTokensPerPrompt.first(where: { $0 < 1 }) { throw ModelError("max tokens \(bad) must be at least 1") }
+        }
+        return try model.backend.perform { try run(prompts: prompts, params: params, maxTokensPerPrompt: maxTokensPerPrompt) }
     }
 
-    private func run(prompts: [[Int32]], params: SamplingParams) throws -> [[Completion]] {
+    private func run(prompts: [[Int32]], params: SamplingParams, maxTokensPerPrompt: [Int]?) throws -> [[Completion]] {
         let config = model.config
         let eos = Set(params.ignoreEOS ? [] : config.allEOSTokenIds.map { Int32($0) })
         let stops = eos.union(params.stopTokenIds)
@@ -67,7 +77,8 @@ public final class Generator: @unchecked Sendable {
             }
             for s in 0..<params.n {
                 let streamSeed = seed &+ UInt64(r) &* 0x100_0000_01B3 &+ UInt64(s) &* 0x9E37_79B9
-                waiting.append(Sequence(request: r, sample: s, prompt: prompt, rng: SplitMix64(seed: streamSeed)))
+                waiting.append(Sequence(request: r, sample: s, prompt: prompt, maxTokens: maxTokensPerPrompt?[r] ?? params.maxTokens,
+                                       rng: SplitMix64(seed: streamSeed)))
             }
         }
         waiting.reverse()  // pop from the end = first come, first served
@@ -161,7 +172,7 @@ public final class Generator: @unchecked Sendable {
                 seq.logprobs.append(logprob)
                 if stops.contains(token) {
                     seq.finish = .stop
-                } else if seq.output.count >= params.maxTokens || seq.all.count >= config.maxPositions {
+                } else if seq.output.count >= seq.maxTokens || seq.all.count >= config.maxPositions {
                     seq.finish = .length
                 }
                 if seq.finish != nil {
