@@ -47,11 +47,13 @@ public struct DecodeBenchmark: Sendable {
             let vocab = transformer.config.vocabSize
             let prompts = (0..<b).map { _ in (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(vocab - 4)) + 4 } }
             let blockSize = 16
-            let blocks = b * ((promptTokens + newTokens + blockSize - 1) / blockSize)
+            // One block more than the batch needs: a recorded decode step keeps one for its padding rows.
+            let blocks = b * ((promptTokens + newTokens + blockSize - 1) / blockSize) + 1
             let generator = Generator(model: transformer, cache: try transformer.makeCache(blockSize: blockSize, numBlocks: blocks))
             let prefillOnly = SamplingParams(maxTokens: 1, temperature: 0, ignoreEOS: true)
             let full = SamplingParams(maxTokens: newTokens, temperature: 0, ignoreEOS: true)
             _ = try generator.generate(prompts: [prompts[0]], params: prefillOnly)  // warm-up
+            try OpProfileReport.print(backend, label: "warm-up, discarded", top: 0)
             let t0 = ContinuousClock.now
             _ = try generator.generate(prompts: prompts, params: prefillOnly)
             let prefill = ContinuousClock.now - t0
@@ -62,7 +64,9 @@ public struct DecodeBenchmark: Sendable {
             let prefillS = prefill.inSeconds
             let newTotal = Double(b * newTokens)
             print(String(format: "%5d | %29.1f | %15.1f | %10.1f", b, newTotal / totalS,
-                         Double(b * (newTokens - 1)) / max(totalS - prefillS, 1e-9), prefillS * 1e3))
+                         Double(b * (newTokens - 1)) / max(totalS - prefillS, 1e-9), prefillS * 1e3)
+                + (generator.recordedStepShapes > 0 ? "   (decode as CUDA graphs: \(generator.recordedStepShapes) shapes)" : ""))
+            try OpProfileReport.print(backend, label: "batch \(b): prefill + full generation")
         }
     }
 }

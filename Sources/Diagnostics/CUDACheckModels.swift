@@ -66,12 +66,41 @@ struct CUDAModelCheck {
             + (same ? "equal to generate_greedy" : "got \(generated), expected \(greedy)"))
         if same { report.pass("\(name) greedy") } else { report.fail("\(name) greedy") }
 
+        try recordedDecode(name, gpu: gpu, prompt: prompt)
+
         for dtype in [DType.bf16, .f16] {
             let low = try LocalModel(directory: path, dtype: dtype, backend: backend).logits(inputIds: ids).floats()
             let lowCPU = try LocalModel(directory: path, dtype: dtype, backend: CPUBackend()).logits(inputIds: ids).floats()
             expect("\(name) \(dtype) logits vs transformers", maxDifference(low, expected),
                    Self.lowPrecisionRelativeTolerance * scale,
                    note: "CPU \(dtype) \(format(maxDifference(lowCPU, expected))), logit scale \(format(scale))")
+        }
+    }
+
+    /// Decode steps replayed as CUDA graphs give the tokens and log-probabilities of eager steps: 8
+    /// prompts of different lengths (one bucket, so the GEMMs have the same rows either way), greedy and
+    /// sampled with a seed, f32 and bf16 weights.
+    private mutating func recordedDecode(_ name: String, gpu: LocalModel, prompt: [Int32]) throws {
+        let prompts = (0..<8).map { i in Array((prompt + prompt + prompt).prefix(3 + 2 * i)) }
+        for dtype in [DType.f32, .bf16] {
+            let model = dtype == .f32 ? gpu.model : try LocalModel(directory: directory + "/" + name, dtype: dtype, backend: backend).model
+            for params in [SamplingParams(maxTokens: 20, temperature: 0, ignoreEOS: true),
+                           SamplingParams(maxTokens: 20, temperature: 0.8, topP: 0.9, topK: 20, seed: 7, ignoreEOS: true)] {
+                func run(recorded: Bool) throws -> ([[Int32]], [[Float]], Int) {
+                    try backend.perform {
+                        let generator = Generator(model: model, cache: try model.makeCache(blockSize: 4, numBlocks: 8 * 12 + 1))
+                        generator.recordsDecodeSteps = recorded
+                        let out = try generator.generate(prompts: prompts, params: params).map { $0[0] }
+                        return (out.map(\.tokenIds), out.map(\.logprobs), generator.recordedStepShapes)
+                    }
+                }
+                let eager = try run(recorded: false), graphs = try run(recorded: true)
+                let what = "\(name) \(dtype) \(params.temperature == 0 ? "greedy" : "sampled") decode as CUDA graphs"
+                let same = eager.0 == graphs.0 && eager.1 == graphs.1 && graphs.2 > 0
+                print("  \(same ? "PASS" : "FAIL") \(pad(what)) " + (same ? "tokens and log-probs equal to eager (\(graphs.2) shapes recorded)"
+                    : "recorded \(graphs.2) shapes; tokens equal: \(eager.0 == graphs.0), log-probs equal: \(eager.1 == graphs.1)"))
+                if same { report.pass(what) } else { report.fail(what) }
+            }
         }
     }
 

@@ -207,6 +207,11 @@ struct CUDAParityCheck {
             let gpuArgmax = try backend.download(chosen).integers()
             let referenceArgmax = CUDACheckReference.argmax(x, cols: cols).map(Int.init)
             expect("argmax [\(rows),\(cols)]", gpuArgmax.map(Float.init), referenceArgmax.map(Float.init), tolerance: 0)
+            let greedy = try backend.greedyTokens(input)
+            let referenceLogSoftmax = CUDACheckReference.softmax(x, cols: cols, logarithm: true)
+            expect("greedy tokens [\(rows),\(cols)]", greedy.map { Float($0.token) }, referenceArgmax.map(Float.init), tolerance: 0)
+            expect("greedy log-probs [\(rows),\(cols)]", greedy.map(\.logprob),
+                   referenceArgmax.enumerated().map { referenceLogSoftmax[$0.offset * cols + $0.element] }, tolerance: 2e-6)
 
             let uniforms = (0..<rows).map { _ in random.float(0, 1) }
             let sampled = try zeros([rows], .i32)

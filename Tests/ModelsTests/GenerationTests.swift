@@ -91,6 +91,21 @@ import Testing
     }
 
     /// A cache far smaller than the work forces preemption and recomputation; results are unchanged.
+    @Test func maxTokensPerPromptLimitsEachPrompt() throws {
+        let m = try model()
+        let prompts: [[Int32]] = [[1, 5, 9, 4], [1, 7], [1, 3, 3]]
+        let params = SamplingParams(maxTokens: 30, temperature: 0, ignoreEOS: true)
+        let generator = Generator(model: m.model, cache: try m.model.makeCache(blockSize: 4, numBlocks: 64), maxSequences: 2)
+        let limited = try generator.generate(prompts: prompts, params: params, maxTokensPerPrompt: [3, 17, 1])
+        #expect(limited.map { $0[0].tokenIds.count } == [3, 17, 1])
+        #expect(limited.allSatisfy { $0[0].finishReason == .length })
+        // Each prefix equals the same prompt's unlimited greedy completion (admitted as others finish).
+        let full = try m.generate(prompts: prompts, params: params)
+        for (a, b) in zip(limited, full) { #expect(Array(b[0].tokenIds.prefix(a[0].tokenIds.count)) == a[0].tokenIds) }
+        #expect(throws: ModelError.self) { try generator.generate(prompts: prompts, params: params, maxTokensPerPrompt: [3]) }
+        #expect(throws: ModelError.self) { try generator.generate(prompts: prompts, params: params, maxTokensPerPrompt: [3, 0, 1]) }
+    }
+
     @Test func preemptionDoesNotChangeGreedyResults() throws {
         let m = try model()
         let prompts: [[Int32]] = [[1, 5, 9, 4], [1, 7], [1, 3, 3, 3, 8, 2, 6], [1, 11]]

@@ -105,6 +105,17 @@ typedef CUresult (*PFN_cuLaunchKernel)(CUfunction function,
                                        unsigned int blockX, unsigned int blockY, unsigned int blockZ,
                                        unsigned int sharedMemoryBytes, CUstream stream,
                                        void **kernelParameters, void **extra);
+// CUDA graphs: a stream's work recorded once (stream capture) and replayed with one launch.
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphExec_st *CUgraphExec;
+/// CUstreamCaptureMode: RELAXED lets other threads make unsafe calls (cuMemAlloc) during a capture.
+static const int CU_STREAM_CAPTURE_MODE_RELAXED = 2;
+typedef CUresult (*PFN_cuStreamBeginCapture)(CUstream stream, int mode);                 // _v2
+typedef CUresult (*PFN_cuStreamEndCapture)(CUstream stream, CUgraph *graph);
+typedef CUresult (*PFN_cuGraphInstantiateWithFlags)(CUgraphExec *exec, CUgraph graph, unsigned long long flags);
+typedef CUresult (*PFN_cuGraphLaunch)(CUgraphExec exec, CUstream stream);
+typedef CUresult (*PFN_cuGraphExecDestroy)(CUgraphExec exec);
+typedef CUresult (*PFN_cuGraphDestroy)(CUgraph graph);
 typedef CUresult (*PFN_cuIpcGetMemHandle)(CUipcMemHandle *handle, CUdeviceptr pointer);
 typedef CUresult (*PFN_cuIpcOpenMemHandle)(CUdeviceptr *pointer, CUipcMemHandle handle, unsigned int flags); // _v2
 typedef CUresult (*PFN_cuIpcCloseMemHandle)(CUdeviceptr pointer);

@@ -16,6 +16,22 @@ extension CUDABackend: DeviceTokenSelection {
         }
     }
 
+    public func greedyTokens(_ logits: Tensor) throws -> [(token: Int32, logprob: Float)] {
+        let cols = logits.shape.last ?? 0
+        let rows = cols == 0 ? 0 : logits.count / cols
+        precondition(logits.dtype == .f32, "greedy tokens of \(logits)")
+        if rows == 0 { return [] }
+        let picks = try empty([rows, 2], dtype: .f32)
+        let (xa, pa) = (address(logits, "logits"), address(picks, "picks"))
+        perform("greedy") {
+            try launch("greedy_f32", grid: (rows, 1, 1), block: (SamplingKernels.logitThreads, 1, 1),
+                       [.address(xa), .address(pa), .int32(Int32(cols))])
+        }
+        let host = try download(picks)
+        let words = host.pointer(Float.self)
+        return (0..<rows).map { (Int32(bitPattern: words[2 * $0].bitPattern), words[2 * $0 + 1]) }
+    }
+
     /// Samples `out[n]` from the (unnormalised) probabilities `p[n, :]` by inverse CDF with `uniforms[n]`
     /// in [0, 1). p: [N, V] f32; out: [N] i32.
     public func sample(probabilities p: Tensor, uniforms: [Float], into out: Tensor) {
@@ -63,8 +79,7 @@ extension CUDABackend: DeviceTokenSelection {
         let rows = cols == 0 ? 0 : logits.count / cols
         let tokens = try zeros([rows], dtype: .i32), logprobs = try zeros([rows], dtype: .f32)
         // The kernel writes every element of the scratch before reading it: no need to zero it.
-        let scratch = try allocator.allocate(byteCount: max(logits.count, 1) * DType.f32.byteSize)
-            .tensor(dtype: .f32, shape: [logits.count])
+        let scratch = try empty([max(logits.count, 1)], dtype: .f32)
         sample(logits: logits, temperature: temperature, topK: topK, topP: topP, uniforms: uniforms,
                tokens: tokens, logprobs: logprobs, scratch: scratch)
         // The downloads wait for the kernel; the scratch must outlive it.

@@ -1,4 +1,5 @@
 import CCUDA
+import Foundation
 import Synchronization
 
 /// The op set on an NVIDIA GPU: GEMMs through cuBLASLt, everything else as CUDA C kernels compiled at
@@ -38,6 +39,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     private var stagingCapacity = 0
     private var stagingHead = 0
     private var uploadScratch: CUDABuffer?
+    /// Per-op GPU timing (`COLOCATE_PROFILE_OPS=1`); device-thread state.
+    var profile: CUDAOpProfile? = ProcessInfo.processInfo.environment["COLOCATE_PROFILE_OPS"] == "1" ? CUDAOpProfile() : nil
 
     /// Bytes of cuBLASLt workspace (Hopper kernels want 32 MiB).
     public static let gemmWorkspaceBytes = 32 << 20
@@ -74,7 +77,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
             try cudaDevice.sync {
                 if failure.withLock({ $0 != nil }) { return }
                 trainingState.operation &+= 1  // dates the cached bf16 conversions of training GEMMs
-                try body()
+                try timed(op, body)
             }
         } catch {
             fail(op, error)
@@ -87,6 +90,15 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
 
     /// The first failure of an op since the backend was made, if any.
     public var firstFailure: ComputeError? { failure.withLock { $0 } }
+
+    /// Forgets the first failure; whether there was one. Only for failures of ops that did not run on the
+    /// device (a refused graph capture).
+    func clearFailure() -> Bool {
+        failure.withLock { failure in
+            defer { failure = nil }
+            return failure != nil
+        }
+    }
 
     /// Waits for every queued op; throws the first failure of an op, or of the GPU.
     public func synchronize() throws {
@@ -139,7 +151,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     }
 
     /// Copies `values` into the pinned staging ring; when it wraps, waits for the copies still reading it.
-    private func stage<T: BitwiseCopyable>(_ values: [T], bytes: Int) throws -> UnsafeRawPointer {
+    func stage<T: BitwiseCopyable>(_ values: [T], bytes: Int) throws -> UnsafeRawPointer {
         let rounded = (bytes + 255) & ~255
         if stagingHead + rounded > stagingCapacity {
             try stream.synchronize()

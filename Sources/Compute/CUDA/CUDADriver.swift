@@ -53,6 +53,12 @@ final class CUDADriver: @unchecked Sendable {
     let cuModuleGetFunction: PFN_cuModuleGetFunction
     let cuFuncSetAttribute: PFN_cuFuncSetAttribute
     let cuLaunchKernel: PFN_cuLaunchKernel
+    let cuStreamBeginCapture: PFN_cuStreamBeginCapture
+    let cuStreamEndCapture: PFN_cuStreamEndCapture
+    let cuGraphInstantiateWithFlags: PFN_cuGraphInstantiateWithFlags
+    let cuGraphLaunch: PFN_cuGraphLaunch
+    let cuGraphExecDestroy: PFN_cuGraphExecDestroy
+    let cuGraphDestroy: PFN_cuGraphDestroy
     let cuIpcGetMemHandle: PFN_cuIpcGetMemHandle
     let cuIpcOpenMemHandle: PFN_cuIpcOpenMemHandle
     let cuIpcCloseMemHandle: PFN_cuIpcCloseMemHandle
@@ -113,6 +119,12 @@ final class CUDADriver: @unchecked Sendable {
         cuModuleGetFunction = try l.function("cuModuleGetFunction")
         cuFuncSetAttribute = try l.function("cuFuncSetAttribute")
         cuLaunchKernel = try l.function("cuLaunchKernel")
+        cuStreamBeginCapture = try l.function("cuStreamBeginCapture_v2")
+        cuStreamEndCapture = try l.function("cuStreamEndCapture")
+        cuGraphInstantiateWithFlags = try l.function("cuGraphInstantiateWithFlags")
+        cuGraphLaunch = try l.function("cuGraphLaunch")
+        cuGraphExecDestroy = try l.function("cuGraphExecDestroy")
+        cuGraphDestroy = try l.function("cuGraphDestroy")
         cuIpcGetMemHandle = try l.function("cuIpcGetMemHandle")
         cuIpcOpenMemHandle = try l.function("cuIpcOpenMemHandle_v2")
         cuIpcCloseMemHandle = try l.function("cuIpcCloseMemHandle")

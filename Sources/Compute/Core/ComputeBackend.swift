@@ -54,6 +54,10 @@ public protocol ComputeBackend: Sendable {
     /// A zero-filled tensor on this backend's device.
     func zeros(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor
 
+    /// A tensor whose contents are unspecified, for a result the next op writes whole (on a GPU it
+    /// skips the memset `zeros` queues). Defaults to `zeros`.
+    func empty(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor
+
     /// `y[n, o] = Σ_k x[n, k] · w[o, k] + b[o]`. x: [N, K] f32; weight: [O, K]; bias: [O]; y: [N, O] f32.
     func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor)
 
@@ -88,6 +92,31 @@ public protocol ComputeBackend: Sendable {
     /// query head h reads kv head `h / (heads / kvHeads)`. q, out: [N, heads, headDim].
     func attention(q: Tensor, kCache: Tensor, vCache: Tensor, layout: AttentionLayout, scale: Float, into out: Tensor)
 
+    // MARK: Indexing ops of a step (see `StepIndices`)
+
+    /// The step's index arrays as the ops below read them (uploaded once on a GPU). Defaults to the host arrays.
+    func prepareStep(tokens: [Int32], layout: AttentionLayout, logitRows: [Int32], positionOffset: Int32,
+                     rotary: RotaryEmbedding?) throws -> StepIndices
+
+    /// `y[n, :] = table[tokens[n], :]`.
+    func embedTokens(_ step: StepIndices, table: Tensor, into y: Tensor)
+
+    /// `y[n, :] += table[position[n] + positionOffset, :]` (learned positions).
+    func embedPositions(_ step: StepIndices, table: Tensor, into y: Tensor)
+
+    /// `rotary(x, positions:embedding:)` at the step's positions with `embedding` (the step's own
+    /// frequencies when they are the same).
+    func rotary(_ x: Tensor, step: StepIndices, embedding: RotaryEmbedding)
+
+    /// `writeKV(k:v:kCache:vCache:layout:)` with the step's layout.
+    func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, step: StepIndices)
+
+    /// `attention(q:kCache:vCache:layout:scale:into:)` with the step's layout.
+    func attention(q: Tensor, kCache: Tensor, vCache: Tensor, step: StepIndices, scale: Float, into out: Tensor)
+
+    /// `y[r, :] = x[logitRows[r], :]`.
+    func gatherLogitRows(_ step: StepIndices, from x: Tensor, into y: Tensor)
+
     /// Row-wise softmax and log-softmax over the last dimension. x, y: [N, V].
     func softmax(_ x: Tensor, into y: Tensor)
     func logSoftmax(_ x: Tensor, into y: Tensor)
@@ -113,6 +142,37 @@ public protocol ComputeBackend: Sendable {
 }
 
 extension ComputeBackend {
+    public func empty(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor { try zeros(shape, dtype: dtype) }
+
+    public func prepareStep(tokens: [Int32], layout: AttentionLayout, logitRows: [Int32], positionOffset: Int32,
+                            rotary: RotaryEmbedding?) throws -> StepIndices {
+        StepIndices(tokens: tokens, layout: layout, logitRows: logitRows, positionOffset: positionOffset, rotary: rotary)
+    }
+
+    public func embedTokens(_ step: StepIndices, table: Tensor, into y: Tensor) {
+        embedding(ids: step.tokens, table: table, into: y, accumulate: false)
+    }
+
+    public func embedPositions(_ step: StepIndices, table: Tensor, into y: Tensor) {
+        embedding(ids: step.layout.positionOfToken.map { $0 &+ step.positionOffset }, table: table, into: y, accumulate: true)
+    }
+
+    public func rotary(_ x: Tensor, step: StepIndices, embedding: RotaryEmbedding) {
+        rotary(x, positions: step.layout.positionOfToken, embedding: embedding)
+    }
+
+    public func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, step: StepIndices) {
+        writeKV(k: k, v: v, kCache: kCache, vCache: vCache, layout: step.layout)
+    }
+
+    public func attention(q: Tensor, kCache: Tensor, vCache: Tensor, step: StepIndices, scale: Float, into out: Tensor) {
+        attention(q: q, kCache: kCache, vCache: vCache, layout: step.layout, scale: scale, into: out)
+    }
+
+    public func gatherLogitRows(_ step: StepIndices, from x: Tensor, into y: Tensor) {
+        embedding(ids: step.logitRows, table: x, into: y, accumulate: false)
+    }
+
     /// Plain RoPE with base `theta`: angle `pos · theta^(-2i/d)`.
     public func rotary(_ x: Tensor, positions: [Int32], theta: Float) {
         rotary(x, positions: positions, embedding: RotaryEmbedding(theta: theta, headDim: x.shape[x.rank - 1]))

@@ -5,6 +5,10 @@ public protocol DeviceTokenSelection: ComputeBackend {
     /// `out[n] = argmax(x[n, :])`, the lowest index on ties (as `Sampler` picks). x: [N, V] f32; out: [N] i32.
     func argmax(_ x: Tensor, into out: Tensor)
 
+    /// The greedy token of each row of `logits` ([N, V] f32 on the device) — the argmax, lowest index on
+    /// ties — with its log-softmax value, computed on the device: one download of 2N numbers.
+    func greedyTokens(_ logits: Tensor) throws -> [(token: Int32, logprob: Float)]
+
     /// Samples one token per row of `logits` ([N, V] f32 on the device) with `uniforms[n]` in [0, 1),
     /// and returns each token with its raw log-probability (log-softmax of the unmodified logits, as
     /// `Sampler` reports). Probabilities are `softmax(logits / temperature)` (temperature > 0), truncated

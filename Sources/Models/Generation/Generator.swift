@@ -1,4 +1,5 @@
 import Compute
+import Foundation
 
 /// Generates completions with one model replica: continuous batching over a paged KV cache.
 ///
@@ -17,11 +18,35 @@ public final class Generator: @unchecked Sendable {
     /// Most sequences in one step (vLLM's `max_num_seqs`); the rest wait.
     public var maxSequences: Int
 
+    /// Whether decode steps (one new token per sequence) run as recorded graphs where the backend can
+    /// record them (``StepRecording``: CUDA graphs), padded to a batch-size bucket. On by default for one
+    /// rank; `COLOCATE_CUDA_GRAPHS=0` turns it off. Set before the first `generate`.
+    public var recordsDecodeSteps: Bool
+
     public init(model: TransformerModel, cache: KVCache, maxBatchTokens: Int = 4096, maxSequences: Int = 256) {
         self.model = model
         self.cache = cache
         self.maxBatchTokens = maxBatchTokens
         self.maxSequences = max(1, maxSequences)
+        recordsDecodeSteps = model.worldSize == 1 && cache.numBlocks >= 2
+            && ProcessInfo.processInfo.environment["COLOCATE_CUDA_GRAPHS"] != "0"
+            && ProcessInfo.processInfo.environment["COLOCATE_PROFILE_OPS"] != "1"
+    }
+
+    /// The recorded decode steps, made on first use. Tensor-parallel ranks stay eager: their all-reduce
+    /// runs outside the recorded stream.
+    private lazy var stepGraphs: (any StepGraphs)? = {
+        guard recordsDecodeSteps, model.worldSize == 1, cache.numBlocks >= 2, let recording = model.backend as? any StepRecording else { return nil }
+        return recording.makeStepGraphs()
+    }()
+
+    /// Decode shapes recorded so far (0 where steps are not recorded).
+    public var recordedStepShapes: Int { stepGraphs?.recordedShapes ?? 0 }
+
+    /// The batch size a decode step of `n` sequences is padded to, so that few shapes are recorded.
+    static func bucket(_ n: Int) -> Int {
+        for size in [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256] where n <= size { return size }
+        return (n + 63) / 64 * 64
     }
 
     private struct Sequence {
@@ -60,8 +85,13 @@ public final class Generator: @unchecked Sendable {
         let eos = Set(params.ignoreEOS ? [] : config.allEOSTokenIds.map { Int32($0) })
         let stops = eos.union(params.stopTokenIds)
         let seed = params.seed ?? UInt64.random(in: .min ... .max)
-        var allocator = BlockAllocator(numBlocks: cache.numBlocks, blockSize: cache.blockSize)
-        let capacityTokens = cache.numBlocks * cache.blockSize
+        // A recorded decode step pads its batch with rows that write their key and value into the last
+        // block, kept out of the allocator.
+        let graphs = stepGraphs
+        let usableBlocks = graphs == nil ? cache.numBlocks : cache.numBlocks - 1
+        let paddingBlock = Int32(cache.numBlocks - 1)
+        var allocator = BlockAllocator(numBlocks: usableBlocks, blockSize: cache.blockSize)
+        let capacityTokens = usableBlocks * cache.blockSize
 
         var waiting: [Sequence] = []
         for (r, prompt) in prompts.enumerated() {
@@ -122,18 +152,42 @@ public final class Generator: @unchecked Sendable {
 
             // Build the ragged batch.
             var tokens: [Int32] = [], seqOfToken: [Int32] = [], posOfToken: [Int32] = [], logitRows: [Int] = []
+            var tables = running.map(\.blocks)
             for (s, seq) in running.enumerated() {
-                let all = seq.all
-                for p in seq.cached..<all.count {
-                    tokens.append(all[p])
+                let length = seq.prompt.count + seq.output.count
+                if seq.cached == length - 1 {
+                    tokens.append(seq.output.last ?? seq.prompt[length - 1])
                     seqOfToken.append(Int32(s))
-                    posOfToken.append(Int32(p))
+                    posOfToken.append(Int32(length - 1))
+                } else {
+                    let all = seq.all
+                    for p in seq.cached..<all.count {
+                        tokens.append(all[p])
+                        seqOfToken.append(Int32(s))
+                        posOfToken.append(Int32(p))
+                    }
                 }
                 logitRows.append(tokens.count - 1)
             }
-            let layout = AttentionLayout(blockSize: cache.blockSize, blockTables: running.map(\.blocks),
-                                         sequenceOfToken: seqOfToken, positionOfToken: posOfToken)
-            let stepLogits = try model.forward(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows)
+            let stepLogits: Tensor
+            if let graphs, tokens.count == running.count {
+                // A decode step: padded to its bucket with rows at position 0 of the padding block.
+                for _ in running.count..<Self.bucket(running.count) {
+                    seqOfToken.append(Int32(tables.count))
+                    tables.append([paddingBlock])
+                    tokens.append(0)
+                    posOfToken.append(0)
+                    logitRows.append(tokens.count - 1)
+                }
+                let layout = AttentionLayout(blockSize: cache.blockSize, blockTables: tables,
+                                             sequenceOfToken: seqOfToken, positionOfToken: posOfToken)
+                let step = try model.prepareStep(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows)
+                stepLogits = try graphs.run(step) { try model.forward(step: $0, cache: cache) }
+            } else {
+                let layout = AttentionLayout(blockSize: cache.blockSize, blockTables: tables,
+                                             sequenceOfToken: seqOfToken, positionOfToken: posOfToken)
+                stepLogits = try model.forward(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows)
+            }
             let vocab = config.vocabSize
             // On a device that picks tokens itself, a token and a log-probability per sequence come back.
             // Otherwise the step's logits come back (CPU: no copy) and the host `Sampler` picks.
@@ -141,12 +195,14 @@ public final class Generator: @unchecked Sendable {
             let hostLogits: Tensor?
             if model.backend.device.kind != .cpu, let selector = model.backend as? any DeviceTokenSelection {
                 if params.temperature < Sampler.greedyTemperature {
-                    devicePicks = try Self.greedyChoices(stepLogits, selector)
+                    devicePicks = try selector.greedyTokens(stepLogits)
                 } else {
-                    // One uniform per sequence and step, as `Sampler.sample` draws on the host.
+                    // One uniform per sequence and step, as `Sampler.sample` draws on the host (and a
+                    // fixed one for each padding row of a recorded step).
                     var uniforms: [Float] = []
-                    uniforms.reserveCapacity(running.count)
+                    uniforms.reserveCapacity(stepLogits.shape[0])
                     for s in running.indices { uniforms.append(running[s].rng.nextUnitFloat()) }
+                    uniforms += repeatElement(0.5, count: stepLogits.shape[0] - running.count)
                     devicePicks = try selector.sampleTokens(stepLogits, temperature: params.temperature, topK: params.topK,
                                                             topP: params.topP, uniforms: uniforms)
                 }
@@ -191,22 +247,5 @@ public final class Generator: @unchecked Sendable {
             result[seq.request][seq.sample] = Completion(tokenIds: seq.output, logprobs: seq.logprobs, finishReason: seq.finish!)
         }
         return result.map { $0.map { $0! } }
-    }
-
-    /// Argmax and its log-softmax value for each row of `logits` ([m, V] on the device), computed there:
-    /// two downloads of m numbers instead of m × V logits. Ties go to the lowest index, as on the host.
-    static func greedyChoices(_ logits: Tensor, _ selector: any DeviceTokenSelection) throws -> [(token: Int32, logprob: Float)] {
-        let m = logits.shape[0], v = logits.shape[1]
-        let ids = try selector.zeros([m], dtype: .i32)
-        selector.argmax(logits, into: ids)
-        let logprobs = try selector.zeros([m, v], dtype: .f32)
-        selector.logSoftmax(logits, into: logprobs)
-        let tokens = try selector.download(ids).integers()
-        // Row r's pick is element r·V + token of the log-probabilities seen as an [m·V, 1] table.
-        let picked = try selector.zeros([m, 1], dtype: .f32)
-        selector.embedding(ids: tokens.enumerated().map { Int32($0.offset * v + $0.element) },
-                           table: logprobs.reshaped([m * v, 1]), into: picked, accumulate: false)
-        let values = try selector.download(picked).floats()
-        return zip(tokens, values).map { (Int32($0), $1) }
     }
 }

@@ -1,34 +1,38 @@
 import Compute
 
 /// Paged key/value cache of one model replica (one tensor-parallel rank): per layer, a key and a value
-/// tensor of `[numBlocks · blockSize, kvHeads, headDim]` f32, handed out in blocks by `BlockAllocator`.
+/// tensor of `[numBlocks · blockSize, kvHeads, headDim]` (f32, or the 16-bit type of a GPU model's
+/// weights, as a bf16 model in PyTorch keeps it), handed out in blocks by `BlockAllocator`.
 public final class KVCache: @unchecked Sendable {
     public let blockSize: Int
     public let numBlocks: Int
+    public let dtype: DType
     public let keys: [Tensor]
     public let values: [Tensor]
 
     /// Bytes one block takes across all layers (keys and values) for a rank holding `kvHeads` heads.
-    public static func bytesPerBlock(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int) -> Int {
-        2 * layers * blockSize * kvHeads * headDim * DType.f32.byteSize
+    public static func bytesPerBlock(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int, dtype: DType = .f32) -> Int {
+        2 * layers * blockSize * kvHeads * headDim * dtype.byteSize
     }
 
-    public convenience init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int, numBlocks: Int, backend: any ComputeBackend) throws(ComputeError) {
-        let bytes = Self.bytesPerBlock(layers: layers, kvHeads: kvHeads, headDim: headDim, blockSize: blockSize) * numBlocks
+    public convenience init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int, numBlocks: Int, dtype: DType = .f32,
+                            backend: any ComputeBackend) throws(ComputeError) {
+        let bytes = Self.bytesPerBlock(layers: layers, kvHeads: kvHeads, headDim: headDim, blockSize: blockSize, dtype: dtype) * numBlocks
         let storage = try backend.zeros([bytes / DType.f32.byteSize], dtype: .f32)
-        self.init(layers: layers, kvHeads: kvHeads, headDim: headDim, blockSize: blockSize, numBlocks: numBlocks, storage: storage)
+        self.init(layers: layers, kvHeads: kvHeads, headDim: headDim, blockSize: blockSize, numBlocks: numBlocks, dtype: dtype, storage: storage)
     }
 
-    /// A cache laid out in `storage`, one flat f32 tensor of at least `bytesPerBlock · numBlocks` bytes:
+    /// A cache laid out in `storage`, one flat tensor of at least `bytesPerBlock · numBlocks` bytes:
     /// every layer's keys, then values, are views of it, so the whole cache is one allocation that a
     /// sleep can release and a wake restore at the same addresses.
-    public init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int, numBlocks: Int, storage: Tensor) {
+    public init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int, numBlocks: Int, dtype: DType = .f32, storage: Tensor) {
         self.blockSize = blockSize
         self.numBlocks = numBlocks
+        self.dtype = dtype
         let shape = [numBlocks * blockSize, kvHeads, headDim]
-        let layerBytes = shape.reduce(1, *) * DType.f32.byteSize
+        let layerBytes = shape.reduce(1, *) * dtype.byteSize
         precondition(storage.isContiguous && storage.byteCount >= 2 * layers * layerBytes, "KV cache storage of \(storage.byteCount) bytes is too small")
-        func view(_ i: Int) -> Tensor { storage.view(byteOffset: i * layerBytes, dtype: .f32, shape: shape) }
+        func view(_ i: Int) -> Tensor { storage.view(byteOffset: i * layerBytes, dtype: dtype, shape: shape) }
         keys = (0..<layers).map { view(2 * $0) }
         values = (0..<layers).map { view(2 * $0 + 1) }
         self.storage = storage

@@ -47,7 +47,8 @@ public final class LocalModel: @unchecked Sendable {
             throw ModelError("\(prompts.count) prompts × n \(params.n) is more sequences than a KV cache can hold")
         }
         return try model.backend.perform {
-            let cache = try model.makeCache(blockSize: blockSize, numBlocks: max(1, blocks))
+            // One block more: a recorded decode step (GPU) keeps one for its padding rows.
+            let cache = try model.makeCache(blockSize: blockSize, numBlocks: blocks + 1)
             return try Generator(model: model, cache: cache).generate(prompts: prompts, params: params)
         }
     }

@@ -60,21 +60,31 @@ public final class TransformerModel: @unchecked Sendable {
         return config.rotaryEmbedding(sequenceLength: Int(positions.max() ?? 0) + 1)
     }
 
+    /// The KV cache's element type: on a GPU, the 16-bit type of 16-bit weights (a bf16 model in PyTorch
+    /// keeps bf16 keys and values, and decode reads the cache at every step: half the bytes); f32 otherwise.
+    public var cacheDType: DType {
+        guard backend.device.kind != .cpu else { return .f32 }
+        let table = config.architecture == .opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight"
+        let dtype = weights[table]?.dtype ?? .f32
+        return dtype == .bf16 || dtype == .f16 ? dtype : .f32
+    }
+
     /// Creates the KV cache this replica reads and writes.
     public func makeCache(blockSize: Int, numBlocks: Int) throws(ComputeError) -> KVCache {
         try KVCache(layers: config.numLayers, kvHeads: localKVHeads, headDim: config.headDim,
-                    blockSize: blockSize, numBlocks: numBlocks, backend: backend)
+                    blockSize: blockSize, numBlocks: numBlocks, dtype: cacheDType, backend: backend)
     }
 
-    /// Creates the KV cache in `storage` (one flat f32 tensor of `cacheBytesPerBlock · numBlocks` bytes).
+    /// Creates the KV cache in `storage` (one flat tensor of `cacheBytesPerBlock · numBlocks` bytes).
     public func makeCache(blockSize: Int, numBlocks: Int, storage: Tensor) -> KVCache {
         KVCache(layers: config.numLayers, kvHeads: localKVHeads, headDim: config.headDim,
-                blockSize: blockSize, numBlocks: numBlocks, storage: storage)
+                blockSize: blockSize, numBlocks: numBlocks, dtype: cacheDType, storage: storage)
     }
 
     /// Cache bytes per block for this replica.
     public func cacheBytesPerBlock(blockSize: Int) -> Int {
-        KVCache.bytesPerBlock(layers: config.numLayers, kvHeads: localKVHeads, headDim: config.headDim, blockSize: blockSize)
+        KVCache.bytesPerBlock(layers: config.numLayers, kvHeads: localKVHeads, headDim: config.headDim, blockSize: blockSize,
+                              dtype: cacheDType)
     }
 
     private func w(_ name: String) -> Tensor { weights[name]! }
@@ -84,10 +94,19 @@ public final class TransformerModel: @unchecked Sendable {
     /// `layout.sequenceOfToken[n]`; its key/value go to the cache. Returns f32 logits `[logitRows.count, V]`
     /// for the requested token rows (the last token of each sequence when generating).
     public func forward(tokens: [Int32], layout: AttentionLayout, cache: KVCache, logitRows: [Int]) throws -> Tensor {
-        let c = config, b = backend
-        let n = tokens.count, h = c.hiddenSize
+        try forward(step: prepareStep(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows), cache: cache)
+    }
+
+    /// Checks a step's indices against the model and `cache` and hands them to the backend
+    /// (``ComputeBackend/prepareStep(tokens:layout:logitRows:positionOffset:rotary:)``).
+    public func prepareStep(tokens: [Int32], layout: AttentionLayout, cache: KVCache, logitRows: [Int]) throws -> StepIndices {
+        let c = config, n = tokens.count
         for t in tokens where t < 0 || Int(t) >= c.vocabSize {
             throw ModelError("token id \(t) is outside the vocabulary (size \(c.vocabSize))")
+        }
+        guard layout.positionOfToken.count == n && layout.sequenceOfToken.count == n && layout.blockSize == cache.blockSize else {
+            throw ModelError("a step of \(n) tokens has a layout of \(layout.positionOfToken.count) positions and "
+                + "\(layout.sequenceOfToken.count) sequence indices, block size \(layout.blockSize) (the cache's: \(cache.blockSize))")
         }
         // Dynamic NTK exists to run past max_position_embeddings; the other variants stop there.
         if !c.ropeScaling.dependsOnSequenceLength {
@@ -95,16 +114,45 @@ public final class TransformerModel: @unchecked Sendable {
                 throw ModelError("position \(p) exceeds the model's \(c.maxPositions) positions")
             }
         }
+        for t in 0..<n {
+            let sequence = Int(layout.sequenceOfToken[t]), position = Int(layout.positionOfToken[t])
+            guard sequence >= 0 && sequence < layout.blockTables.count else {
+                throw ModelError("token \(t) belongs to sequence \(sequence), which has no block table")
+            }
+            guard position >= 0 && position / layout.blockSize < layout.blockTables[sequence].count else {
+                throw ModelError("position \(position) of sequence \(sequence) is beyond its block table")
+            }
+        }
+        for table in layout.blockTables {
+            if let bad = table.first(where: { $0 < 0 || Int($0) >= cache.numBlocks }) {
+                throw ModelError("KV block \(bad) is outside the cache of \(cache.numBlocks) blocks")
+            }
+        }
+        if let bad = logitRows.first(where: { $0 < 0 || $0 >= n }) {
+            throw ModelError("logit row \(bad) is outside the step's \(n) tokens")
+        }
+        let embedding = c.architecture == .opt ? nil : rotaryEmbedding(positions: layout.positionOfToken)
+        return try backend.prepareStep(tokens: tokens, layout: layout, logitRows: logitRows.map { Int32($0) },
+                                       positionOffset: c.architecture == .opt ? Int32(OPTLayout.positionOffset) : 0,
+                                       rotary: embedding)
+    }
 
-        let x = try embed(tokens: tokens, positions: layout.positionOfToken)
-        let normed = try b.zeros([n, h], dtype: .f32)
-        let scratch = try b.zeros([n, h], dtype: .f32)
+    /// Runs one step from indices made by ``prepareStep(tokens:layout:cache:logitRows:)``. Reads no host
+    /// array and allocates the same shapes for the same step shape, so a GPU backend can capture it once
+    /// as a graph and replay it with new indices.
+    public func forward(step: StepIndices, cache: KVCache) throws -> Tensor {
+        let c = config, b = backend
+        let n = step.tokens.count, h = c.hiddenSize
+
+        let x = try embed(step)
+        let normed = try b.empty([n, h], dtype: .f32)
+        let scratch = try b.empty([n, h], dtype: .f32)
         // Post-LN OPT (do_layer_norm_before = false, e.g. opt-350m) normalises after each residual add.
         let preNorm = !(c.architecture == .opt && !c.doLayerNormBefore)
         for layer in 0..<c.numLayers {
             let p = c.architecture == .opt ? "model.decoder.layers.\(layer)." : "model.layers.\(layer)."
             if preNorm { norm(x, prefix: p, site: .attention, into: normed) }
-            try attention(preNorm ? normed : x, prefix: p, layer: layer, layout: layout, cache: cache, into: scratch)
+            try attention(preNorm ? normed : x, prefix: p, layer: layer, step: step, cache: cache, into: scratch)
             b.add(x, scratch, into: x)
             if !preNorm { norm(x, prefix: p, site: .attention, into: x) }
 
@@ -115,9 +163,9 @@ public final class TransformerModel: @unchecked Sendable {
         }
 
         // Only the rows that need logits go through the final norm and the lm_head.
-        let m = logitRows.count
-        var last = try b.zeros([m, h], dtype: .f32)
-        b.embedding(ids: logitRows.map { Int32($0) }, table: x, into: last, accumulate: false)
+        let m = step.logitRows.count
+        var last = try b.empty([m, h], dtype: .f32)
+        b.gatherLogitRows(step, from: x, into: last)
         switch c.architecture {
         case .opt:
             if c.doLayerNormBefore {
@@ -125,7 +173,7 @@ public final class TransformerModel: @unchecked Sendable {
                             bias: w("model.decoder.final_layer_norm.bias"), eps: c.layerNormEps, into: last)
             }
             if let projectOut = wOpt("model.decoder.project_out.weight") {
-                let projected = try b.zeros([m, c.wordEmbedProjDim], dtype: .f32)
+                let projected = try b.empty([m, c.wordEmbedProjDim], dtype: .f32)
                 b.linear(last, weight: projectOut, bias: nil, into: projected)
                 last = projected
             }
@@ -133,28 +181,27 @@ public final class TransformerModel: @unchecked Sendable {
             b.rmsNorm(last, weight: w("model.norm.weight"), eps: c.rmsNormEps, into: last)
         }
         let head = wOpt("lm_head.weight") ?? w(c.architecture == .opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight")
-        let logits = try b.zeros([m, c.vocabSize], dtype: .f32)
+        let logits = try b.empty([m, c.vocabSize], dtype: .f32)
         b.linear(last, weight: head, bias: nil, into: logits)
         return logits
     }
 
-    private func embed(tokens: [Int32], positions: [Int32]) throws -> Tensor {
-        let c = config, b = backend, n = tokens.count
-        let x = try b.zeros([n, c.hiddenSize], dtype: .f32)
+    private func embed(_ step: StepIndices) throws -> Tensor {
+        let c = config, b = backend, n = step.tokens.count
+        let x = try b.empty([n, c.hiddenSize], dtype: .f32)
         switch c.architecture {
         case .opt:
             let table = w("model.decoder.embed_tokens.weight")
             if let projectIn = wOpt("model.decoder.project_in.weight") {
-                let small = try b.zeros([n, c.wordEmbedProjDim], dtype: .f32)
-                b.embedding(ids: tokens, table: table, into: small, accumulate: false)
+                let small = try b.empty([n, c.wordEmbedProjDim], dtype: .f32)
+                b.embedTokens(step, table: table, into: small)
                 b.linear(small, weight: projectIn, bias: nil, into: x)
             } else {
-                b.embedding(ids: tokens, table: table, into: x, accumulate: false)
+                b.embedTokens(step, table: table, into: x)
             }
-            let shifted = positions.map { $0 + Int32(OPTLayout.positionOffset) }
-            b.embedding(ids: shifted, table: w("model.decoder.embed_positions.weight"), into: x, accumulate: true)
+            b.embedPositions(step, table: w("model.decoder.embed_positions.weight"), into: x)
         case .llama, .qwen2:
-            b.embedding(ids: tokens, table: w("model.embed_tokens.weight"), into: x, accumulate: false)
+            b.embedTokens(step, table: w("model.embed_tokens.weight"), into: x)
         }
         return x
     }
@@ -176,23 +223,22 @@ public final class TransformerModel: @unchecked Sendable {
     /// Bias of a row-parallel layer: added by rank 0 only, so the all-reduce counts it once.
     private func rowBias(_ name: String) -> Tensor? { rank == 0 ? wOpt(name) : nil }
 
-    private func attention(_ x: Tensor, prefix p: String, layer: Int, layout: AttentionLayout, cache: KVCache, into out: Tensor) throws {
+    private func attention(_ x: Tensor, prefix p: String, layer: Int, step: StepIndices, cache: KVCache, into out: Tensor) throws {
         let c = config, b = backend, n = x.shape[0], d = c.headDim
         let attn = p + "self_attn."
-        let q = try b.zeros([n, localHeads, d], dtype: .f32)
-        let k = try b.zeros([n, localKVHeads, d], dtype: .f32)
-        let v = try b.zeros([n, localKVHeads, d], dtype: .f32)
+        let q = try b.empty([n, localHeads, d], dtype: .f32)
+        let k = try b.empty([n, localKVHeads, d], dtype: .f32)
+        let v = try b.empty([n, localKVHeads, d], dtype: .f32)
         b.linear(x, weight: w(attn + "q_proj.weight"), bias: wOpt(attn + "q_proj.bias"), into: q.reshaped([n, localHeads * d]))
         b.linear(x, weight: w(attn + "k_proj.weight"), bias: wOpt(attn + "k_proj.bias"), into: k.reshaped([n, localKVHeads * d]))
         b.linear(x, weight: w(attn + "v_proj.weight"), bias: wOpt(attn + "v_proj.bias"), into: v.reshaped([n, localKVHeads * d]))
-        if c.architecture != .opt {
-            let embedding = rotaryEmbedding(positions: layout.positionOfToken)
-            b.rotary(q, positions: layout.positionOfToken, embedding: embedding)
-            b.rotary(k, positions: layout.positionOfToken, embedding: embedding)
+        if let embedding = step.rotary {
+            b.rotary(q, step: step, embedding: embedding)
+            b.rotary(k, step: step, embedding: embedding)
         }
-        b.writeKV(k: k, v: v, kCache: cache.keys[layer], vCache: cache.values[layer], layout: layout)
-        let context = try b.zeros([n, localHeads, d], dtype: .f32)
-        b.attention(q: q, kCache: cache.keys[layer], vCache: cache.values[layer], layout: layout,
+        b.writeKV(k: k, v: v, kCache: cache.keys[layer], vCache: cache.values[layer], step: step)
+        let context = try b.empty([n, localHeads, d], dtype: .f32)
+        b.attention(q: q, kCache: cache.keys[layer], vCache: cache.values[layer], step: step,
                     scale: 1 / Float(d).squareRoot(), into: context)
         let outName = c.architecture == .opt ? "out_proj" : "o_proj"
         b.linear(context.reshaped([n, localHeads * d]), weight: w(attn + outName + ".weight"),
@@ -203,14 +249,14 @@ public final class TransformerModel: @unchecked Sendable {
     private func mlp(_ x: Tensor, prefix p: String, into out: Tensor) throws {
         let c = config, b = backend, n = x.shape[0]
         let f = c.intermediateSize / worldSize
-        let hidden = try b.zeros([n, f], dtype: .f32)
+        let hidden = try b.empty([n, f], dtype: .f32)
         switch c.architecture {
         case .opt:
             b.linear(x, weight: w(p + "fc1.weight"), bias: wOpt(p + "fc1.bias"), into: hidden)
             b.activation(c.hiddenAct, hidden, into: hidden)
             b.linear(hidden, weight: w(p + "fc2.weight"), bias: rowBias(p + "fc2.bias"), into: out)
         case .llama, .qwen2:
-            let up = try b.zeros([n, f], dtype: .f32)
+            let up = try b.empty([n, f], dtype: .f32)
             b.linear(x, weight: w(p + "mlp.gate_proj.weight"), bias: wOpt(p + "mlp.gate_proj.bias"), into: hidden)
             b.linear(x, weight: w(p + "mlp.up_proj.weight"), bias: wOpt(p + "mlp.up_proj.bias"), into: up)
             b.swiGLU(gate: hidden, up: up, into: hidden)

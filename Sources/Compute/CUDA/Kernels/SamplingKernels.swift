@@ -10,7 +10,7 @@
 /// uniform: the host walks the kept tokens in order of probability when it truncates.
 enum SamplingKernels {
     static let kernels = CUDAKernelSource(family: "sampling", source: source,
-                                          functions: ["argmax_f32", "sample_f32", "sample_logits_f32"])
+                                          functions: ["argmax_f32", "greedy_f32", "sample_f32", "sample_logits_f32"])
     /// Threads per block of `argmax_f32` and `sample_f32` (`sample_f32` keeps one partial sum per thread
     /// in shared memory).
     static let threads = 256
@@ -38,6 +38,38 @@ extern "C" __global__ void argmax_f32(const float* x, int* out, int cols) {
     if (threadIdx.x == 0) {
         for (int w = 1; w < (int)(blockDim.x >> 5); w++) better(v, index, values[w], indices[w]);
         out[blockIdx.x] = index == 0x7fffffff ? 0 : index;
+    }
+}
+
+// Greedy choice per row (one block per row): the argmax (lowest index on ties) and its log-softmax value,
+// out[2r] = the index's bits, out[2r + 1] = x[index] - max - log(sum exp(x - max)): one download of 2N
+// numbers instead of an argmax and a log-softmax of the whole [N, V] logits. Non-finite logits give a
+// NaN log-probability, which the caller reports.
+extern "C" __global__ void greedy_f32(const float* x, float* out, int cols) {
+    __shared__ float values[32], scratch[32];
+    __shared__ int indices[32];
+    __shared__ float rowMax;
+    __shared__ int rowIndex;
+    const float* xr = x + (i64)blockIdx.x * cols;
+    float v = NEG_INF;
+    int index = 0x7fffffff;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) better(v, index, xr[i], i);
+    for (int o = 16; o > 0; o >>= 1) better(v, index, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, index, o));
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) { values[warp] = v; indices[warp] = index; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++) better(v, index, values[w], indices[w]);
+        rowMax = v;
+        rowIndex = index == 0x7fffffff ? 0 : index;
+    }
+    __syncthreads();
+    float m = rowMax, sum = 0.0f;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) sum += expf(xr[i] - m);
+    sum = block_sum(sum, scratch);
+    if (threadIdx.x == 0) {
+        out[2 * (i64)blockIdx.x] = __int_as_float(rowIndex);
+        out[2 * (i64)blockIdx.x + 1] = xr[rowIndex] - m - logf(sum);
     }
 }
 

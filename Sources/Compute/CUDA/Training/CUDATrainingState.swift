@@ -26,6 +26,12 @@ final class CUDATrainingState {
     /// converted once for both `linearBackwardInput` and `linearBackwardWeight`.
     var conversions: [Conversion] = []
     var conversionsOperation: UInt64 = 0
+    /// A graph is being captured on the stream: nothing may synchronise it.
+    var recording = false
+    /// Graphs were captured: a workspace that grows keeps its old buffer alive (`retired`), because a
+    /// graph may write there on replay.
+    var graphsRecorded = false
+    var retired: [CUDABuffer] = []
 
     struct Conversion {
         var source: UInt64
@@ -73,8 +79,10 @@ extension CUDABackend {
     /// ops that may still read the old one).
     func workspace(_ slot: CUDATrainingState.Workspace, bytes: Int) throws -> UInt64 {
         if let buffer = trainingState.workspaces[slot], buffer.byteCount >= bytes { return buffer.deviceAddress }
+        if trainingState.recording { throw ComputeError("workspace \(slot) must grow during a graph capture") }
         try stream.synchronize()
         let old = trainingState.workspaces[slot]?.byteCount ?? 0
+        if trainingState.graphsRecorded, let previous = trainingState.workspaces[slot] { trainingState.retired.append(previous) }
         trainingState.workspaces[slot] = nil
         let buffer = try allocator.allocate(byteCount: max(bytes, old * 2, 1 << 16))
         trainingState.workspaces[slot] = buffer
