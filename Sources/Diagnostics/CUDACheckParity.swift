@@ -103,6 +103,25 @@ struct CUDAParityCheck {
                 backend.rmsNorm(try up(x, [rows, hidden]), weight: try up(w, [hidden], dtype), eps: 1e-6, into: z)
                 expect("rmsNorm \(dtype) [\(rows),\(hidden)]", try backend.floats(z),
                        CUDACheckReference.rmsNorm(x, wr, hidden: hidden, eps: 1e-6), tolerance: 1e-5)
+                // The residual add fused with the norm, written in f32 or in the weights' type. A 16-bit
+                // result may round to the neighbour of the rounded reference (|y| < 8: one bf16 step ≤ 1/32).
+                let r = random.floats(rows * hidden, -1, 1)
+                let sum = zip(x, r).map(+)
+                for output in Set([DType.f32, dtype]) {
+                    let tolerance: Float = output == .f32 ? 1e-5 : 0.04
+                    let xl = try up(x, [rows, hidden]), yl = try zeros([rows, hidden], output)
+                    backend.residualLayerNorm(xl, adding: try up(r, [rows, hidden]), weight: try up(w, [hidden], dtype),
+                                              bias: try up(b, [hidden], dtype), eps: 1e-5, into: yl)
+                    expect("residual add before layerNorm [\(rows),\(hidden)]", try backend.floats(xl), sum, tolerance: 0)
+                    expect("residual layerNorm \(dtype) → \(output) [\(rows),\(hidden)]", try backend.floats(yl),
+                           CUDACheckReference.rounded(CUDACheckReference.layerNorm(sum, wr, br, hidden: hidden, eps: 1e-5), to: output),
+                           tolerance: tolerance)
+                    let xr = try up(x, [rows, hidden]), yr = try zeros([rows, hidden], output)
+                    backend.residualRMSNorm(xr, adding: try up(r, [rows, hidden]), weight: try up(w, [hidden], dtype), eps: 1e-6, into: yr)
+                    expect("residual rmsNorm \(dtype) → \(output) [\(rows),\(hidden)]", try backend.floats(yr),
+                           CUDACheckReference.rounded(CUDACheckReference.rmsNorm(sum, wr, hidden: hidden, eps: 1e-6), to: output),
+                           tolerance: tolerance)
+                }
             }
         }
     }
@@ -140,6 +159,18 @@ struct CUDAParityCheck {
         let y = try zeros([n])
         backend.swiGLU(gate: try up(g, [n]), up: try up(x, [n]), into: y)
         expect("swiGLU", try backend.floats(y), zip(g, x).map { CUDACheckReference.activation(.silu, $0) * $1 }, tolerance: 2e-6)
+        // 16-bit results (the next GEMM's operands): the rounded reference, give or take one step (|y| ≤ 36: 1/4 for bf16).
+        for output in [DType.bf16, .f16] {
+            let tolerance: Float = output == .bf16 ? 0.25 : 0.02
+            let a = try zeros([n], output)
+            backend.activation(.gelu, try up(x, [n]), into: a)
+            expect("activation gelu → \(output)", try backend.floats(a),
+                   CUDACheckReference.rounded(x.map { CUDACheckReference.activation(.gelu, $0) }, to: output), tolerance: tolerance)
+            let s = try zeros([n], output)
+            backend.swiGLU(gate: try up(g, [n]), up: try up(x, [n]), into: s)
+            expect("swiGLU → \(output)", try backend.floats(s),
+                   CUDACheckReference.rounded(zip(g, x).map { CUDACheckReference.activation(.silu, $0) * $1 }, to: output), tolerance: tolerance)
+        }
         let a = try up(x, [n])
         backend.add(a, try up(g, [n]), into: a)
         expect("add (in place)", try backend.floats(a), zip(x, g).map(+), tolerance: 0)
@@ -188,6 +219,16 @@ struct CUDAParityCheck {
                 let reference = CUDACheckReference.attention(q: q, kCache: referenceK, vCache: referenceV, layout: layout,
                                                              heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
                 expect("attention \(label) (\(tokens) tokens)", try backend.floats(out), reference, tolerance: 2e-5)
+                // The same through the step's uploaded indices (what the model and CUDA graphs use), in f32
+                // and in bf16 (|out| ≤ 1: one bf16 step ≤ 1/256).
+                let step = try backend.prepareStep(tokens: [Int32](repeating: 0, count: tokens), layout: layout, logitRows: [],
+                                                   positionOffset: 0, rotary: nil)
+                let viaStep = try zeros([tokens, heads, headDim]), viaStep16 = try zeros([tokens, heads, headDim], .bf16)
+                let qd = try up(q, [tokens, heads, headDim])
+                backend.attention(q: qd, kCache: kCache, vCache: vCache, step: step, scale: scale, into: viaStep)
+                backend.attention(q: qd, kCache: kCache, vCache: vCache, step: step, scale: scale, into: viaStep16)
+                expect("attention via step indices \(label)", try backend.floats(viaStep), try backend.floats(out), tolerance: 0)
+                expect("attention → bf16 \(label)", try backend.floats(viaStep16), CUDACheckReference.rounded(reference, to: .bf16), tolerance: 0.008)
             }
         }
     }

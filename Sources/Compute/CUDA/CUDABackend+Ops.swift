@@ -21,7 +21,8 @@ extension CUDABackend {
         precondition(x.rank == 2 && weight.rank == 2 && y.rank == 2, "linear of \(x) by \(weight) into \(y)")
         let (n, k, o) = (x.shape[0], x.shape[1], weight.shape[0])
         precondition(weight.shape[1] == k && y.shape == [n, o], "linear of \(x.shape) by \(weight.shape) into \(y.shape)")
-        precondition(x.dtype == .f32 && y.dtype == .f32, "linear takes and makes f32 activations")
+        precondition((x.dtype == .f32 || x.dtype == weight.dtype) && y.dtype == .f32,
+                     "linear takes f32 activations (or operands of the weight's type) and makes f32")
         if let bias { precondition(bias.count == o, "bias \(bias.shape) for \(o) outputs") }
         let (xa, wa, ya) = (address(x, "x"), address(weight, "weight"), address(y, "y"))
         let ba = bias.map { address($0, "bias") }
@@ -33,7 +34,7 @@ extension CUDABackend {
             }
             // 16-bit weights: x rounded to their type, reusing the copy the previous op made of the same
             // memory (q, k and v read one x).
-            let operand = try gemmOperands([(xa, n * k)], dtype: weight.dtype, writes: [(ya, y.byteCount)])[0]
+            let operand = x.dtype == weight.dtype ? xa : try gemmOperands([(xa, n * k)], dtype: weight.dtype, writes: [(ya, y.byteCount)])[0]
             try gemm.matmul(w: wa, x: operand, y: ya, rows: n, outputs: o, inputs: k, abType: weight.dtype,
                             beta: bias == nil ? 0 : 1, stream: stream.handle)
         }
@@ -82,6 +83,35 @@ extension CUDABackend {
         }
     }
 
+    public func residualLayerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, eps: Float, into y: Tensor) {
+        residualNorm("layernorm", x, adding: residual, weight: weight, bias: bias, eps: eps, into: y)
+    }
+
+    public func residualRMSNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, eps: Float, into y: Tensor) {
+        residualNorm("rmsnorm", x, adding: residual, weight: weight, bias: nil, eps: eps, into: y)
+    }
+
+    private func residualNorm(_ kind: String, _ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor?, eps: Float, into y: Tensor) {
+        let hidden = x.shape.last ?? 0
+        precondition(x.shape == y.shape && x.dtype == .f32 && y.dtype.isFloatingPoint && weight.count == hidden
+                     && (bias.map { $0.count == hidden && $0.dtype == weight.dtype } ?? true)
+                     && (residual.map { $0.count == x.count && $0.dtype == .f32 } ?? true),
+                     "residual \(kind) of \(x) + \(residual.map { "\($0)" } ?? "nothing") with \(weight) into \(y)")
+        let rows = hidden == 0 ? 0 : x.count / hidden
+        let (xa, wa, ya) = (address(x, "x"), address(weight, "weight"), address(y, "y"))
+        precondition(xa != ya, "residual \(kind): y must not alias x")
+        let ra = residual.map { address($0, "residual") } ?? 0
+        let ba = bias.map { address($0, "bias") }
+        if rows == 0 { return }
+        perform(kind) {
+            var arguments: [KernelArgument] = [.address(xa), .address(ra), .address(wa)]
+            if let ba { arguments.append(.address(ba)) }
+            arguments += [.address(ya), .int32(Int32(hidden)), .float(eps)]
+            try launch("residual_\(kind)_\(Self.kernelSuffix(weight.dtype))_to_\(Self.kernelSuffix(y.dtype))", grid: (rows, 1, 1),
+                       block: (256, 1, 1), arguments)
+        }
+    }
+
     public func rotary(_ x: Tensor, positions: [Int32], embedding: RotaryEmbedding) {
         precondition(x.rank == 3 && x.shape[0] == positions.count && x.shape[2] % 2 == 0 && x.dtype == .f32,
                      "rotary of \(x) at \(positions.count) positions")
@@ -103,22 +133,22 @@ extension CUDABackend {
     }
 
     public func activation(_ kind: Activation, _ x: Tensor, into y: Tensor) {
-        precondition(x.count == y.count && x.dtype == .f32 && y.dtype == .f32, "activation of \(x) into \(y)")
+        precondition(x.count == y.count && x.dtype == .f32 && y.dtype.isFloatingPoint, "activation of \(x) into \(y)")
         let (xa, ya) = (address(x, "x"), address(y, "y"))
         if x.count == 0 { return }
         perform("activation") {
-            try launch("activation_f32", grid: (Self.blocks(x.count), 1, 1), block: (256, 1, 1),
+            try launch(ElementwiseKernels.name("activation_f32", writing: y.dtype), grid: (Self.blocks(x.count), 1, 1), block: (256, 1, 1),
                        [.address(xa), .address(ya), .int64(Int64(x.count)), .int32(ElementwiseKernels.code(of: kind))])
         }
     }
 
     public func swiGLU(gate: Tensor, up: Tensor, into y: Tensor) {
-        precondition(gate.count == up.count && up.count == y.count && [gate.dtype, up.dtype, y.dtype].allSatisfy { $0 == .f32 },
+        precondition(gate.count == up.count && up.count == y.count && gate.dtype == .f32 && up.dtype == .f32 && y.dtype.isFloatingPoint,
                      "SwiGLU of \(gate), \(up) into \(y)")
         let (ga, ua, ya) = (address(gate, "gate"), address(up, "up"), address(y, "y"))
         if y.count == 0 { return }
         perform("swiGLU") {
-            try launch("swiglu_f32", grid: (Self.blocks(y.count), 1, 1), block: (256, 1, 1),
+            try launch(ElementwiseKernels.name("swiglu_f32", writing: y.dtype), grid: (Self.blocks(y.count), 1, 1), block: (256, 1, 1),
                        [.address(ga), .address(ua), .address(ya), .int64(Int64(y.count))])
         }
     }

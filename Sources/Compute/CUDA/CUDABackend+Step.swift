@@ -130,7 +130,7 @@ extension CUDABackend {
     public func attention(q: Tensor, kCache: Tensor, vCache: Tensor, step: StepIndices, scale: Float, into out: Tensor) {
         guard let d = device(step) else { return attention(q: q, kCache: kCache, vCache: vCache, layout: step.layout, scale: scale, into: out) }
         precondition(q.rank == 3 && q.shape == out.shape && kCache.shape == vCache.shape && kCache.rank == 3
-                     && kCache.dtype == vCache.dtype && kCache.shape[2] == q.shape[2] && q.dtype == .f32 && out.dtype == .f32
+                     && kCache.dtype == vCache.dtype && kCache.shape[2] == q.shape[2] && q.dtype == .f32 && out.dtype.isFloatingPoint
                      && d.packed.tokens == q.shape[0], "attention of \(q) over \(kCache) into \(out)")
         let (tokens, heads, headDim, kvHeads) = (q.shape[0], q.shape[1], q.shape[2], kCache.shape[1])
         precondition(kvHeads > 0 && heads % kvHeads == 0, "\(heads) query heads over \(kvHeads) KV heads")
@@ -138,7 +138,7 @@ extension CUDABackend {
         let (qa, kca, vca, oa) = (address(q, "q"), address(kCache, "kCache"), address(vCache, "vCache"), address(out, "out"))
         if tokens == 0 { return }
         perform("attention") {
-            try launch("paged_attention_\(Self.kernelSuffix(kCache.dtype))", grid: (tokens, heads, 1),
+            try launch(AttentionKernels.name(cache: kCache.dtype, writing: out.dtype), grid: (tokens, heads, 1),
                        block: (32 * AttentionKernels.attentionWarps, 1, 1),
                        [.address(qa), .address(kca), .address(vca), .address(oa), .address(d.address(ofWord: d.packed.positions, on: self)),
                         .int32(Int32(tokens)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)),

@@ -70,6 +70,14 @@ public protocol ComputeBackend: Sendable {
     /// RMS norm over the last dimension: `y = x / sqrt(mean(x²) + eps) · w`. x, y: [N, H].
     func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, into y: Tensor)
 
+    /// `x += residual` (when given), then `y = layerNorm(x)`: a block's residual add and the next norm in
+    /// one pass. x: [N, H] f32, updated in place; y: [N, H], f32 — or, on backends whose `linear` takes
+    /// 16-bit operands, the weights' 16-bit type. y must not alias x.
+    func residualLayerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, eps: Float, into y: Tensor)
+
+    /// `x += residual` (when given), then `y = rmsNorm(x)`; as ``residualLayerNorm(_:adding:weight:bias:eps:into:)``.
+    func residualRMSNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, eps: Float, into y: Tensor)
+
     /// Rotary position embedding in place, HF "rotate half" convention: for each head, pairs
     /// (i, i + d/2) for i < d/2 rotate by angle `f32(pos) · embedding.inverseFrequencies[i]`, with
     /// cos and sin scaled by `embedding.attentionScaling`. x: [N, heads, headDim].
@@ -143,6 +151,16 @@ public protocol ComputeBackend: Sendable {
 
 extension ComputeBackend {
     public func empty(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor { try zeros(shape, dtype: dtype) }
+
+    public func residualLayerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, eps: Float, into y: Tensor) {
+        if let residual { add(x, residual, into: x) }
+        layerNorm(x, weight: weight, bias: bias, eps: eps, into: y)
+    }
+
+    public func residualRMSNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, eps: Float, into y: Tensor) {
+        if let residual { add(x, residual, into: x) }
+        rmsNorm(x, weight: weight, eps: eps, into: y)
+    }
 
     public func prepareStep(tokens: [Int32], layout: AttentionLayout, logitRows: [Int32], positionOffset: Int32,
                             rotary: RotaryEmbedding?) throws -> StepIndices {

@@ -145,21 +145,34 @@ public final class TransformerModel: @unchecked Sendable {
         let n = step.tokens.count, h = c.hiddenSize
 
         let x = try embed(step)
-        let normed = try b.empty([n, h], dtype: .f32)
         let scratch = try b.empty([n, h], dtype: .f32)
-        // Post-LN OPT (do_layer_norm_before = false, e.g. opt-350m) normalises after each residual add.
-        let preNorm = !(c.architecture == .opt && !c.doLayerNormBefore)
-        for layer in 0..<c.numLayers {
-            let p = c.architecture == .opt ? "model.decoder.layers.\(layer)." : "model.layers.\(layer)."
-            if preNorm { norm(x, prefix: p, site: .attention, into: normed) }
-            try attention(preNorm ? normed : x, prefix: p, layer: layer, step: step, cache: cache, into: scratch)
-            b.add(x, scratch, into: x)
-            if !preNorm { norm(x, prefix: p, site: .attention, into: x) }
-
-            if preNorm { norm(x, prefix: p, site: .mlp, into: normed) }
-            try mlp(preNorm ? normed : x, prefix: p, into: scratch)
-            b.add(x, scratch, into: x)
-            if !preNorm { norm(x, prefix: p, site: .mlp, into: x) }
+        if c.architecture == .opt && !c.doLayerNormBefore {
+            // Post-LN OPT (do_layer_norm_before = false, e.g. opt-350m) normalises after each residual add.
+            for layer in 0..<c.numLayers {
+                let p = layerPrefix(layer)
+                try attention(x, prefix: p, layer: layer, step: step, cache: cache, into: scratch)
+                b.add(x, scratch, into: x)
+                norm(x, prefix: p, site: .attention, into: x)
+                try mlp(x, prefix: p, into: scratch)
+                b.add(x, scratch, into: x)
+                norm(x, prefix: p, site: .mlp, into: x)
+            }
+        } else {
+            // Pre-LN: each residual add is fused with the norm after it, which writes the operands of the
+            // next GEMMs in their type (16-bit weights on a GPU).
+            let normed = try b.empty([n, h], dtype: operandType)
+            residualNorm(x, adding: nil, prefix: layerPrefix(0), site: .attention, into: normed)
+            for layer in 0..<c.numLayers {
+                let p = layerPrefix(layer)
+                try attention(normed, prefix: p, layer: layer, step: step, cache: cache, into: scratch)
+                residualNorm(x, adding: scratch, prefix: p, site: .mlp, into: normed)
+                try mlp(normed, prefix: p, into: scratch)
+                if layer + 1 < c.numLayers {
+                    residualNorm(x, adding: scratch, prefix: layerPrefix(layer + 1), site: .attention, into: normed)
+                } else {
+                    b.add(x, scratch, into: x)
+                }
+            }
         }
 
         // Only the rows that need logits go through the final norm and the lm_head.
@@ -208,6 +221,28 @@ public final class TransformerModel: @unchecked Sendable {
 
     private enum NormSite { case attention, mlp }
 
+    private func layerPrefix(_ layer: Int) -> String {
+        config.architecture == .opt ? "model.decoder.layers.\(layer)." : "model.layers.\(layer)."
+    }
+
+    /// The type of the activations that only feed GEMMs (normed inputs, attention context, MLP hidden
+    /// after its activation): on a GPU with 16-bit weights, that type, written by the op that makes
+    /// them instead of converted before each GEMM; f32 otherwise.
+    var operandType: DType { cacheDType }
+
+    private func residualNorm(_ x: Tensor, adding residual: Tensor?, prefix p: String, site: NormSite, into y: Tensor) {
+        let c = config
+        switch c.architecture {
+        case .opt:
+            let name = site == .attention ? "self_attn_layer_norm" : "final_layer_norm"
+            backend.residualLayerNorm(x, adding: residual, weight: w(p + name + ".weight"), bias: w(p + name + ".bias"),
+                                      eps: c.layerNormEps, into: y)
+        case .llama, .qwen2:
+            let name = site == .attention ? "input_layernorm" : "post_attention_layernorm"
+            backend.residualRMSNorm(x, adding: residual, weight: w(p + name + ".weight"), eps: c.rmsNormEps, into: y)
+        }
+    }
+
     private func norm(_ x: Tensor, prefix p: String, site: NormSite, into y: Tensor) {
         let c = config
         switch c.architecture {
@@ -237,7 +272,7 @@ public final class TransformerModel: @unchecked Sendable {
             b.rotary(k, step: step, embedding: embedding)
         }
         b.writeKV(k: k, v: v, kCache: cache.keys[layer], vCache: cache.values[layer], step: step)
-        let context = try b.empty([n, localHeads, d], dtype: .f32)
+        let context = try b.empty([n, localHeads, d], dtype: operandType)
         b.attention(q: q, kCache: cache.keys[layer], vCache: cache.values[layer], step: step,
                     scale: 1 / Float(d).squareRoot(), into: context)
         let outName = c.architecture == .opt ? "out_proj" : "o_proj"
@@ -253,14 +288,16 @@ public final class TransformerModel: @unchecked Sendable {
         switch c.architecture {
         case .opt:
             b.linear(x, weight: w(p + "fc1.weight"), bias: wOpt(p + "fc1.bias"), into: hidden)
-            b.activation(c.hiddenAct, hidden, into: hidden)
-            b.linear(hidden, weight: w(p + "fc2.weight"), bias: rowBias(p + "fc2.bias"), into: out)
+            let activated = operandType == .f32 ? hidden : try b.empty([n, f], dtype: operandType)
+            b.activation(c.hiddenAct, hidden, into: activated)
+            b.linear(activated, weight: w(p + "fc2.weight"), bias: rowBias(p + "fc2.bias"), into: out)
         case .llama, .qwen2:
             let up = try b.empty([n, f], dtype: .f32)
             b.linear(x, weight: w(p + "mlp.gate_proj.weight"), bias: wOpt(p + "mlp.gate_proj.bias"), into: hidden)
             b.linear(x, weight: w(p + "mlp.up_proj.weight"), bias: wOpt(p + "mlp.up_proj.bias"), into: up)
-            b.swiGLU(gate: hidden, up: up, into: hidden)
-            b.linear(hidden, weight: w(p + "mlp.down_proj.weight"), bias: rowBias(p + "mlp.down_proj.bias"), into: out)
+            let activated = operandType == .f32 ? hidden : try b.empty([n, f], dtype: operandType)
+            b.swiGLU(gate: hidden, up: up, into: activated)
+            b.linear(activated, weight: w(p + "mlp.down_proj.weight"), bias: rowBias(p + "mlp.down_proj.bias"), into: out)
         }
         try allReduce?(out)
     }

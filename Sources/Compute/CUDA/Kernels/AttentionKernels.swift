@@ -8,6 +8,12 @@ enum AttentionKernels {
     static let kernels = CUDAKernelSource(family: "attention", source: source, functions: functions)
 
     static let functions = CUDAKernelLibrarySources.floatTypes.map { "paged_attention_\($0.name)" }
+        + CUDAKernelLibrarySources.floatTypes.flatMap { c in ElementwiseKernels.lowPrecision.map { "paged_attention_\(c.name)_to_\($0.name)" } }
+
+    /// The kernel for a cache of `cache` writing `output` (f32: the plain name).
+    static func name(cache: DType, writing output: DType) -> String {
+        "paged_attention_\(CUDABackend.kernelSuffix(cache))" + (output == .f32 ? "" : "_to_\(CUDABackend.kernelSuffix(output))")
+    }
     static let attentionWarps = 4
     static let maxHeadDim = 256
 
@@ -21,8 +27,8 @@ enum AttentionKernels {
 // q, out: [tokens, heads, headDim] f32; caches: [slots, kvHeads, headDim].
 // meta: positions[tokens], tableStart[tokens], then the block tables laid end to end; token t's table is
 // meta + 2 * tokens + tableStart[t]. Grid: (tokens, heads); block: 32 * ATTENTION_WARPS threads.
-template <typename C>
-__device__ void paged_attention(const float* q, const C* kCache, const C* vCache, float* out, const int* meta,
+template <typename C, typename O>
+__device__ void paged_attention(const float* q, const C* kCache, const C* vCache, O* out, const int* meta,
                                 int tokens, int heads, int kvHeads, int headDim, int blockSize, float scale) {
     __shared__ float warpMax[ATTENTION_WARPS], warpSum[ATTENTION_WARPS];
     __shared__ float warpAcc[ATTENTION_WARPS][MAX_HEAD_DIM];
@@ -74,11 +80,11 @@ __device__ void paged_attention(const float* q, const C* kCache, const C* vCache
     for (int w = 0; w < ATTENTION_WARPS; w++) M = fmaxf(M, warpMax[w]);
     float L = 0.0f;
     for (int w = 0; w < ATTENTION_WARPS; w++) L += warpSum[w] * expf(warpMax[w] - M);
-    float* oRow = out + ((i64)t * heads + h) * headDim;
+    O* oRow = out + ((i64)t * heads + h) * headDim;
     for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
         float o = 0.0f;
         for (int w = 0; w < ATTENTION_WARPS; w++) o += warpAcc[w][d] * expf(warpMax[w] - M);
-        oRow[d] = o / L;
+        oRow[d] = from_float<O>(o / L);
     }
 }
 
@@ -91,6 +97,15 @@ __device__ void paged_attention(const float* q, const C* kCache, const C* vCache
             }
 
             """
+            for o in ElementwiseKernels.lowPrecision {
+                out += """
+                extern "C" __global__ void paged_attention_\(t.name)_to_\(o.name)(const float* q, const \(t.cType)* kCache, const \(t.cType)* vCache, \(o.cType)* out, const int* meta,
+                                                             int tokens, int heads, int kvHeads, int headDim, int blockSize, float scale) {
+                    paged_attention(q, kCache, vCache, out, meta, tokens, heads, kvHeads, headDim, blockSize, scale);
+                }
+
+                """
+            }
         }
         return out
     }
