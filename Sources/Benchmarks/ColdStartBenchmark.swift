@@ -97,7 +97,7 @@ public struct ColdStartBenchmark: Sendable {
         let total = seconds(called, firstToken)
         let rank = ranks[0]
         print("cold start \(run): \(rank.device.kind) pid \(rank.pid), \(ByteCount.format(rank.weightBytes)) of \(weightType) weights, KV cache \(rank.kvCacheBlocks) blocks × \(rank.blockSize) tokens")
-        print(String(format: "  LLM(…) %.3f s", seconds(called, constructed)) + (breakdown.map { ": \($0.summary)" } ?? ""))
+        print("  LLM(…) " + (breakdown?.summary ?? String(format: "%.3f s (the rank did not report its start)", seconds(called, constructed))))
         print(String(format: "  first generate (prompt %d, 1 new token): %.3f s", promptTokens, seconds(constructed, firstToken)))
         print(String(format: "bench cold-start device=%@ model=%@ dtype=%@ run=%d: %.3f s from LLM(…) called to the first token",
                      device, model ?? preset, "\(weightType)", run, total))

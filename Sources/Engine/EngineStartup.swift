@@ -12,13 +12,23 @@ public struct RankStartup: Codable, Sendable, Equatable {
     public var weightsLoaded: UInt64
     /// Its KV cache and generator exist: it can generate.
     public var ready: UInt64
+
+    public init(initStarted: UInt64, deviceReady: UInt64, weightsLoaded: UInt64, ready: UInt64) {
+        self.initStarted = initStarted
+        self.deviceReady = deviceReady
+        self.weightsLoaded = weightsLoaded
+        self.ready = ready
+    }
 }
 
 /// Where the time of `LLM(…)` went, from the call to its return, following the rank that was ready last
 /// (ranks start side by side): the phases add up to `total`.
 public struct EngineStartupBreakdown: Sendable, Equatable {
-    /// From `LLM(…)` called to the slowest rank's actor starting to initialise: reading the config, the
-    /// worker process started and connected.
+    /// From `LLM(…)` called to its starting the worker processes: the config and tokenizer read, the
+    /// all-reduce set up.
+    public var driver: Double
+    /// From then to the slowest rank's actor starting to initialise: its worker process started and
+    /// connected to the driver.
     public var processes: Double
     /// The device's backend ready (CUDA context, or the CPU backend).
     public var device: Double
@@ -31,12 +41,14 @@ public struct EngineStartupBreakdown: Sendable, Equatable {
     /// From `LLM(…)` called to its return.
     public var total: Double
 
-    /// The breakdown of an engine called at `calledAt` and returned at `returnedAt` (driver clock,
-    /// `monotonicNanoseconds()`), from its ranks' reports; nil without reports.
-    public init?(calledAt: UInt64, returnedAt: UInt64, ranks: [RankStartup]) {
+    /// The breakdown of an engine called at `calledAt`, starting its worker processes at `spawnedAt` and
+    /// returning at `returnedAt` (driver clock, `monotonicNanoseconds()`), from its ranks' reports; nil
+    /// without reports.
+    public init?(calledAt: UInt64, spawnedAt: UInt64, returnedAt: UInt64, ranks: [RankStartup]) {
         guard let last = ranks.max(by: { $0.ready < $1.ready }) else { return nil }
         func seconds(_ from: UInt64, _ to: UInt64) -> Double { to >= from ? Double(to - from) * 1e-9 : -Double(from - to) * 1e-9 }
-        processes = seconds(calledAt, last.initStarted)
+        driver = seconds(calledAt, spawnedAt)
+        processes = seconds(spawnedAt, last.initStarted)
         device = seconds(last.initStarted, last.deviceReady)
         weights = seconds(last.deviceReady, last.weightsLoaded)
         cache = seconds(last.weightsLoaded, last.ready)
@@ -44,9 +56,9 @@ public struct EngineStartupBreakdown: Sendable, Equatable {
         total = seconds(calledAt, returnedAt)
     }
 
-    /// One line: `total 1.234 s = processes 0.400 + device 0.300 + weights 0.200 + KV cache 0.100 + reply 0.001`.
+    /// One line: `1.234 s = config and tokenizer read 0.100 + worker processes started 0.300 + device ready …`.
     public var summary: String {
         func f(_ s: Double) -> String { String(format: "%.3f", s) }
-        return "\(f(total)) s = worker processes started \(f(processes)) + device ready \(f(device)) + weights loaded \(f(weights)) + KV cache \(f(cache)) + reply \(f(reply))"
+        return "\(f(total)) s = config and tokenizer read \(f(driver)) + worker processes started \(f(processes)) + device ready \(f(device)) + weights loaded \(f(weights)) + KV cache \(f(cache)) + reply \(f(reply))"
     }
 }

@@ -36,9 +36,11 @@ public final class LLM: Sendable {
     private let onGPUs: Bool
     /// The all-reduce segment the ranks share; owned here so it lives as long as the engine.
     private let allReduceSegment: HostMemory?
-    /// `monotonicNanoseconds()` when the initialiser was called, and when it returned: with the ranks'
+    /// `monotonicNanoseconds()` when the initialiser was called, when it began to start the worker
+    /// processes (after reading the config and tokenizer), and when it returned: with the ranks'
     /// reports, ``startupBreakdown()``.
     public let initCalledAt: UInt64
+    public let initSpawnedAt: UInt64
     public let initReturnedAt: UInt64
 
     /// Starts the engine's ranks: rank i at `placement.bundleIndices[i]` of `placement.group`, with
@@ -106,11 +108,13 @@ public final class LLM: Sendable {
             capacityForSizing: placements.compactMap { p in p.flatMap { $0.group.bundleDevices[$0.bundleIndex]?.capacity } }.min(),
             ncclUniqueID: ncclID,
             cpuThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / tp))
+        let spawnedAt = monotonicNanoseconds()
         ranks = try await cluster.spawnGroup(actorType: EngineWorker.typeName, config: workerConfig, placements: placements, name: name)
         modelDirectory = directory
         tensorParallelSize = tp
         self.onGPUs = onGPUs
         initCalledAt = calledAt
+        initSpawnedAt = spawnedAt
         initReturnedAt = monotonicNanoseconds()
     }
 
@@ -220,7 +224,7 @@ public final class LLM: Sendable {
         if ranks == nil { reports = try await describe() }
         let startups = reports.compactMap(\.startup)
         guard startups.count == reports.count else { return nil }
-        return EngineStartupBreakdown(calledAt: initCalledAt, returnedAt: initReturnedAt, ranks: startups)
+        return EngineStartupBreakdown(calledAt: initCalledAt, spawnedAt: initSpawnedAt, returnedAt: initReturnedAt, ranks: startups)
     }
 
     /// The weight version each rank serves, in rank order (complete syncs so far; see
