@@ -65,7 +65,7 @@ public struct RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
     public var actor: String
     /// The remote error's description.
     public var message: String
-    /// The name of the remote error's type (`"EngineError"`), when it was a `CodedError`.
+    /// The name of the remote error's type, with its module (`"Engine.EngineError"`), when it was a `CodedError`.
     public var errorType: String?
     /// Its code's raw value (`"asleep"`).
     public var codeName: String?
@@ -82,7 +82,7 @@ public struct RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The remote error's code, when the handler threw an `E` (nil for any other error, or from a peer
     /// that sent no code).
     public func code<E: CodedError>(of type: E.Type) -> E.Code? {
-        guard errorType == String(describing: E.self), let codeName else { return nil }
+        guard errorType == E.codeDomain, let codeName else { return nil }
         return E.Code(rawValue: codeName)
     }
 }

@@ -3,7 +3,7 @@ import Cluster
 /// An error of the engine a user can cause: bad engine arguments, a budget too small, ranks that
 /// disagree. One line, and a `code` for programs (`catch let e as EngineError where e.code == .overBudget`).
 /// Thrown on an engine rank, it reaches the driver with its code (`CodedError`); `LLM` rethrows it as an
-/// `EngineError` (see ``init(_:)-remote``).
+/// `EngineError` (the initialiser that takes a `RemoteError`).
 public struct EngineError: CodedError, CustomStringConvertible, Sendable, Equatable {
     /// What kind of failure: compare with `==` or match in a `switch`.
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {

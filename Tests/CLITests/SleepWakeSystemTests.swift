@@ -99,7 +99,7 @@ import WeightSync
         let direct = try await #require(throws: RemoteError.self) {
             try await tp1.ranks.ranks[0].call(GenerateTokens(prompts: prompt, params: greedy))
         }
-        #expect(direct.code(of: EngineError.self) == .asleep && direct.errorType == "EngineError", "\(direct)")
+        #expect(direct.code(of: EngineError.self) == .asleep && direct.errorType == "Engine.EngineError", "\(direct)")
         #expect(direct.code(of: ClusterError.self) == nil, "a code is matched only with its own error type")
         #expect(EngineError(direct)?.code == .asleep)
 

@@ -51,7 +51,7 @@ struct ActorTests {
         let unknown = try await #require(throws: RemoteError.self) { try await a.call(NotHandled()) }
         #expect(unknown.message.contains("no handler for 'test.notHandled'") && unknown.message.contains("echo.echo"))
         // A ClusterError thrown by the worker arrives with its type and code.
-        #expect(unknown.code(of: ClusterError.self) == .invalidArgument && unknown.errorType == "ClusterError", "\(unknown)")
+        #expect(unknown.code(of: ClusterError.self) == .invalidArgument && unknown.errorType == "Cluster.ClusterError", "\(unknown)")
 
         let badType = try await #require(throws: RemoteError.self) { try await cluster.spawn(actorType: "NoSuchActor") }
         #expect(badType.message.contains("unknown actor type 'NoSuchActor'") && badType.message.contains("EchoActor"))

@@ -20,7 +20,7 @@ import Testing
             + (try Frame(kind: .failure, requestID: 10, name: "", payload: codedFailure.encoded()).encoded(fdCount: 0))
     }
 
-    static let codedFailure = RemoteFailure(type: "EngineError", code: "asleep", message: "engine rank 0 is asleep: call wakeUp")
+    static let codedFailure = RemoteFailure(type: "Engine.EngineError", code: "asleep", message: "engine rank 0 is asleep: call wakeUp")
 
     /// `Frame.parse` of the bytes (a plain-throws wrapper: typed-throws closures through
     /// `withUnsafeBytes` crash the 6.3 compiler).
@@ -73,7 +73,7 @@ import Testing
     @Test func failurePayloadsKeepTypeAndCodeAndReadOlderAndNewerPeers() throws {
         // This version: type, code and message round-trip, whatever the message holds.
         for failure in [Self.codedFailure, RemoteFailure(message: "plain \u{0}\"quoted\"\n✓"),
-                        RemoteFailure(type: "ClusterError", code: "timedOut", message: "")] {
+                        RemoteFailure(type: "Cluster.ClusterError", code: "timedOut", message: "")] {
             #expect(RemoteFailure.decode(failure.encoded()) == failure)
             #expect(failure.encoded().first == RemoteFailure.marker)
         }
@@ -81,9 +81,9 @@ import Testing
         #expect(RemoteFailure.decode(Array("it broke".utf8)) == RemoteFailure(message: "it broke"))
         #expect(RemoteFailure.decode([]) == RemoteFailure(message: ""))
         // A later version's fields this reader does not know are skipped; those it knows are read.
-        let newer = [RemoteFailure.marker] + Array(#"{"v":2,"type":"EngineError","code":"asleep","message":"m","retryAfter":[1,2]}"#.utf8)
+        let newer = [RemoteFailure.marker] + Array(#"{"v":2,"type":"Engine.EngineError","code":"asleep","message":"m","retryAfter":[1,2]}"#.utf8)
         let read = RemoteFailure.decode(newer)
-        #expect(read.version == 2 && read.type == "EngineError" && read.code == "asleep" && read.message == "m")
+        #expect(read.version == 2 && read.type == "Engine.EngineError" && read.code == "asleep" && read.message == "m")
         // A message too long for a frame is cut, and still arrives.
         let long = RemoteFailure(message: String(repeating: "é", count: RemoteFailure.maximumMessageBytes))
         let cut = RemoteFailure.decode(long.encoded())

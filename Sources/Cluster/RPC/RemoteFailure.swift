@@ -13,8 +13,11 @@ public protocol CodedError: Error {
 }
 
 extension CodedError {
-    /// The name the error's type travels under: the type's own name (`"EngineError"`).
-    public var codeDomain: String { String(describing: Self.self) }
+    /// The name the error's type travels under, qualified by its module (`"Engine.EngineError"`).
+    public var codeDomain: String { Self.codeDomain }
+
+    /// The name `Self` travels under.
+    static var codeDomain: String { String(reflecting: Self.self) }
 }
 
 extension ClusterError: CodedError {}
@@ -22,7 +25,7 @@ extension ClusterError: CodedError {}
 /// What a failure frame carries: the remote error's message, and — from peers of this protocol version
 /// on — the name of its type and its code.
 ///
-/// Payload, version 1: the byte 0xFF, then JSON `{"v":1,"type":"EngineError","code":"asleep","message":"…"}`.
+/// Payload, version 1: the byte 0xFF, then JSON `{"v":1,"type":"Engine.EngineError","code":"asleep","message":"…"}`.
 /// 0xFF never begins UTF-8 text, so a payload without it is the plain UTF-8 message that peers before
 /// version 1 send, read as a failure without a code. A later version may add fields (a reader skips
 /// those it does not know); a payload that cannot be read at all still makes a failure, never a trap.
