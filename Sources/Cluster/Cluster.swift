@@ -504,7 +504,7 @@ public final class Cluster: Sendable {
             // Replies are written from tasks, never from the reader thread (see `Worker.received`).
             guard let entry = options.driverHandlers.entries[frame.name] else {
                 let known = options.driverHandlers.names.joined(separator: ", ")
-                Task { connection.replyFailure(to: frame.requestID, message: "the driver has no handler for '\(frame.name)'; it handles: [\(known)]") }
+                Task { connection.replyFailure(to: frame.requestID, error: ClusterError(.invalidArgument, "the driver has no handler for '\(frame.name)'; it handles: [\(known)]")) }
                 return
             }
             Task { await Handlers.execute(entry, frame: frame, on: connection) }

@@ -56,17 +56,35 @@ public struct ClusterError: Error, CustomStringConvertible, Sendable, Equatable 
     }
 }
 
-/// A remote handler threw: the call reached the actor and failed there. Carries the remote message.
+/// A remote handler threw: the call reached the actor and failed there. Carries the remote message
+/// and, when the error was a `CodedError`, its type and code, to match on:
+///
+///     catch let error as RemoteError where error.code(of: EngineError.self) == .asleep
 public struct RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
     /// Name of the actor (or "driver") whose handler threw.
     public var actor: String
     /// The remote error's description.
     public var message: String
-    public init(actor: String, message: String) {
+    /// The name of the remote error's type, with its module (`"Engine.EngineError"`), when it was a `CodedError`.
+    public var errorType: String?
+    /// Its code's raw value (`"asleep"`).
+    public var codeName: String?
+
+    public init(actor: String, message: String, errorType: String? = nil, codeName: String? = nil) {
         self.actor = actor
         self.message = message
+        self.errorType = errorType
+        self.codeName = codeName
     }
+
     public var description: String { "actor '\(actor)': \(message)" }
+
+    /// The remote error's code, when the handler threw an `E` (nil for any other error, or from a peer
+    /// that sent no code).
+    public func code<E: CodedError>(of type: E.Type) -> E.Code? {
+        guard errorType == E.codeDomain, let codeName else { return nil }
+        return E.Code(rawValue: codeName)
+    }
 }
 
 /// The actor's process is gone (or its connection closed): every pending and later call fails with it.

@@ -71,6 +71,12 @@ public final class SharedMemoryAllReduce: @unchecked Sendable {
         _ = cshim_futex_wake_all(generation)
     }
 
+    /// Ranks of `segment`'s group that arrived at the current barrier and wait there for the others:
+    /// a test waits on this (the event) before acting on a waiting rank, instead of sleeping a guess.
+    static func ranksWaiting(in segment: HostMemory) -> Int {
+        Int(cshim_atomic_load_u32(segment.baseAddress.assumingMemoryBound(to: UInt32.self)))
+    }
+
     private func slot(_ r: Int) -> UnsafeMutablePointer<Float> {
         (memory.baseAddress + Self.headerBytes).assumingMemoryBound(to: Float.self) + r * slotFloats
     }

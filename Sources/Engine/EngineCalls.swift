@@ -34,6 +34,8 @@ public struct DescribeRank: RemoteCall {
         /// False when a sync began and did not finish (its trainer died mid-push): the rank refuses to
         /// generate until a complete sync.
         public var weightsComplete: Bool
+        /// When the rank reached each stage of its start (nil from a rank that does not say).
+        public var startup: RankStartup?
     }
     public static let name = "engine.describe"
     public init() {}

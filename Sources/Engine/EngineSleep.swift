@@ -32,7 +32,12 @@ public struct WakeRank: RemoteCall {
 /// The driver asks every rank of a tensor-parallel engine before generating, so that a refusal is
 /// everyone's: a rank refusing alone would leave its peers waiting in an all-reduce.
 public struct CheckGenerationReady: RemoteCall {
-    public typealias Reply = String?
+    /// Why a rank cannot generate: the `EngineError` it would throw.
+    public struct Refusal: Codable, Sendable, Equatable {
+        public var code: String
+        public var message: String
+    }
+    public typealias Reply = Refusal?
     public static let name = "engine.checkGenerationReady"
     public init() {}
 }
@@ -71,12 +76,12 @@ extension EngineWorkerState {
         let s = sleep.withLock { $0 }
         if s.kvCacheAsleep || s.weightsAsleep {
             let what = [s.weightsAsleep ? "weights" : nil, s.kvCacheAsleep ? "KV cache" : nil].compactMap { $0 }.joined(separator: " and ")
-            throw EngineError("engine rank \(rank) is asleep (its \(what) released): call wakeUp before generating")
+            throw EngineError(.asleep, "engine rank \(rank) is asleep (its \(what) released): call wakeUp before generating")
         }
         if s.weightsNeedSync && writeGate.version != s.pushesAtRelease {
             sleep.withLock { $0.weightsNeedSync = false }
         } else if s.weightsNeedSync {
-            throw EngineError("engine rank \(rank) woke from a level-2 sleep and has no weights yet: sync weights (push or pull) before generating")
+            throw EngineError(.weightsNotLoaded, "engine rank \(rank) woke from a level-2 sleep and has no weights yet: sync weights (push or pull) before generating")
         }
     }
 
@@ -88,12 +93,12 @@ extension EngineWorkerState {
     /// Throws while the weights' memory is released: a pull would write into memory that is not there.
     func checkWeightsAwake() throws {
         if sleep.withLock({ $0.weightsAsleep }) {
-            throw EngineError("engine rank \(rank) is asleep at level 2: wake its weights (wakeUp(tags: [.weights])) before loading weights")
+            throw EngineError(.asleep, "engine rank \(rank) is asleep at level 2: wake its weights (wakeUp(tags: [.weights])) before loading weights")
         }
     }
 
     func sleep(level: Int) throws -> MemoryReport {
-        guard level == 1 || level == 2 else { throw EngineError("sleep level must be 1 or 2, not \(level)") }
+        guard level == 1 || level == 2 else { throw EngineError(.invalidArgument, "sleep level must be 1 or 2, not \(level)") }
         let start = ContinuousClock.now
         return try measuringMemory(start: start) {
             try writeGate.holding(.generation, timeout: .seconds(60), what: "cannot put engine rank \(rank) to sleep") {

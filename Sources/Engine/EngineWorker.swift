@@ -55,10 +55,13 @@ public final class EngineWorkerState: @unchecked Sendable {
     let sleep = Mutex(SleepState())
     /// The CPU all-reduce of a tensor-parallel engine, to abort peers when this rank's step fails.
     let sharedAllReduce: SharedMemoryAllReduce?
+    /// When this rank reached each stage of its start (``DescribeRank``'s `startup`).
+    public let startup: RankStartup
 
     public var weights: [String: Tensor] { model.weights }
 
     init(config: EngineWorkerConfig, context: WorkerContext) throws {
+        let initStarted = monotonicNanoseconds()
         guard let device = context.device else {
             throw EngineError("engine rank \(context.rank) was placed without a device")
         }
@@ -88,6 +91,7 @@ public final class EngineWorkerState: @unchecked Sendable {
             backend = cuda!
         }
         self.backend = backend
+        let deviceReady = monotonicNanoseconds()
 
         // Weights: check the budget before reading anything.
         let modelConfig = try ModelConfig.load(directory: config.modelDirectory)
@@ -111,6 +115,7 @@ public final class EngineWorkerState: @unchecked Sendable {
             }
             return view
         }
+        let weightsLoaded = monotonicNanoseconds()
 
         // All-reduce between ranks: NCCL on GPUs, the driver's shared segment on CPU devices.
         var allReduce: AllReduce?
@@ -157,6 +162,7 @@ public final class EngineWorkerState: @unchecked Sendable {
         writeGate = try WeightWriteGate()
         self.table = table
         self.budget = budget
+        startup = RankStartup(initStarted: initStarted, deviceReady: deviceReady, weightsLoaded: weightsLoaded, ready: monotonicNanoseconds())
     }
 
     /// The KV cache's one allocation: on a GPU a `cuMemCreate` allocation where the device has them, so
@@ -225,14 +231,15 @@ public final class EngineWorker: ClusterActor {
                                weightBytes: state.weights.values.reduce(0) { $0 + $1.byteCount },
                                kvCacheBlocks: state.generator.cache.numBlocks, blockSize: state.generator.cache.blockSize,
                                budgetBytes: state.budget.limit, usedBytes: state.budget.used, weightDType: state.config.dtype,
-                               weightVersion: state.writeGate.version, weightsComplete: state.writeGate.incompleteWriterPID == nil)
+                               weightVersion: state.writeGate.version, weightsComplete: state.writeGate.incompleteWriterPID == nil,
+                               startup: state.startup)
         }
         handlers.on(CheckGenerationReady.self) { _, _ in
             do {
                 try state.checkAwake()
                 return nil
             } catch let error as EngineError {
-                return error.message
+                return CheckGenerationReady.Refusal(code: error.code.rawValue, message: error.message)
             }
         }
         handlers.on(SleepRank.self) { call, _ in

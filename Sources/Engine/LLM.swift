@@ -36,6 +36,12 @@ public final class LLM: Sendable {
     private let onGPUs: Bool
     /// The all-reduce segment the ranks share; owned here so it lives as long as the engine.
     private let allReduceSegment: HostMemory?
+    /// `monotonicNanoseconds()` when the initialiser was called, when it began to start the worker
+    /// processes (after reading the config and tokenizer), and when it returned: with the ranks'
+    /// reports, ``startupBreakdown()``.
+    public let initCalledAt: UInt64
+    public let initSpawnedAt: UInt64
+    public let initReturnedAt: UInt64
 
     /// Starts the engine's ranks: rank i at `placement.bundleIndices[i]` of `placement.group`, with
     /// `workerFraction` of that bundle's device, allowed `memoryUtilization` of the device's memory.
@@ -62,6 +68,7 @@ public final class LLM: Sendable {
         extensions: [String] = [], dtype: DType = .f32, name: String = "llm", blockSize: Int = 16,
         maxBatchedTokens: Int = 2048, maxSequences: Int = 64
     ) async throws {
+        let calledAt = monotonicNanoseconds()
         let tp = placements.count
         guard tp >= 1 else { throw EngineError("an engine needs at least one rank") }
         guard memoryUtilization > 0, memoryUtilization <= 1 else {
@@ -101,10 +108,14 @@ public final class LLM: Sendable {
             capacityForSizing: placements.compactMap { p in p.flatMap { $0.group.bundleDevices[$0.bundleIndex]?.capacity } }.min(),
             ncclUniqueID: ncclID,
             cpuThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / tp))
+        let spawnedAt = monotonicNanoseconds()
         ranks = try await cluster.spawnGroup(actorType: EngineWorker.typeName, config: workerConfig, placements: placements, name: name)
         modelDirectory = directory
         tensorParallelSize = tp
         self.onGPUs = onGPUs
+        initCalledAt = calledAt
+        initSpawnedAt = spawnedAt
+        initReturnedAt = monotonicNanoseconds()
     }
 
     /// Runs `call` on every rank (vLLM's `collective_rpc`); one reply per rank, in rank order.
@@ -136,7 +147,7 @@ public final class LLM: Sendable {
             _ = try await weightVersions()
             // The same for sleep: every rank asleep or awake alike, or nobody starts.
             if let refusal = try await collectiveRPC(CheckGenerationReady()).compactMap({ $0 }).first {
-                throw EngineError(refusal)
+                throw EngineError(EngineError.Code(rawValue: refusal.code), refusal.message)
             }
         }
         let perRank = try await generateOnEveryRank(GenerateTokens(prompts: prompts, params: params))
@@ -177,6 +188,9 @@ public final class LLM: Sendable {
                     group.cancelAll()
                     throw EngineError(.rankFailed, "\(error); engine \(self.ranks.name) was stopped: its other ranks were waiting for the failed one in an all-reduce")
                 }
+                // An engine refusal (asleep, incomplete weights…) reaches the caller as the EngineError it
+                // is, with its code, as with tensor-parallel ranks (CheckGenerationReady).
+                if let remote = error as? RemoteError, let engineError = EngineError(remote) { throw engineError }
                 throw error
             }
             return out.map { $0! }
@@ -202,6 +216,16 @@ public final class LLM: Sendable {
 
     /// What each rank set itself up with (device, budget, KV cache).
     public func describe() async throws -> [DescribeRank.Reply] { try await collectiveRPC(DescribeRank()) }
+
+    /// Where the time of this engine's initialiser went (worker processes, device, weights, KV cache),
+    /// from `ranks`' reports (``describe()``'s, asked for when nil). Nil when a rank does not report its start.
+    public func startupBreakdown(ranks: [DescribeRank.Reply]? = nil) async throws -> EngineStartupBreakdown? {
+        var reports = ranks ?? []
+        if ranks == nil { reports = try await describe() }
+        let startups = reports.compactMap(\.startup)
+        guard startups.count == reports.count else { return nil }
+        return EngineStartupBreakdown(calledAt: initCalledAt, spawnedAt: initSpawnedAt, returnedAt: initReturnedAt, ranks: startups)
+    }
 
     /// The weight version each rank serves, in rank order (complete syncs so far; see
     /// `DescribeRank.Reply.weightVersion`). Throws when a rank holds incomplete weights (a trainer

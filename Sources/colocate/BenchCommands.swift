@@ -7,7 +7,7 @@ import Compute
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run them in release: swift run -c release colocate bench …).",
-        subcommands: [BenchRL.self, BenchSync.self, BenchSyncIPC.self, BenchCopy.self, BenchDecode.self, BenchMatmul.self, BenchRPC.self, BenchTokenize.self, BenchTrain.self])
+        subcommands: [BenchRL.self, BenchSync.self, BenchSyncIPC.self, BenchCopy.self, BenchDecode.self, BenchColdStart.self, BenchMatmul.self, BenchRPC.self, BenchTokenize.self, BenchTrain.self])
 }
 
 /// `colocate bench decode`: `DecodeBenchmark`.
@@ -29,17 +29,72 @@ struct BenchDecode: AsyncParsableCommand {
     var dtype: String = "f32"
     @Option(help: "Device: cpu, cuda or cuda:N.")
     var device: String = "cpu"
+    @Flag(help: "Also run rollouts of random lengths with continuous batching, beside the fixed-length figure of each batch size.")
+    var variableLengths = false
+    @Option(help: "With --variable-lengths: requests per batch size (default 4 × the batch size); at most `batch` run at once.")
+    var requests: Int?
+    @Option(help: "With --variable-lengths: the range new tokens per request are drawn from, MIN-MAX (clamped to the model's positions).")
+    var lengths: String = "16-512"
+    @Option(help: "With --variable-lengths: seed of the lengths and prompts.")
+    var seed: UInt64 = 0
 
     func run() async throws {
-        let backend = try Backends.make(device: device)
         let sizes = try batch.split(separator: ",").map { s -> Int in
             guard let v = Int(s), v > 0 else { throw CLIError("bad batch size '\(s)'") }
             return v
         }
+        guard promptTokens > 0 else { throw CLIError("--prompt-tokens must be positive, got \(promptTokens)") }
+        guard newTokens > 0 else { throw CLIError("--new-tokens must be positive, got \(newTokens)") }
+        var variable: DecodeBenchmark.VariableLengths?
+        if variableLengths {
+            let bounds = lengths.split(separator: "-").map { Int($0) }
+            guard bounds.count == 2, let low = bounds[0], let high = bounds[1], low >= 1, low <= high else {
+                throw CLIError("--lengths must be MIN-MAX with 1 ≤ MIN ≤ MAX, got '\(lengths)'")
+            }
+            if let requests, requests < 1 { throw CLIError("--requests must be positive, got \(requests)") }
+            variable = DecodeBenchmark.VariableLengths(requests: requests, lengths: low...high, seed: seed)
+        } else if requests != nil {
+            throw CLIError("--requests needs --variable-lengths")
+        }
+        let backend = try Backends.make(device: device)
         let benchmark = DecodeBenchmark(
             source: model.map { .directory($0) } ?? .preset(preset), batchSizes: sizes,
-            promptTokens: promptTokens, newTokens: newTokens, weightType: try CLIParse.dtype(dtype))
+            promptTokens: promptTokens, newTokens: newTokens, weightType: try CLIParse.dtype(dtype), variableLengths: variable)
         try await benchmark.run(on: backend)
+    }
+}
+
+/// `colocate bench cold-start`: `ColdStartBenchmark`.
+struct BenchColdStart: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cold-start",
+        abstract: "Time from LLM(…) called to the first generated token, with where it went (processes, device, weights, KV cache).")
+
+    @Option(help: "Device: cpu or cuda.")
+    var device: String = "cpu"
+    @Option(help: "Model preset: random weights with its shapes, written to a temporary directory first (not timed).")
+    var preset: String = "opt-125m"
+    @Option(help: "Model directory instead of a preset.")
+    var model: String?
+    @Option(help: "Engine weight dtype: f32, bf16 or f16 (a preset's checkpoint is written in it).")
+    var dtype: String = "f32"
+    @Option(help: "Fraction of the device's memory the engine may use.")
+    var memoryUtilization: Double = 0.4
+    @Option(help: "Prompt tokens of the first generate.")
+    var promptTokens: Int = 16
+    @Option(help: "Cold starts in a row, each a new engine (later ones find disk and OS caches warm).")
+    var runs: Int = 1
+
+    func run() async throws {
+        var benchmark = ColdStartBenchmark()
+        benchmark.device = device
+        benchmark.preset = preset
+        benchmark.model = model
+        benchmark.dtype = dtype
+        benchmark.memoryUtilization = memoryUtilization
+        benchmark.promptTokens = promptTokens
+        benchmark.runs = runs
+        try await benchmark.run()
     }
 }
 

@@ -138,9 +138,11 @@ struct DemoScenario {
             }
             var lines: [String] = []
             for (e, engine) in engines.enumerated() {
-                for r in try await engine.describe() {
+                let ranks = try await engine.describe()
+                for r in ranks {
                     lines.append("engine \(e) rank \(r.rank): pid \(r.pid), \(ByteCount.format(r.weightBytes)) weights, KV cache \(r.kvCacheBlocks) blocks × \(r.blockSize) tokens, \(ByteCount.format(r.usedBytes)) of \(ByteCount.format(r.budgetBytes)) budget")
                 }
+                if let startup = try await engine.startupBreakdown(ranks: ranks) { lines.append("engine \(e) started in \(startup.summary)") }
             }
             return (engines, lines.joined(separator: "\n"))
         }

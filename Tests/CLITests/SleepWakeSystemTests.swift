@@ -79,4 +79,40 @@ import WeightSync
         await #expect { try await llm.sleep(level: 3) } throws: { error in "\(error)".contains("level must be 1 or 2") }
         await c.shutdown()
     }
+
+    /// A refusal thrown on a rank reaches the driver with its code, not only its message: on the wire
+    /// (`RemoteError.code(of:)`), and as the `EngineError` that `LLM` rethrows, at TP 1 and TP 2 alike.
+    @Test func refusalsReachTheDriverWithTheirCodes() async throws {
+        let system = EngineSystemTests()
+        let c = try system.cluster(devices: 2)
+        let pg = try await system.group(c)
+        let dir = try EngineSystemTests.model("llama-tiny")
+        let tp1 = try await LLM(cluster: c, model: dir, tensorParallelSize: 1, placement: (pg, [0]), workerFraction: 0.4, name: "tp1")
+        let tp2 = try await LLM(cluster: c, model: dir, tensorParallelSize: 2, placement: (pg, [0, 1]), workerFraction: 0.4, name: "tp2")
+        for llm in [tp1, tp2] {
+            try await llm.sleep(level: 1)
+            let refused = try await #require(throws: EngineError.self) { try await llm.generate(promptTokenIds: prompt, greedy) }
+            #expect(refused.code == .asleep, "\(refused)")
+            #expect(refused.message.contains("is asleep"))
+        }
+        // The frame itself: a rank called directly fails with a RemoteError carrying EngineError's code.
+        let direct = try await #require(throws: RemoteError.self) {
+            try await tp1.ranks.ranks[0].call(GenerateTokens(prompts: prompt, params: greedy))
+        }
+        #expect(direct.code(of: EngineError.self) == .asleep && direct.errorType == "Engine.EngineError", "\(direct)")
+        #expect(direct.code(of: ClusterError.self) == nil, "a code is matched only with its own error type")
+        #expect(EngineError(direct)?.code == .asleep)
+
+        // Woken from level 2 with no sync since: another code, same path.
+        try await tp1.wakeUp()
+        try await tp1.sleep(level: 2)
+        try await tp1.wakeUp()
+        let empty = try await #require(throws: EngineError.self) { try await tp1.generate(promptTokenIds: prompt, greedy) }
+        #expect(empty.code == .weightsNotLoaded, "\(empty)")
+        // A bad request is not an engine refusal: it stays a RemoteError, without an engine code.
+        try await tp2.wakeUp()
+        let bad = try await #require(throws: RemoteError.self) { try await tp2.generate(promptTokenIds: [[-1]], greedy) }
+        #expect(bad.code(of: EngineError.self) == nil && bad.message.contains("outside the vocabulary"), "\(bad)")
+        await c.shutdown()
+    }
 }

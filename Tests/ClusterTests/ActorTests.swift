@@ -46,11 +46,16 @@ struct ActorTests {
             typealias Reply = Empty
             static let name = "test.notHandled"
         }
+        // An error without a code arrives without one.
+        #expect(error.errorType == nil && error.codeName == nil && error.code(of: ClusterError.self) == nil)
         let unknown = try await #require(throws: RemoteError.self) { try await a.call(NotHandled()) }
         #expect(unknown.message.contains("no handler for 'test.notHandled'") && unknown.message.contains("echo.echo"))
+        // A ClusterError thrown by the worker arrives with its type and code.
+        #expect(unknown.code(of: ClusterError.self) == .invalidArgument && unknown.errorType == "Cluster.ClusterError", "\(unknown)")
 
         let badType = try await #require(throws: RemoteError.self) { try await cluster.spawn(actorType: "NoSuchActor") }
         #expect(badType.message.contains("unknown actor type 'NoSuchActor'") && badType.message.contains("EchoActor"))
+        #expect(badType.code(of: ClusterError.self) == .invalidArgument, "\(badType)")
         await cluster.shutdown()
     }
 

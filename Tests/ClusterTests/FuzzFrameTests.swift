@@ -17,7 +17,10 @@ import Testing
             + (try Frame(kind: .fdCarrier, requestID: 8, name: "", payload: []).encoded(fdCount: 0))
             + (try Frame(kind: .reply, requestID: 7, name: "", payload: Array("{\"ok\":true}".utf8)).encoded(fdCount: 0))
             + (try Frame(kind: .failure, requestID: 9, name: "", payload: Array("it broke".utf8)).encoded(fdCount: 0))
+            + (try Frame(kind: .failure, requestID: 10, name: "", payload: codedFailure.encoded()).encoded(fdCount: 0))
     }
+
+    static let codedFailure = RemoteFailure(type: "Engine.EngineError", code: "asleep", message: "engine rank 0 is asleep: call wakeUp")
 
     /// `Frame.parse` of the bytes (a plain-throws wrapper: typed-throws closures through
     /// `withUnsafeBytes` crash the 6.3 compiler).
@@ -65,6 +68,47 @@ import Testing
         frame = try Frame(kind: .call, requestID: 1, name: "ab", payload: []).encoded(fdCount: 0)
         frame[Frame.headerSize] = 0xFF
         #expect { _ = try Self.parse(frame[...]) } throws: { "\($0)".contains("not UTF-8") }
+    }
+
+    @Test func failurePayloadsKeepTypeAndCodeAndReadOlderAndNewerPeers() throws {
+        // This version: type, code and message round-trip, whatever the message holds.
+        for failure in [Self.codedFailure, RemoteFailure(message: "plain \u{0}\"quoted\"\n✓"),
+                        RemoteFailure(type: "Cluster.ClusterError", code: "timedOut", message: "")] {
+            #expect(RemoteFailure.decode(failure.encoded()) == failure)
+            #expect(failure.encoded().first == RemoteFailure.marker)
+        }
+        // A peer before version 1 sends the message alone, as UTF-8: no code.
+        #expect(RemoteFailure.decode(Array("it broke".utf8)) == RemoteFailure(message: "it broke"))
+        #expect(RemoteFailure.decode([]) == RemoteFailure(message: ""))
+        // A later version's fields this reader does not know are skipped; those it knows are read.
+        let newer = [RemoteFailure.marker] + Array(#"{"v":2,"type":"Engine.EngineError","code":"asleep","message":"m","retryAfter":[1,2]}"#.utf8)
+        let read = RemoteFailure.decode(newer)
+        #expect(read.version == 2 && read.type == "Engine.EngineError" && read.code == "asleep" && read.message == "m")
+        // A message too long for a frame is cut, and still arrives.
+        let long = RemoteFailure(message: String(repeating: "é", count: RemoteFailure.maximumMessageBytes))
+        let cut = RemoteFailure.decode(long.encoded())
+        #expect(cut.message.utf8.count <= RemoteFailure.maximumMessageBytes + 3 && cut.message.hasPrefix("éé"))
+        #expect(try Frame(kind: .failure, requestID: 1, name: "", payload: long.encoded()).encoded(fdCount: 0).count < Frame.maximumLength)
+    }
+
+    @Test func mutatedFailurePayloadsAlwaysMakeAFailure() throws {
+        let seed = Self.codedFailure.encoded()
+        var mutator = ByteMutator(seed: 0xFA11_ED, donors: [seed, Array(#"{"v":1e999,"code":[],"type":null}"#.utf8)])
+        var coded = 0, unreadable = 0, plain = 0
+        for _ in 0..<Self.iterations {
+            let input = mutator.mutated(seed)
+            let failure = RemoteFailure.decode(input)  // total: no throw, no trap
+            if input.first != RemoteFailure.marker {
+                plain += 1
+                #expect(failure == RemoteFailure(message: String(decoding: input, as: UTF8.self)))
+            } else if failure.message.hasPrefix("unreadable failure from the peer") {
+                unreadable += 1
+                #expect(failure.code == nil && failure.type == nil)
+            } else if failure.code != nil {
+                coded += 1
+            }
+        }
+        #expect(coded > 0 && unreadable > 0, "coded \(coded), unreadable \(unreadable), plain \(plain)")
     }
 
     @Test func mutatedPayloadsDecodeOrFailWithAClusterError() throws {

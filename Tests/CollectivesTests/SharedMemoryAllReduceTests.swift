@@ -1,13 +1,29 @@
 import Compute
-import Collectives
 import Foundation
 import Testing
+
+@testable import Collectives
 
 /// The CPU tensor-parallel all-reduce, with ranks on threads of one process sharing one segment.
 @Suite struct SharedMemoryAllReduceTests {
     func ranks(_ world: Int, slotFloats: Int) throws -> [SharedMemoryAllReduce] {
+        try ranksAndSegment(world, slotFloats: slotFloats).ranks
+    }
+
+    func ranksAndSegment(_ world: Int, slotFloats: Int) throws -> (ranks: [SharedMemoryAllReduce], segment: HostMemory) {
         let segment = try SharedMemoryAllReduce.createSegment(worldSize: world, slotFloats: slotFloats)
-        return (0..<world).map { SharedMemoryAllReduce(segment: segment, rank: $0, worldSize: world, slotFloats: slotFloats) }
+        return ((0..<world).map { SharedMemoryAllReduce(segment: segment, rank: $0, worldSize: world, slotFloats: slotFloats) }, segment)
+    }
+
+    /// Waits until `count` ranks of `segment` wait at its barrier (true), or 30 s pass (false): the event
+    /// a test acts on, bounded so that a bug fails the test instead of hanging it.
+    func waitForRanksWaiting(_ count: Int, in segment: HostMemory) -> Bool {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while SharedMemoryAllReduce.ranksWaiting(in: segment) != count {
+            guard ContinuousClock.now < deadline else { return false }
+            usleep(200)
+        }
+        return true
     }
 
     @Test func sumsAcrossRanksInChunksAndEveryRankGetsTheSameBits() throws {
@@ -37,7 +53,7 @@ import Testing
     }
 
     @Test func aPeerThatAbortsReleasesTheWaitingRankWithAnError() throws {
-        let comms = try ranks(2, slotFloats: 16)
+        let (comms, segment) = try ranksAndSegment(2, slotFloats: 16)
         let waiting = Tensor([1, 2, 3], shape: [3])
         let errors = ErrorBox()
         let done = DispatchSemaphore(value: 0)
@@ -45,7 +61,8 @@ import Testing
             do { try comms[0](waiting) } catch { errors.add(error) }
             done.signal()
         }.start()
-        Thread.sleep(forTimeInterval: 0.1)
+        // Rank 0 waits at the barrier before its peer aborts: the waiting path is what is tested.
+        try #require(waitForRanksWaiting(1, in: segment), "rank 0 never reached the barrier")
         comms[1].abort()
         #expect(done.wait(timeout: .now() + 10) == .success, "rank 0 must not wait forever")
         #expect(errors.all.map { String(describing: $0) }.first?.contains("rank 1 failed") == true)
@@ -63,6 +80,7 @@ import Testing
             do { try rank0(Tensor([1, 2, 3], shape: [3])) } catch { errors.add(error) }
             done.signal()
         }.start()
+        try #require(waitForRanksWaiting(1, in: segment), "rank 0 never reached the barrier")
         SharedMemoryAllReduce.abort(segment: segment, failedRank: 1)
         #expect(done.wait(timeout: .now() + 10) == .success, "rank 0 must not wait forever")
         #expect(errors.all.map { String(describing: $0) }.first?.contains("rank 1 failed") == true, "\(errors.all)")

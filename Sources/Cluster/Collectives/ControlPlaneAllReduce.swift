@@ -66,12 +66,12 @@ final class AllReduceHub: Sendable {
     /// A contribution from a peer's frame (on a connection's reader thread: nothing here blocks).
     func received(_ frame: Frame, on connection: Connection) {
         let p = frame.payload
-        guard p.count >= 12 else { return connection.replyFailure(to: frame.requestID, message: "malformed all-reduce contribution") }
+        guard p.count >= 12 else { return connection.replyFailure(to: frame.requestID, error: ClusterError(.protocolViolation, "malformed all-reduce contribution")) }
         func u32(_ at: Int) -> Int { Int(UInt32(p[at]) | UInt32(p[at + 1]) << 8 | UInt32(p[at + 2]) << 16 | UInt32(p[at + 3]) << 24) }
         let (rank, worldSize, keyLength) = (u32(0), u32(4), u32(8))
         guard p.count >= 12 + keyLength, (p.count - 12 - keyLength) % 4 == 0, rank > 0, rank < worldSize,
               let key = String(validating: p[12..<(12 + keyLength)], as: UTF8.self) else {
-            return connection.replyFailure(to: frame.requestID, message: "malformed all-reduce contribution")
+            return connection.replyFailure(to: frame.requestID, error: ClusterError(.protocolViolation, "malformed all-reduce contribution"))
         }
         let values = AllReduceHub.floats(p[(12 + keyLength)...])
         Task {

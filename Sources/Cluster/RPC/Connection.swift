@@ -22,7 +22,7 @@ final class Connection: Sendable {
         var peerName: String
         /// An incoming call; the receiver answers with `reply` / `replyFailure`.
         var onCall: @Sendable (Frame, Connection) -> Void = { frame, conn in
-            conn.replyFailure(to: frame.requestID, message: "this end accepts no calls ('\(frame.name)')")
+            conn.replyFailure(to: frame.requestID, error: ClusterError(.invalidArgument, "this end accepts no calls ('\(frame.name)')"))
         }
         /// The error pending calls fail with once the connection ends. Runs on the reader thread and
         /// may block briefly (to reap the peer's exit status).
@@ -138,14 +138,14 @@ final class Connection: Sendable {
         do {
             try validate(attachments)
         } catch {
-            replyFailure(to: requestID, message: error.message)
+            replyFailure(to: requestID, error: error)
             return
         }
         let bytes: [UInt8]
         do {
             bytes = try Frame(kind: .reply, requestID: requestID, name: "", payload: payload).encoded(fdCount: attachments.count)
         } catch {
-            replyFailure(to: requestID, message: "the reply is too large to send: \(error.message)")
+            replyFailure(to: requestID, error: ClusterError(error.code, "the reply is too large to send: \(error.message)"))
             return
         }
         do {
@@ -155,11 +155,20 @@ final class Connection: Sendable {
         }
     }
 
+    /// Answers call `requestID` with a failure: `error`'s message, with its type and code when it is a
+    /// `CodedError` (see `RemoteFailure`).
+    func replyFailure(to requestID: UInt64, error: any Error) {
+        replyFailure(to: requestID, RemoteFailure(describing: error))
+    }
+
+    /// Answers call `requestID` with a failure without a code.
     func replyFailure(to requestID: UInt64, message: String) {
-        // A message too long for a frame is cut: the failure itself must arrive.
-        let text = Array(message.utf8.prefix(1 << 20))
+        replyFailure(to: requestID, RemoteFailure(message: message))
+    }
+
+    private func replyFailure(to requestID: UInt64, _ failure: RemoteFailure) {
         do {
-            let bytes = try Frame(kind: .failure, requestID: requestID, name: "", payload: text).encoded(fdCount: 0)
+            let bytes = try Frame(kind: .failure, requestID: requestID, name: "", payload: failure.encoded()).encoded(fdCount: 0)
             try write(bytes, requestID: requestID, attachments: [])
         } catch {
             breakConnection()
@@ -245,7 +254,8 @@ final class Connection: Sendable {
             if frame.kind == .reply {
                 c.resume(returning: frame)
             } else {
-                c.resume(throwing: RemoteError(actor: peerName, message: String(decoding: frame.payload, as: UTF8.self)))
+                let failure = RemoteFailure.decode(frame.payload)
+                c.resume(throwing: RemoteError(actor: peerName, message: failure.message, errorType: failure.type, codeName: failure.code))
             }
         case .fdCarrier:
             break

@@ -63,7 +63,7 @@ public struct Handlers: Sendable {
             let (bytes, fds) = try await entry.run(frame.payload, context)
             connection.reply(to: frame.requestID, payload: bytes, attachments: fds)
         } catch {
-            connection.replyFailure(to: frame.requestID, message: String(describing: error))
+            connection.replyFailure(to: frame.requestID, error: error)
         }
     }
 }

@@ -179,7 +179,7 @@ private final class Worker: Sendable {
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             reply(AllReduceProbe.Reply(seconds: seconds, first: last.first ?? 0, count: last.count), to: frame, on: connection)
         } catch {
-            connection.replyFailure(to: frame.requestID, message: String(describing: error))
+            connection.replyFailure(to: frame.requestID, error: error)
         }
     }
 
@@ -187,7 +187,7 @@ private final class Worker: Sendable {
         do {
             connection.reply(to: frame.requestID, payload: try WireCodec.encode(value))
         } catch {
-            connection.replyFailure(to: frame.requestID, message: String(describing: error))
+            connection.replyFailure(to: frame.requestID, error: error)
         }
     }
 
@@ -200,7 +200,7 @@ private final class Worker: Sendable {
             }
             guard first else { throw ClusterError("actor '\(environment.actorName)' is already initialized") }
             guard let factory = registry.factories[call.actorType] else {
-                throw ClusterError("unknown actor type '\(call.actorType)'; this worker hosts: \(registry.typeNames.joined(separator: ", "))")
+                throw ClusterError(.invalidArgument, "unknown actor type '\(call.actorType)'; this worker hosts: \(registry.typeNames.joined(separator: ", "))")
             }
             let driver = ActorRef(name: "driver", address: ActorAddress(name: "driver", path: environment.driverSocket),
                                   pid: environment.driverPID, device: nil, deviceFraction: 0,
@@ -217,7 +217,7 @@ private final class Worker: Sendable {
             Task { await runMailbox(handlers) }
             connection.reply(to: frame.requestID, payload: try WireCodec.encode(Empty()))
         } catch {
-            connection.replyFailure(to: frame.requestID, message: String(describing: error))
+            connection.replyFailure(to: frame.requestID, error: error)
         }
     }
 
@@ -228,7 +228,7 @@ private final class Worker: Sendable {
                 let known = handlers.names.joined(separator: ", ")
                 job.connection.replyFailure(
                     to: job.frame.requestID,
-                    message: "actor '\(environment.actorName)' has no handler for '\(job.frame.name)'; it handles: [\(known)]")
+                    error: ClusterError(.invalidArgument, "actor '\(environment.actorName)' has no handler for '\(job.frame.name)'; it handles: [\(known)]"))
                 continue
             }
             if entry.concurrent {
