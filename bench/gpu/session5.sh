@@ -16,18 +16,21 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 for part in "$@"; do
 case $part in
 engine)
-  step $C cuda-check --parity-only 2>&1 | grep -E "FAIL|greedy|summary|passed|failed" | tail -30
-  step $C cuda-check --models $S/fixtures 2>&1 | tail -40
-  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -8
-  COLOCATE_CUDA_GRAPHS=0 step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -6
-  COLOCATE_PROFILE_OPS=1 step $C bench decode --device cuda --dtype bf16 --batch 1,256 2>&1 | tail -40
+  step $C cuda-check --parity-only > $out/parity.log 2>&1; grep -E "FAIL|passed|failed|checks" $out/parity.log | tail -25
+  step $C cuda-check --models $S/fixtures 2>&1 | tail -45
+  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 --variable-lengths 2>&1 | tail -14
+  COLOCATE_CUDA_GRAPHS=0 step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -5
+  COLOCATE_PROFILE_OPS=1 step $C bench decode --device cuda --dtype bf16 --batch 1,256 2>&1 | tail -34
+  step $C bench cold-start --device cuda --preset opt-125m --dtype bf16 --runs 3 2>&1 | tail -14
   step $C demo --device cuda --tp 1 2>&1 | tail -12
   ;;
 anchors)
-  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -8
+  # Each beside its anchor in the same call: opt-125m (the shared anchor_hf.py), then qwen2-0.5b (bench/anchor_decode.py).
+  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 --variable-lengths 2>&1 | tail -12
   STEP_TIMEOUT=400 step python3 $S/anchor_hf.py gen 2>&1 | grep anchor
-  step $C bench decode --device cuda --dtype bf16 --preset qwen2-0.5b --batch 1,256 2>&1 | tail -6
-  [ -f bench/anchor_decode.py ] && STEP_TIMEOUT=400 step python3 bench/anchor_decode.py --preset qwen2-0.5b --batch 1,256 2>&1 | grep anchor
+  step $C bench decode --device cuda --dtype bf16 --preset qwen2-0.5b --batch 1,256 --variable-lengths 2>&1 | tail -10
+  STEP_TIMEOUT=400 step python3 bench/anchor_decode.py --preset qwen2-0.5b --batch 1,256 2>&1 | grep anchor
+  step $C bench cold-start --device cuda --preset qwen2-0.5b --dtype bf16 --runs 2 2>&1 | tail -12
   ;;
 train)
   step $C bench train --device cuda --preset opt-125m --batch-size 16 --seq 512 --dtype bf16-mixed 2>&1 | tail -20
