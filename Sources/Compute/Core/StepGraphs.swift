@@ -7,7 +7,7 @@ public protocol StepGraphs: AnyObject {
     /// `forward(step)`. The first step of a shape (token count, sequence count, table width, logit rows)
     /// runs eagerly and is then recorded reading the indices from a buffer of the recording; a later step
     /// of that shape copies its indices there and replays. `forward` must read nothing from the host but
-    /// `step` and allocate the same shapes every time (``TransformerModel/forward(step:cache:)`` does).
+    /// `step` and allocate the same shapes every time (the model's `finalHidden(step:cache:)` does).
     /// The tensor returned by a replay belongs to the recording: read it before the next call.
     func run(_ step: StepIndices, _ forward: (StepIndices) throws -> Tensor) throws -> Tensor
 

@@ -182,7 +182,7 @@ public final class Generator: @unchecked Sendable {
                 let layout = AttentionLayout(blockSize: cache.blockSize, blockTables: tables,
                                              sequenceOfToken: seqOfToken, positionOfToken: posOfToken)
                 let step = try model.prepareStep(tokens: tokens, layout: layout, cache: cache, logitRows: logitRows)
-                stepLogits = try graphs.run(step) { try model.forward(step: $0, cache: cache) }
+                stepLogits = try model.logits(finalHidden: graphs.run(step) { try model.finalHidden(step: $0, cache: cache) })
             } else {
                 let layout = AttentionLayout(blockSize: cache.blockSize, blockTables: tables,
                                              sequenceOfToken: seqOfToken, positionOfToken: posOfToken)

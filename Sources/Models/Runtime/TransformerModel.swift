@@ -137,10 +137,26 @@ public final class TransformerModel: @unchecked Sendable {
                                        rotary: embedding)
     }
 
-    /// Runs one step from indices made by ``prepareStep(tokens:layout:cache:logitRows:)``. Reads no host
-    /// array and allocates the same shapes for the same step shape, so a GPU backend can capture it once
-    /// as a graph and replay it with new indices.
+    /// Runs one step from indices made by ``prepareStep(tokens:layout:cache:logitRows:)``: f32 logits
+    /// `[logitRows.count, V]`, the lm_head applied to ``finalHidden(step:cache:)``.
     public func forward(step: StepIndices, cache: KVCache) throws -> Tensor {
+        try logits(finalHidden: finalHidden(step: step, cache: cache))
+    }
+
+    /// The lm_head: f32 logits `[m, V]` of final hidden rows `[m, H]` (from ``finalHidden(step:cache:)``).
+    public func logits(finalHidden last: Tensor) throws -> Tensor {
+        let c = config
+        let head = wOpt("lm_head.weight") ?? w(c.architecture == .opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight")
+        let logits = try backend.empty([last.shape[0], c.vocabSize], dtype: .f32)
+        backend.linear(last, weight: head, bias: nil, into: logits)
+        return logits
+    }
+
+    /// Runs one step up to the lm_head: the final norm (and OPT's project_out) of the logit rows, f32
+    /// `[logitRows.count, H]`. Reads no host array and allocates the same shapes for the same step shape,
+    /// so a GPU backend can capture it once as a graph and replay it with new indices; the lm_head stays
+    /// outside, so a recorded step keeps a few rows of hidden state, not `[rows, V]` logits.
+    public func finalHidden(step: StepIndices, cache: KVCache) throws -> Tensor {
         let c = config, b = backend
         let n = step.tokens.count, h = c.hiddenSize
 
@@ -193,10 +209,7 @@ public final class TransformerModel: @unchecked Sendable {
         case .llama, .qwen2:
             b.rmsNorm(last, weight: w("model.norm.weight"), eps: c.rmsNormEps, into: last)
         }
-        let head = wOpt("lm_head.weight") ?? w(c.architecture == .opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight")
-        let logits = try b.empty([m, c.vocabSize], dtype: .f32)
-        b.linear(last, weight: head, bias: nil, into: logits)
-        return logits
+        return last
     }
 
     private func embed(_ step: StepIndices) throws -> Tensor {
