@@ -74,6 +74,23 @@ import Testing
         #expect(withoutTimes(try metrics(o2)) == withoutTimes(a))
     }
 
+    /// Engines asleep while the trainers work (KV cache, then weights too) learn exactly what awake
+    /// engines do, and the memory each sleep gave back is in the metrics.
+    @Test(arguments: [1, 2]) func sleepingEnginesGiveTheSameRunAndReportTheMemoryReleased(level: Int) async throws {
+        let awake = try options("awake-\(level)")
+        var asleep = try options("asleep-\(level)")
+        asleep.sleepLevel = level
+        for o in [awake, asleep] { _ = try await GRPOLoop(options: o, prompts: BuiltinTask(kind: .addition), reward: Self.lengthReward).run() }
+        let slept = try metrics(asleep)
+        for m in slept.dropFirst() { #expect((m.sleepBytesReleased ?? 0) > 0, "step \(m.step): \(m.sleepBytesReleased.map(String.init) ?? "no sleep_bytes_released")") }
+        let withoutSleepBytes = slept.map { m -> StepMetrics in
+            var m = m
+            m.sleepBytesReleased = nil
+            return m
+        }
+        #expect(withoutTimes(withoutSleepBytes) == withoutTimes(try metrics(awake)))
+    }
+
     @Test func resumeContinuesTheMetricsStreamAsAnUninterruptedRunWould() async throws {
         let full = try options("full", steps: 3)
         _ = try await GRPOLoop(options: full, prompts: BuiltinTask(kind: .sorting), reward: Self.lengthReward).run()

@@ -219,8 +219,10 @@ public final class GRPOLoop {
 
         // The engines sleep while the trainers work.
         t0 = clock.now
-        for sleeper in s.sleepers { try await sleeper.sleep(level: o.sleepLevel) }
+        var released = 0
+        for sleeper in s.sleepers { released += try await sleeper.sleep(level: o.sleepLevel).bytesReleased }
         m.timeSleep = (clock.now - t0).inSeconds
+        if !s.sleepers.isEmpty { m.sleepBytesReleased = released }
 
         // 2. Rewards; 3. advantages.
         t0 = clock.now

@@ -28,6 +28,9 @@ public struct StepMetrics: Sendable, Codable, Equatable {
     public var timeSync: Double?
     public var timeSleep: Double?
     public var timeWake: Double?
+    /// Engine memory the sleep after generation gave back, over every engine rank: device free memory
+    /// after minus before on GPUs, resident bytes on virtual CPU devices (`--sleep-level` ≥ 1 only).
+    public var sleepBytesReleased: Int?
 
     public init(step: Int) { self.step = step }
 
@@ -39,6 +42,7 @@ public struct StepMetrics: Sendable, Codable, Equatable {
         case gradNorm = "grad_norm", lr, tokensSampled = "tokens_sampled", tokensPerSecond = "tokens_per_s"
         case timeGenerate = "time_generate", timeReward = "time_reward", timeLogprob = "time_logprob"
         case timeTrain = "time_train", timeSync = "time_sync", timeSleep = "time_sleep", timeWake = "time_wake"
+        case sleepBytesReleased = "sleep_bytes_released"
     }
 
     /// Keys that measure time: they differ between otherwise identical runs.
@@ -52,14 +56,14 @@ public struct StepMetrics: Sendable, Codable, Equatable {
             Double(step), rewardMean, rewardStd, fracZeroStdGroups, evalAccuracy, completionLengthMean,
             completionLengthMax.map(Double.init), completionClippedFraction, entropy, kl, clipFractionLow, clipFractionHigh,
             gradNorm, lr, tokensSampled.map(Double.init), tokensPerSecond, timeGenerate, timeReward, timeLogprob,
-            timeTrain, timeSync, timeSleep, timeWake,
+            timeTrain, timeSync, timeSleep, timeWake, sleepBytesReleased.map(Double.init),
         ]
         return zip(CodingKeys.allCases, values).compactMap { k, v in v.map { (k.rawValue, $0) } }
     }
 
     /// One JSON object on one line, keys in a fixed order (integers without a fraction; non-finite as null).
     public func jsonLine() -> String {
-        let integerKeys: Set<String> = ["step", "completion_length_max", "tokens_sampled"]
+        let integerKeys: Set<String> = ["step", "completion_length_max", "tokens_sampled", "sleep_bytes_released"]
         let parts = fields.map { key, value -> String in
             let v: String
             if !value.isFinite { v = "null" } else if integerKeys.contains(key) { v = String(Int(value)) } else { v = "\(value)" }
