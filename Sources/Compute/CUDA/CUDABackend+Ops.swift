@@ -224,8 +224,8 @@ extension CUDABackend {
                 meta += table
             }
             let metaAddress = try upload(meta)
-            try launch("paged_attention_\(Self.kernelSuffix(kCache.dtype))", grid: (tokens, heads, 1),
-                       block: (32 * AttentionKernels.attentionWarps, 1, 1),
+            try launch(AttentionKernels.name(cache: kCache.dtype, writing: .f32, headDim: headDim), grid: (tokens, heads, 1),
+                       block: (32 * AttentionKernels.warps(tokens: tokens, heads: heads), 1, 1),
                        [.address(qa), .address(kca), .address(vca), .address(oa), .address(metaAddress),
                         .int32(Int32(tokens)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)),
                         .int32(Int32(layout.blockSize)), .float(scale)])

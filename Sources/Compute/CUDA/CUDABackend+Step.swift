@@ -138,8 +138,8 @@ extension CUDABackend {
         let (qa, kca, vca, oa) = (address(q, "q"), address(kCache, "kCache"), address(vCache, "vCache"), address(out, "out"))
         if tokens == 0 { return }
         perform("attention") {
-            try launch(AttentionKernels.name(cache: kCache.dtype, writing: out.dtype), grid: (tokens, heads, 1),
-                       block: (32 * AttentionKernels.attentionWarps, 1, 1),
+            try launch(AttentionKernels.name(cache: kCache.dtype, writing: out.dtype, headDim: headDim), grid: (tokens, heads, 1),
+                       block: (32 * AttentionKernels.warps(tokens: tokens, heads: heads), 1, 1),
                        [.address(qa), .address(kca), .address(vca), .address(oa), .address(d.address(ofWord: d.packed.positions, on: self)),
                         .int32(Int32(tokens)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)),
                         .int32(Int32(step.layout.blockSize)), .float(scale)])
