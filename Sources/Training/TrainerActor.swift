@@ -114,6 +114,7 @@ public final class TrainerActor: ClusterActor {
         let context = self.context, box = weights, training = self.training, rl = self.rl
         handlers.on(JoinTrainerGroup.self) { call, _ in try training.join(call, weights: box, context: context) }
         handlers.on(MakeNCCLUniqueID.self) { _, _ in .init(id: try NCCLCommunicator.uniqueID()) }
+        handlers.on(MakeGradientSegment.self) { call, _ in try training.makeSegment(call) }
         handlers.on(ConfigureOptimizer.self) { call, _ in try training.configure(call, weights: box) }
         handlers.on(TrainStep.self) { call, _ in try await training.runStep { try training.step(call, weights: box) } }
         handlers.on(SaveCheckpoint.self) { call, _ in try training.save(call, weights: box) }

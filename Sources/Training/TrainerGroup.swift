@@ -10,16 +10,16 @@ import WeightSync
 /// its own ``TrainerSession``. A step sends each rank its shard of the global batch; the ranks
 /// all-reduce their gradients and apply the same update, so their weights stay identical.
 ///
-/// The all-reduce (``transport``): NCCL on GPUs; on virtual CPU devices, a shared-memory segment the
-/// driver makes when every trainer runs on the driver's host, else (trainers on Ray nodes, on other
-/// hosts) ``ControlPlaneAllReduce`` through rank 0 — slower, and bitwise the same sums (both add in
-/// rank order).
+/// The all-reduce (``transport``): NCCL on GPUs; on virtual CPU devices, a shared-memory segment when
+/// every trainer runs on one host (the driver makes it on its own host, rank 0 on another, such as a
+/// Ray node), else (trainers on several hosts) ``ControlPlaneAllReduce`` through rank 0 — slower, and
+/// bitwise the same sums (both add in rank order).
 public final class TrainerGroup: @unchecked Sendable {
     /// How the ranks all-reduce their gradients.
     public enum Transport: String, Sendable, Codable {
         /// A single trainer: nothing to reduce.
         case none
-        /// The driver's shared-memory segment (CPU devices, every trainer on the driver's host).
+        /// A shared-memory segment (CPU devices, every trainer on one host): the driver's, or rank 0's.
         case sharedMemory = "shared-memory"
         /// Frames to rank 0 and back over the control plane (CPU devices on other hosts).
         case controlPlane = "control-plane"
@@ -70,7 +70,7 @@ public final class TrainerGroup: @unchecked Sendable {
         }
         let onGPUs = trainers.contains { $0.device?.kind == .cuda }
         let driverHost = WorkerEnvironment.hostIdentity
-        let allOnDriverHost = trainers.allSatisfy { $0.address.host == nil || $0.address.host == driverHost }
+        let hosts = Set(trainers.map { $0.address.host ?? driverHost })
         let allReduceName = "\(name)-gradients"
         var joins = (0..<world).map { JoinTrainerGroup(rank: $0, worldSize: world) }
         var segment: HostMemory?
@@ -82,24 +82,28 @@ public final class TrainerGroup: @unchecked Sendable {
                 let id = cluster.isRay ? try await trainers[0].call(MakeNCCLUniqueID()).id : try NCCLCommunicator.uniqueID()
                 for r in 0..<world { joins[r].ncclUniqueID = id }
                 transport = .nccl
-            } else if world > 1 && allOnDriverHost {
-                guard world <= SharedMemoryAllReduce.maxRanks else {
-                    throw TrainingError("\(world) trainers exceed the \(SharedMemoryAllReduce.maxRanks) ranks the CPU all-reduce supports")
-                }
+            } else if world > 1 && hosts.count == 1 && world <= SharedMemoryAllReduce.maxRanks {
                 let floats = WeightLayout(table: ParameterTable(config: config), dtype: .f32).totalBytes / 4
                 let slot = min(floats, Self.maxSlotFloats)
-                let memory = try SharedMemoryAllReduce.createSegment(worldSize: world, slotFloats: slot)
-                let identity = try SharedMemoryIdentity.of(fileDescriptor: memory.sharedFileDescriptor!)
-                let handle = MemoryHandle(deviceUUID: Device.host.uuid, kind: .cpuSharedMemory, byteCount: memory.byteCount,
+                let handle: MemoryHandle
+                if hosts.first == driverHost {
+                    let memory = try SharedMemoryAllReduce.createSegment(worldSize: world, slotFloats: slot)
+                    let identity = try SharedMemoryIdentity.of(fileDescriptor: memory.sharedFileDescriptor!)
+                    handle = MemoryHandle(deviceUUID: Device.host.uuid, kind: .cpuSharedMemory, byteCount: memory.byteCount,
                                           offset: 0, opaque: identity.bytes, ownerPID: identity.pid)
+                    segment = memory
+                } else {
+                    // Another host's trainers cannot map the driver's memory: rank 0 makes the segment there.
+                    handle = try await trainers[0].call(MakeGradientSegment(worldSize: world, slotFloats: slot)).segment
+                }
                 for r in 0..<world {
                     joins[r].segment = handle
                     joins[r].slotFloats = slot
                 }
-                segment = memory
                 transport = .sharedMemory
             } else if world > 1 {
-                // Another host's trainers cannot map the driver's segment: frames through rank 0.
+                // Trainers on several hosts share no memory (or more ranks than a segment holds):
+                // frames through rank 0.
                 for r in 0..<world {
                     joins[r].controlPlaneRoot = trainers[0].address
                     joins[r].controlPlaneName = allReduceName

@@ -33,6 +33,22 @@ public struct JoinTrainerGroup: RemoteCall {
     }
 }
 
+/// A shared-memory all-reduce segment made and kept by this trainer (rank 0 of a group whose ranks
+/// all run on one host that is not the driver's: a Ray node). Its peers map it as they map the
+/// driver's segment; it lives as long as this trainer.
+public struct MakeGradientSegment: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var segment: MemoryHandle
+    }
+    public static let name = "trainer.makeGradientSegment"
+    public var worldSize: Int
+    public var slotFloats: Int
+    public init(worldSize: Int, slotFloats: Int) {
+        self.worldSize = worldSize
+        self.slotFloats = slotFloats
+    }
+}
+
 /// A new NCCL unique id made by this trainer (GPUs): rank 0 of a group on Ray makes it, so that NCCL's
 /// bootstrap listens on a GPU host with NCCL rather than on the driver's, which may have neither.
 public struct MakeNCCLUniqueID: RemoteCall {
@@ -112,6 +128,8 @@ final class TrainingBox: @unchecked Sendable {
     /// The all-reduce over the control plane; its steps block the thread that runs them, which must
     /// then be one of their own (`runStep`).
     var controlPlaneAllReduce: ControlPlaneAllReduce?
+    /// The segment this trainer made for its group (`MakeGradientSegment`), kept while it lives.
+    var ownedSegment: HostMemory?
     var communicator: NCCLCommunicator?
     var session: TrainerSession?
 
@@ -155,6 +173,17 @@ final class TrainingBox: @unchecked Sendable {
         }
         session?.allReduce = allReduce
         return Empty()
+    }
+
+    func makeSegment(_ call: MakeGradientSegment) throws -> MakeGradientSegment.Reply {
+        guard call.worldSize >= 2, call.worldSize <= SharedMemoryAllReduce.maxRanks, call.slotFloats >= 1 else {
+            throw TrainingError("an all-reduce segment needs 2...\(SharedMemoryAllReduce.maxRanks) ranks and a slot; got \(call.worldSize) ranks, \(call.slotFloats) floats")
+        }
+        let memory = try SharedMemoryAllReduce.createSegment(worldSize: call.worldSize, slotFloats: call.slotFloats)
+        let identity = try SharedMemoryIdentity.of(fileDescriptor: memory.sharedFileDescriptor!)
+        ownedSegment = memory
+        return .init(segment: MemoryHandle(deviceUUID: Device.host.uuid, kind: .cpuSharedMemory, byteCount: memory.byteCount,
+                                           offset: 0, opaque: identity.bytes, ownerPID: identity.pid))
     }
 
     func configure(_ call: ConfigureOptimizer, weights: WeightsBox) throws -> ConfigureOptimizer.Reply {
