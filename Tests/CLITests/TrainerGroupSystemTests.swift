@@ -6,7 +6,8 @@ import Testing
 import Training
 
 /// The driver-side ``TrainerGroup`` as the RL loop uses it: real trainer worker processes of the built
-/// binary on virtual CPU devices, all-reducing through the driver's shared-memory segment.
+/// binary on virtual CPU devices, all-reducing through the driver's shared-memory segment, or over the
+/// control plane when the trainers count as separate hosts.
 @Suite(.serialized) struct TrainerGroupSystemTests {
     @Test func dataParallelRanksStayBitIdenticalAndMatchOneRank() async throws {
         let model = try colocateFixtures() + "/llama-tiny"

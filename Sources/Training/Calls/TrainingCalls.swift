@@ -4,15 +4,16 @@ import Compute
 import Foundation
 
 /// Joins the trainer to its data-parallel group: rank `rank` of `worldSize`, all-reducing gradients
-/// through the driver's shared-memory segment (virtual CPU devices on the driver's host), the control
-/// plane (virtual CPU devices on other hosts: ``ControlPlaneAllReduce`` through rank 0) or NCCL (GPUs,
-/// every rank joining with the same unique id, concurrently). A world of 1 needs none.
+/// through a shared-memory segment (virtual CPU devices, every rank on one host: the driver's segment,
+/// or rank 0's on another host), the control plane (virtual CPU devices on several hosts:
+/// ``ControlPlaneAllReduce`` through rank 0) or NCCL (GPUs, every rank joining with the same unique
+/// id, concurrently). A world of 1 needs none.
 public struct JoinTrainerGroup: RemoteCall {
     public typealias Reply = Empty
     public static let name = "trainer.joinGroup"
     public var rank: Int
     public var worldSize: Int
-    /// The shared-memory all-reduce segment (``SharedMemoryAllReduce``) made by the driver.
+    /// The shared-memory all-reduce segment (``SharedMemoryAllReduce``), made by the driver or by rank 0.
     public var segment: MemoryHandle?
     public var slotFloats: Int
     public var ncclUniqueID: [UInt8]?
