@@ -1,4 +1,5 @@
 import Cluster
+import Collectives
 import Compute
 import Foundation
 import Models
@@ -111,14 +112,16 @@ public final class TrainerActor: ClusterActor {
 
     public func handlers(into handlers: inout Handlers) {
         let context = self.context, box = weights, training = self.training, rl = self.rl
-        handlers.on(JoinTrainerGroup.self) { call, _ in try training.join(call, weights: box) }
+        handlers.on(JoinTrainerGroup.self) { call, _ in try training.join(call, weights: box, context: context) }
+        handlers.on(MakeNCCLUniqueID.self) { _, _ in .init(id: try NCCLCommunicator.uniqueID()) }
+        handlers.on(MakeGradientSegment.self) { call, _ in try training.makeSegment(call) }
         handlers.on(ConfigureOptimizer.self) { call, _ in try training.configure(call, weights: box) }
-        handlers.on(TrainStep.self) { call, _ in try training.step(call, weights: box) }
+        handlers.on(TrainStep.self) { call, _ in try await training.runStep { try training.step(call, weights: box) } }
         handlers.on(SaveCheckpoint.self) { call, _ in try training.save(call, weights: box) }
         handlers.on(LoadCheckpoint.self) { call, _ in try training.load(call, weights: box) }
         handlers.on(LoadReferenceModel.self) { call, _ in try rl.loadReference(call, training: training, weights: box) }
         handlers.on(ComputeLogProbs.self) { call, _ in try rl.logProbs(call, training: training, weights: box) }
-        handlers.on(PolicyStep.self) { call, _ in try rl.step(call, training: training, weights: box) }
+        handlers.on(PolicyStep.self) { call, _ in try await training.runStep { try rl.step(call, training: training, weights: box) } }
         handlers.on(LoadModel.self) { call, _ in
             guard let device = context.device else { throw WeightSyncError("trainer \(context.actorName) was placed without a device") }
             let start = ContinuousClock.now

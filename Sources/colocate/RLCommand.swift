@@ -85,6 +85,8 @@ struct RLCommand: AsyncParsableCommand {
     var resume: String?
     @Flag(help: "Print the summary as JSON.")
     var json = false
+    @Option(help: ClusterChoice.help)
+    var cluster: String = "local"
 
     func run() async throws {
         guard device == "cpu" || device == "cuda" else { throw CLIError("unknown device '\(device)' (use cpu or cuda)") }
@@ -98,6 +100,7 @@ struct RLCommand: AsyncParsableCommand {
         default: throw CLIError("give either --task or --data, not both")
         }
         var o = GRPOOptions(model: model, outputDirectory: out)
+        o.rayAddress = try ClusterChoice(parsing: cluster).rayAddress
         do {
             o.devices = try DeviceSpec(parsing: layout.devices ?? (device == "cuda" ? "cuda" : "cpu:4"))
         } catch { throw CLIError("\(error)") }

@@ -57,6 +57,8 @@ struct Train: AsyncParsableCommand {
     var json = false
     @Flag(help: "Recompute each layer's activations in the backward instead of keeping them.")
     var recompute = false
+    @Option(help: ClusterChoice.help)
+    var cluster: String = "local"
 
     func run() async throws {
         do {
@@ -72,6 +74,7 @@ struct Train: AsyncParsableCommand {
 
     private func train() async throws {
         // Flags.
+        let rayAddress = try ClusterChoice(parsing: cluster).rayAddress
         guard device == "cpu" || device == "cuda" else { throw CLIError("unknown device '\(device)' (use cpu or cuda)") }
         guard trainers >= 1 else { throw CLIError("--trainers must be at least 1, got \(trainers)") }
         guard steps >= 1 else { throw CLIError("--steps must be at least 1, got \(steps)") }
@@ -130,7 +133,7 @@ struct Train: AsyncParsableCommand {
         case ("cpu", .cuda): throw CLIError("--devices cuda needs --device cuda")
         default: break
         }
-        let cluster = try Cluster.local(devices: spec)
+        let cluster = try await Cluster.make(rayAddress: rayAddress, devices: spec)
         do {
             try await run(cluster: cluster, config: config, data: data, beta1: beta1, beta2: beta2, kind: kind,
                           startStep: startStep, position: position)
@@ -143,13 +146,19 @@ struct Train: AsyncParsableCommand {
 
     private func run(cluster: Cluster, config: ModelConfig, data: TrainingData, beta1: Float, beta2: Float,
                      kind: LearningRateSchedule.Kind, startStep: Int, position: Int) async throws {
-        guard cluster.devices.count >= trainers else {
-            throw CLIError("--trainers \(trainers) needs \(trainers) devices; there \(cluster.devices.count == 1 ? "is" : "are") \(cluster.devices.count)")
+        // On Ray: every device the cluster offers (Ray reports them when the driver joins).
+        let available = cluster.layoutDevices().count
+        guard available >= trainers else {
+            throw CLIError("--trainers \(trainers) needs \(trainers) devices; \(cluster.isRay ? "the Ray cluster offers" : "there \(available == 1 ? "is" : "are")") \(available)")
         }
         let pg = try cluster.placementGroup(Array(repeating: ResourceBundle(gpu: 1), count: trainers), name: "trainers")
         try await pg.ready()
         let group = try await TrainerGroup(cluster: cluster, group: pg, bundles: Array(0..<trainers), modelDirectory: model,
                                            weightsDirectory: resume)
+        if trainers > 1 || cluster.isRay {
+            // On stderr: --json keeps stdout to one JSON line per step.
+            FileHandle.standardError.write(Data("\(trainers) trainer(s) on \(group.hosts.count) host(s)\(trainers > 1 ? ", gradients all-reduced by \(group.transport.rawValue)" : "")\n".utf8))
+        }
         let hyper = AdamWHyperparameters(learningRate: lr, beta1: beta1, beta2: beta2, epsilon: eps, weightDecay: weightDecay)
         let lrSchedule = LearningRateSchedule(kind: kind, peak: lr, warmupSteps: warmupSteps, totalSteps: steps)
         let clip: Float? = maxGradNorm > 0 ? maxGradNorm : nil

@@ -227,3 +227,47 @@ extension Array {
         return out
     }
 }
+
+/// Joining a Ray cluster that is not there is a one-line error, never a hang (`ray.init` itself
+/// retries a missing head for minutes).
+extension RayClusterTests {
+    @Test func unreachableRayAddressIsAOneLineErrorAtOnce() async throws {
+        var rayOptions = RayOptions()
+        rayOptions.python = RayTestCluster.python
+        do {
+            _ = try await Cluster.ray(address: "127.0.0.1:1", rayOptions: rayOptions)
+            Issue.record("joined a Ray cluster at 127.0.0.1:1")
+        } catch let error as ClusterError {
+            #expect(error.message.contains("no Ray cluster answers at 127.0.0.1:1") && error.message.contains("ray start --head"), "\(error)")
+            #expect(!error.message.contains("\n"))
+        }
+    }
+
+    /// A head that accepts connections and never answers: the join fails at its deadline, and the
+    /// helper stuck in `ray.init` is ended with it.
+    @Test func silentRayAddressFailsAtTheConnectDeadlineAndEndsTheHelper() async throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        try #require(bound)
+        let port = UInt16(bigEndian: address.sin_port)
+        var rayOptions = RayOptions()
+        rayOptions.python = RayTestCluster.python
+        rayOptions.connectTimeout = .seconds(3)
+        let helpersBefore = Set(helperPIDs())
+        do {
+            _ = try await Cluster.ray(address: "127.0.0.1:\(port)", rayOptions: rayOptions)
+            Issue.record("joined a Ray cluster at a socket that never answers")
+        } catch let error as ClusterError {
+            #expect(error.code == .timedOut)
+            #expect(error.message.contains("no Ray cluster answered at '127.0.0.1:\(port)'"), "\(error)")
+        }
+        #expect(await eventually { Set(helperPIDs()).subtracting(helpersBefore).isEmpty }, "the Ray helper outlived the failed join")
+    }
+}

@@ -24,6 +24,7 @@ actors and placement groups it owns: they share the fate of their creator.
 
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -56,6 +57,7 @@ class Driver:
 
     def connect(self, req):
         address = req.get("address") or "auto"
+        _check_reachable(address)
         kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         ray.init(address=address, namespace=req.get("namespace"), **kwargs)
         return {"resources": ray.cluster_resources(), "node_ip": ray.util.get_node_ip_address(),
@@ -210,6 +212,19 @@ class Driver:
             emit(dict(reply, id=req.get("id"), ok=True))
         except Exception as e:  # noqa: BLE001 - every failure goes back to the Swift driver as text
             emit({"id": req.get("id"), "ok": False, "error": _first_line(e)})
+
+
+def _check_reachable(address):
+    """Fails at once, with a clear reason, when nothing listens at a HOST:PORT address (ray.init
+    would retry for minutes)."""
+    if address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"no Ray cluster answers at {address} ({e}): is it started (`ray start --head`), "
+                           f"and is the address its head's HOST:PORT?") from None
 
 
 def _first_line(e):

@@ -4,26 +4,53 @@ import Synchronization
 /// Data-parallel all-reduce (sum of f32) between the ranks of an actor group over the control plane:
 /// across hosts on CPU virtual devices, where there is no NCCL. Correct and simple, a test mode:
 /// every rank sends its values to rank 0 (raw little-endian f32 in one frame), rank 0 adds them **in
-/// rank order** — every rank gets bitwise the same result, whatever the arrival order — and answers
-/// each rank with the sum. Within a host the frames go over Unix sockets, between hosts over TCP
-/// authenticated by the cluster secret.
+/// rank order** — every rank gets bitwise the same result, whatever the arrival order, and the same
+/// one as `SharedMemoryAllReduce`, which adds in rank order too — and answers each rank with the sum.
+/// Within a host the frames go over Unix sockets, between hosts over TCP authenticated by the
+/// cluster secret.
 ///
 ///     let allReduce = ControlPlaneAllReduce(context: context)   // in each rank's actor
 ///     gradients = try await allReduce.sum(gradients)
 ///
-/// Every rank must call `sum` the same number of times, in the same order, with the same count.
+/// Every rank must call `sum` the same number of times, in the same order, with the same count. A
+/// rank that fails between calls calls `abort`: the round fails on every rank instead of waiting for
+/// it, and so does every later one (the group has to be rebuilt), as with the shared-memory segment.
 public final class ControlPlaneAllReduce: Sendable {
     /// The call name of a contribution (handled by the worker runtime on rank 0).
     static let callName = "colocate.allReduce"
+    /// The call name of an abort (handled by the worker runtime on rank 0): payload `name`, a newline,
+    /// the reason.
+    static let abortName = "colocate.allReduceAbort"
+    /// The largest contribution `sumBlocking` sends in one frame (16 MiB); longer arrays go in chunks.
+    public static let chunkFloats = 1 << 22
 
     private let context: WorkerContext
     private let name: String
+    public let rank: Int
+    public let worldSize: Int
+    /// Rank 0's address when it is not the context's group peer 0 (a group joined by call).
+    private let root: ActorAddress?
     private let step = Mutex<UInt64>(0)
 
-    /// `name` tells apart several all-reduces of one group (default: the group's name).
+    /// The all-reduce of this actor's group (`Cluster.spawnGroup`). `name` tells apart several
+    /// all-reduces of one group (default: the group's name).
     public init(context: WorkerContext, name: String? = nil) {
         self.context = context
         self.name = name ?? context.groupName ?? context.actorName
+        rank = context.rank
+        worldSize = context.worldSize
+        root = nil
+    }
+
+    /// The all-reduce of a group the driver formed from separate actors: this actor is rank `rank` of
+    /// `worldSize`, and rank 0 listens at `root`. `name` must be the same on every rank.
+    public init(context: WorkerContext, name: String, rank: Int, worldSize: Int, root: ActorAddress) {
+        precondition(rank >= 0 && rank < worldSize)
+        self.context = context
+        self.name = name
+        self.rank = rank
+        self.worldSize = worldSize
+        self.root = root
     }
 
     /// The element-wise sum of `values` over every rank of the group.
@@ -32,21 +59,68 @@ public final class ControlPlaneAllReduce: Sendable {
             s += 1
             return s
         }
-        if context.worldSize == 1 { return values }
+        if worldSize == 1 { return values }
         let key = "\(name)/\(step)"
-        if context.rank == 0 {
-            return try await AllReduceHub.shared.contribute(key: key, rank: 0, worldSize: context.worldSize, values: values, reply: nil)
+        if rank == 0 {
+            return try await AllReduceHub.shared.contribute(key: key, rank: 0, worldSize: worldSize, values: values, reply: nil, timeout: timeout)
         }
         var payload = [UInt8]()
-        payload.reserveCapacity(8 + key.utf8.count + values.count * 4)
-        payload.append(contentsOf: withUnsafeBytes(of: UInt32(context.rank).littleEndian, Array.init))
-        payload.append(contentsOf: withUnsafeBytes(of: UInt32(context.worldSize).littleEndian, Array.init))
+        payload.reserveCapacity(12 + key.utf8.count + values.count * 4)
+        payload.append(contentsOf: withUnsafeBytes(of: UInt32(rank).littleEndian, Array.init))
+        payload.append(contentsOf: withUnsafeBytes(of: UInt32(worldSize).littleEndian, Array.init))
         payload.append(contentsOf: withUnsafeBytes(of: UInt32(key.utf8.count).littleEndian, Array.init))
         payload.append(contentsOf: key.utf8)
         values.withUnsafeBytes { payload.append(contentsOf: $0) }
-        let root = try context.peer(rank: 0)
-        let frame = try await root.connection.call(name: ControlPlaneAllReduce.callName, payload: payload, timeout: timeout)
+        let frame = try await rootRef().connection.call(name: ControlPlaneAllReduce.callName, payload: payload, timeout: timeout)
         return AllReduceHub.floats(frame.payload[...])
+    }
+
+    /// `sum` in place over `buffer`, in chunks of at most `chunkFloats`, for synchronous callers (a
+    /// training step's gradient all-reduce). Blocks the calling thread: call it from a thread of its
+    /// own (`BlockingWork`), never from a task, since the frames are sent and answered by tasks.
+    public func sumBlocking(_ buffer: UnsafeMutableBufferPointer<Float>, timeout: Duration = ActorRef.defaultCallTimeout) throws {
+        var start = 0
+        while start < buffer.count {
+            let n = min(Self.chunkFloats, buffer.count - start)
+            let chunk = Array(buffer[start..<(start + n)])
+            let done = Promise<[Float]>()
+            Task {
+                do { done.succeed(try await self.sum(chunk, timeout: timeout)) } catch { done.fail(error) }
+            }
+            // The call's own deadline ends the task first; this one only guards against a lost task.
+            guard let result = done.waitBlocking(timeout: timeout + .seconds(5)) else {
+                throw ClusterError(.timedOut, "the all-reduce '\(name)' did not finish within \(timeout)")
+            }
+            let sum = try result.get()
+            guard sum.count == n else {
+                throw ClusterError(.protocolViolation, "the all-reduce '\(name)' returned \(sum.count) values for \(n)")
+            }
+            _ = UnsafeMutableBufferPointer(rebasing: buffer[start..<(start + n)]).update(fromContentsOf: sum)
+            start += n
+        }
+    }
+
+    /// Fails the round in progress and every later one on every rank (this rank's step failed, or a
+    /// peer died): ranks waiting for this one throw instead of waiting forever. Waits for nothing.
+    public func abort(reason: String) {
+        if rank == 0 {
+            AllReduceHub.shared.abort(name: name, reason: reason)
+            return
+        }
+        let payload = Array((name + "\n" + reason).utf8)
+        let root = try? rootRef()
+        Task { _ = try? await root?.connection.call(name: ControlPlaneAllReduce.abortName, payload: payload, timeout: .seconds(10)) }
+    }
+
+    /// Driver side: aborts the all-reduce `name` whose rank 0 is `rank0` (a rank died, so its peers
+    /// would wait for it forever). Returns once rank 0 has it, or failed to answer.
+    public static func abort(name: String, rank0: ActorRef, reason: String) async {
+        _ = try? await rank0.connection.call(name: abortName, payload: Array((name + "\n" + reason).utf8), timeout: .seconds(10))
+    }
+
+    private func rootRef() throws -> ActorRef {
+        if let root { return try context.connect(to: root) }
+        return try context.peer(rank: 0)
     }
 }
 
@@ -61,7 +135,20 @@ final class AllReduceHub: Sendable {
         var own: Promise<[Float]>?
     }
 
-    private let rounds = Mutex<[String: Round]>([:])
+    private struct State {
+        var rounds: [String: Round] = [:]
+        /// All-reduces aborted, by name, with the reason: their rounds fail from then on.
+        var aborted: [String: String] = [:]
+        /// Connections that brought contributions, watched for their end (a rank that died).
+        var watched: Set<ObjectIdentifier> = []
+    }
+
+    private let state = Mutex(State())
+
+    /// The all-reduce a round key (`name/step`) belongs to.
+    static func name(ofKey key: String) -> String {
+        key.lastIndex(of: "/").map { String(key[..<$0]) } ?? key
+    }
 
     /// A contribution from a peer's frame (on a connection's reader thread: nothing here blocks).
     func received(_ frame: Frame, on connection: Connection) {
@@ -73,6 +160,7 @@ final class AllReduceHub: Sendable {
               let key = String(validating: p[12..<(12 + keyLength)], as: UTF8.self) else {
             return connection.replyFailure(to: frame.requestID, error: ClusterError(.protocolViolation, "malformed all-reduce contribution"))
         }
+        watch(connection, rank: rank, name: AllReduceHub.name(ofKey: key))
         let values = AllReduceHub.floats(p[(12 + keyLength)...])
         Task {
             _ = try? await self.contribute(key: key, rank: rank, worldSize: worldSize, values: values,
@@ -80,34 +168,89 @@ final class AllReduceHub: Sendable {
         }
     }
 
-    /// Adds a contribution; rank 0 (`reply == nil`) waits for the sum, peers are answered on their
-    /// connection once it is complete.
+    /// An abort from a peer or the driver: payload `name`, newline, reason.
+    func receivedAbort(_ frame: Frame, on connection: Connection) {
+        let text = String(decoding: frame.payload, as: UTF8.self)
+        let parts = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+        // Off the reader thread: failing the rounds writes to other connections.
+        Task {
+            abort(name: String(parts[0]), reason: parts.count > 1 ? String(parts[1]) : "aborted")
+            connection.reply(to: frame.requestID, payload: [])
+        }
+    }
+
+    /// The end of a connection that brought rank `rank`'s contributions aborts its all-reduce: rank 0
+    /// would otherwise wait for that rank forever.
+    private func watch(_ connection: Connection, rank: Int, name: String) {
+        let id = ObjectIdentifier(connection)
+        guard state.withLock({ $0.watched.insert(id).inserted }) else { return }
+        connection.updateHooks { h in
+            let previous = h.onClose
+            h.onClose = {
+                previous()
+                // On the connection's reader thread: failing the rounds writes to other connections.
+                Task {
+                    self.state.withLock { _ = $0.watched.remove(id) }
+                    self.abort(name: name, reason: "rank \(rank)'s connection to rank 0 ended (the rank died or left)")
+                }
+            }
+        }
+    }
+
+    /// Fails every round of all-reduce `name` in progress, and every later one.
+    func abort(name: String, reason: String) {
+        let failed = state.withLock { s -> [Round] in
+            if s.aborted[name] == nil { s.aborted[name] = reason }
+            let keys = s.rounds.keys.filter { AllReduceHub.name(ofKey: $0) == name }
+            return keys.compactMap { s.rounds.removeValue(forKey: $0) }
+        }
+        for round in failed { fail(round, message: "the all-reduce '\(name)' was aborted: \(reason)") }
+    }
+
+    /// Adds a contribution; rank 0 (`reply == nil`) waits for the sum (at most `timeout`), peers are
+    /// answered on their connection once it is complete.
     func contribute(key: String, rank: Int, worldSize: Int, values: [Float],
-                    reply: (requestID: UInt64, connection: Connection)?) async throws -> [Float] {
+                    reply: (requestID: UInt64, connection: Connection)?, timeout: Duration? = nil) async throws -> [Float] {
         let own = reply == nil ? Promise<[Float]>() : nil
-        let complete = rounds.withLock { r -> Round? in
-            var round = r[key] ?? Round(worldSize: worldSize)
+        let name = AllReduceHub.name(ofKey: key)
+        let (complete, aborted) = state.withLock { s -> (Round?, String?) in
+            if let reason = s.aborted[name] { return (nil, reason) }
+            var round = s.rounds[key] ?? Round(worldSize: worldSize)
             round.contributions[rank] = values
             if let reply { round.replies.append(reply) }
             if let own { round.own = own }
             guard round.contributions.count == round.worldSize else {
-                r[key] = round
-                return nil
+                s.rounds[key] = round
+                return (nil, nil)
             }
-            r[key] = nil
-            return round
+            s.rounds[key] = nil
+            return (round, nil)
+        }
+        if let aborted {
+            let message = "the all-reduce '\(name)' was aborted: \(aborted)"
+            if let reply { reply.connection.replyFailure(to: reply.requestID, message: message) }
+            throw ClusterError(message)
         }
         if let complete { finish(complete) }
-        return try await own?.value() ?? []
+        guard let own else { return [] }
+        guard let timeout else { return try await own.value() }
+        guard let result = await own.value(timeout: timeout) else {
+            abort(name: name, reason: "rank 0 waited \(timeout) for the other ranks")
+            throw ClusterError(.timedOut, "the all-reduce '\(name)' did not complete within \(timeout): a rank never contributed")
+        }
+        return try result.get()
+    }
+
+    private func fail(_ round: Round, message: String) {
+        for r in round.replies { r.connection.replyFailure(to: r.requestID, message: message) }
+        round.own?.fail(ClusterError(message))
     }
 
     private func finish(_ round: Round) {
         let count = round.contributions[0]?.count ?? 0
         guard round.contributions.values.allSatisfy({ $0.count == count }) else {
             let sizes = round.contributions.sorted { $0.key < $1.key }.map { "rank \($0.key): \($0.value.count)" }.joined(separator: ", ")
-            let message = "all-reduce of different sizes (\(sizes))"
-            for r in round.replies { r.connection.replyFailure(to: r.requestID, message: message) }
-            round.own?.fail(ClusterError(.invalidArgument, message))
+            fail(round, message: "all-reduce of different sizes (\(sizes))")
             return
         }
         var sum = [Float](repeating: 0, count: count)

@@ -22,6 +22,9 @@ public struct RayOptions: Sendable {
     /// How long a placement group may stay pending before it fails with Ray's reason (Ray itself
     /// would wait forever).
     public var placementTimeout: Duration = .seconds(60)
+    /// How long joining the Ray cluster may take before it fails (Ray itself retries a missing head
+    /// for minutes).
+    public var connectTimeout: Duration = .seconds(60)
     /// The `colocate` executable on every host (default: this executable's path, so every host needs
     /// the same build at the same path: a shared file system or image).
     public var workerExecutable: String?
@@ -95,7 +98,12 @@ final class RayBackend: Sendable {
         }
         let helper = try RayHelper(python: python)
         do {
-            let reply = try await helper.request("connect", ["address": address])
+            let reply: [String: Any]
+            do {
+                reply = try await helper.request("connect", ["address": address], timeout: options.connectTimeout)
+            } catch let error as ClusterError where error.code == .timedOut {
+                throw ClusterError(.timedOut, "no Ray cluster answered at '\(address)' within \(options.connectTimeout): is it started (`ray start --head`), and is the address its head's HOST:PORT?")
+            }
             let resources = reply["resources"] as? [String: Any] ?? [:]
             let nodeIP = reply["node_ip"] as? String ?? "127.0.0.1"
             let kind = options.deviceKind ?? (resources["colocate_cpu_device"] != nil ? .cpu : .cuda)
@@ -103,7 +111,7 @@ final class RayBackend: Sendable {
             deviceCount = Int((resources[kind == .cpu ? "colocate_cpu_device" : "GPU"] as? Double) ?? 0)
             advertisedHost = options.advertisedHost ?? nodeIP
         } catch {
-            helper.close()
+            helper.terminate()
             throw error
         }
         self.helper = helper

@@ -66,8 +66,9 @@ final class RayHelper: Sendable {
     }
 
     /// Sends `request` (an op and its fields) and returns the reply's fields; a failed request
-    /// throws Ray's error as a one-line message.
-    func request(_ op: String, _ fields: [String: Any] = [:]) async throws -> [String: Any] {
+    /// throws Ray's error as a one-line message, and one unanswered after `timeout` (when given)
+    /// throws `.timedOut`.
+    func request(_ op: String, _ fields: [String: Any] = [:], timeout: Duration? = nil) async throws -> [String: Any] {
         let promise = Promise<Data>()
         let (id, failure) = state.withLock { s -> (Int, String?) in
             s.nextID += 1
@@ -84,7 +85,15 @@ final class RayHelper: Sendable {
         } catch {
             helperEnded()
         }
-        let data = try await promise.value()
+        let data: Data
+        if let timeout {
+            guard let result = await promise.value(timeout: timeout) else {
+                throw ClusterError(.timedOut, "the Ray helper did not answer '\(op)' within \(timeout)")
+            }
+            data = try result.get()
+        } else {
+            data = try await promise.value()
+        }
         guard let reply = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ClusterError(.protocolViolation, "the Ray helper sent a reply that is not an object")
         }
@@ -108,6 +117,13 @@ final class RayHelper: Sendable {
     /// Closes the helper's stdin (it exits at EOF) without waiting.
     func close() {
         try? input.close()
+    }
+
+    /// Ends the helper now: SIGKILL, for a helper stuck in a request (`ray.init` retrying a head that
+    /// does not answer reads no more of its stdin).
+    func terminate() {
+        close()
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 
     var pid: Int32 { process.processIdentifier }

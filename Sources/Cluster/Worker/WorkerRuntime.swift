@@ -159,6 +159,8 @@ private final class Worker: Sendable {
             Task { await initialize(frame, on: connection) }
         case ControlPlaneAllReduce.callName:
             AllReduceHub.shared.received(frame, on: connection)
+        case ControlPlaneAllReduce.abortName:
+            AllReduceHub.shared.receivedAbort(frame, on: connection)
         case AllReduceProbe.name:
             Task { await probeAllReduce(frame, on: connection) }
         default:

@@ -49,7 +49,12 @@ public final class GRPOLoop {
         try fm.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
         var clusterOptions = ClusterOptions()
         if let exe = options.workerExecutable { clusterOptions.workerExecutable = exe }
-        let cluster = try Cluster.local(devices: options.devices, options: clusterOptions)
+        let cluster: Cluster
+        do {
+            cluster = try await Cluster.make(rayAddress: options.rayAddress, devices: options.devices, options: clusterOptions)
+        } catch {
+            throw RLError("\(error)")
+        }
         do {
             let summary = try await run(on: cluster)
             await cluster.shutdown()
@@ -78,7 +83,10 @@ public final class GRPOLoop {
     private func run(on cluster: Cluster) async throws -> RunSummary {
         let o = options
         let started = ContinuousClock.now
-        let layout = try ColocatedLayout(devices: cluster.devices, tensorParallelSize: o.tensorParallelSize,
+        // On Ray the layout is planned over one stand-in per device asked for; Ray then places them.
+        var deviceCount: Int?
+        if case .cpu(let count, _) = o.devices { deviceCount = count }
+        let layout = try ColocatedLayout(devices: cluster.layoutDevices(count: deviceCount), tensorParallelSize: o.tensorParallelSize,
                                          trainerFraction: o.trainerFraction, workerFraction: o.workerFraction)
         let trainerCount = o.trainers ?? layout.trainers.count
         guard trainerCount >= 1, trainerCount <= layout.trainers.count else {
@@ -94,6 +102,9 @@ public final class GRPOLoop {
         }
         let pg = try cluster.placementGroup(layout.bundles, strategy: .pack, name: "colocate-rl")
         try await pg.ready()
+        if let nodes = pg.bundleNodes {
+            log("Ray placed the bundles on nodes: " + nodes.enumerated().map { "\($0.offset): \($0.element.prefix(12))" }.joined(separator: ", "))
+        }
 
         // Where a resumed run stands: its checkpoint holds the weights, the optimizer and the RL step.
         var firstStep = 1
@@ -114,6 +125,9 @@ public final class GRPOLoop {
         log("layout: \(layout.devices.count) devices, \(trainerCount) trainers at \(o.trainerFraction), \(layout.engines.count) engines of TP \(layout.tensorParallelSize) at \(o.workerFraction)")
         let trainers = try await TrainerGroup(cluster: cluster, group: pg, bundles: Array(0..<trainerCount), modelDirectory: o.model,
                                               weightsDirectory: weightsDirectory, deviceFraction: o.trainerFraction)
+        if trainers.worldSize > 1 {
+            log("trainers: \(trainers.worldSize) on \(trainers.hosts.count) host(s), gradients all-reduced by \(trainers.transport.rawValue)")
+        }
         try await trainers.configure(ConfigureOptimizer(
             hyper: AdamWHyperparameters(learningRate: o.learningRate, weightDecay: o.weightDecay),
             schedule: LearningRateSchedule(kind: .constant, peak: o.learningRate, warmupSteps: o.warmupSteps), maxGradNorm: o.maxGradNorm))
@@ -134,8 +148,9 @@ public final class GRPOLoop {
         let padding = Int32(config.padTokenId ?? config.eosTokenIds.first ?? 0)
         // Single-token stop strings also stop generation; longer ones only cut the text.
         let stopIds = o.stop.compactMap { s -> Int32? in let ids = tokenizer.encode(s); return ids.count == 1 ? ids[0] : nil }
+        // Process ids name a dead rank; on Ray they are other hosts' (not checked from here).
         var pids: [[Int32]] = []
-        for engine in engines { pids.append(try await engine.describe().map(\.pid)) }
+        if !cluster.isRay { for engine in engines { pids.append(try await engine.describe().map(\.pid)) } }
         let setup = Setup(layout: layout, trainers: trainers, engines: engines, sleepers: sleepers, tokenizer: tokenizer,
                           eos: eos, padding: padding, stopTokenIds: stopIds, enginePIDs: pids)
         let maxPrompt = (0..<4).map {
@@ -365,23 +380,10 @@ public final class GRPOLoop {
         return nil
     }
 
-    /// Sends `calls[i]` to trainer i and waits for every reply. When some fail, the error is the one
-    /// that says most: a trainer that died, rather than its peers failing in the all-reduce after it.
+    /// Sends `calls[i]` to trainer i and waits for every reply (``TrainerGroup/callEach``: the error of
+    /// a trainer that died first, and the control-plane all-reduce aborted at the first failure).
     private func callEach<C: RemoteCall>(_ group: TrainerGroup, _ calls: [C]) async throws -> [C.Reply] {
-        let results = await withTaskGroup(of: (Int, Result<C.Reply, any Error>).self) { tasks in
-            for (i, t) in group.trainers.enumerated() {
-                let call = calls[i]
-                tasks.addTask {
-                    do { return (i, .success(try await t.call(call))) } catch { return (i, .failure(error)) }
-                }
-            }
-            var out = [Result<C.Reply, any Error>?](repeating: nil, count: calls.count)
-            for await (i, r) in tasks { out[i] = r }
-            return out.map { $0! }
-        }
-        let errors = results.compactMap { r -> (any Error)? in if case .failure(let e) = r { return e } else { return nil } }
-        if let died = errors.first(where: { $0 is ActorDiedError }) ?? errors.first { throw died }
-        return results.map { try! $0.get() }
+        try await group.callEach(calls)
     }
 
     /// Every trainer pushes its weights into the engine ranks on its device; returns the seconds taken.

@@ -57,6 +57,10 @@ public struct GRPOOptions: Sendable {
     public var resume: String?
     /// The worker executable (tests run the built `colocate`).
     public var workerExecutable: String?
+    /// Run on the Ray cluster at this address (`auto`, `HOST:PORT`) instead of this host
+    /// (`--cluster ray:ADDRESS`). The model, the output directory and the executable must be at the same
+    /// paths on every node (a shared file system): rank 0 of the trainers writes the checkpoint.
+    public var rayAddress: String?
 
     public init(model: String, outputDirectory: String) {
         self.model = model

@@ -106,8 +106,7 @@ final class RLBox: @unchecked Sendable {
             let stats = try session.step(microBatches: zip(call.microBatches, objectives).map { ($0.batch, $1 as any TokenObjective) })
             return .init(stats: stats, policy: objectives.reduce(PolicyStatistics()) { $0 + $1.statistics })
         } catch {
-            // Peers waiting in the all-reduce for this rank wake and fail instead of waiting forever.
-            training.sharedAllReduce?.abort()
+            training.abortAllReduce(error)
             throw error
         }
     }

@@ -4,25 +4,60 @@ import Compute
 import Foundation
 
 /// Joins the trainer to its data-parallel group: rank `rank` of `worldSize`, all-reducing gradients
-/// through the driver's shared-memory segment (virtual CPU devices) or NCCL (GPUs, every rank joining
-/// with the same unique id, concurrently). A world of 1 needs neither.
+/// through a shared-memory segment (virtual CPU devices, every rank on one host: the driver's segment,
+/// or rank 0's on another host), the control plane (virtual CPU devices on several hosts:
+/// ``ControlPlaneAllReduce`` through rank 0) or NCCL (GPUs, every rank joining with the same unique
+/// id, concurrently). A world of 1 needs none.
 public struct JoinTrainerGroup: RemoteCall {
     public typealias Reply = Empty
     public static let name = "trainer.joinGroup"
     public var rank: Int
     public var worldSize: Int
-    /// The shared-memory all-reduce segment (``SharedMemoryAllReduce``) made by the driver.
+    /// The shared-memory all-reduce segment (``SharedMemoryAllReduce``), made by the driver or by rank 0.
     public var segment: MemoryHandle?
     public var slotFloats: Int
     public var ncclUniqueID: [UInt8]?
+    /// Rank 0's address, when the CPU all-reduce goes over the control plane.
+    public var controlPlaneRoot: ActorAddress?
+    /// The name of that all-reduce (the same on every rank; see ``TrainerGroup/allReduceName``).
+    public var controlPlaneName: String?
 
-    public init(rank: Int, worldSize: Int, segment: MemoryHandle? = nil, slotFloats: Int = 0, ncclUniqueID: [UInt8]? = nil) {
+    public init(rank: Int, worldSize: Int, segment: MemoryHandle? = nil, slotFloats: Int = 0, ncclUniqueID: [UInt8]? = nil,
+                controlPlaneRoot: ActorAddress? = nil, controlPlaneName: String? = nil) {
         self.rank = rank
         self.worldSize = worldSize
         self.segment = segment
         self.slotFloats = slotFloats
         self.ncclUniqueID = ncclUniqueID
+        self.controlPlaneRoot = controlPlaneRoot
+        self.controlPlaneName = controlPlaneName
     }
+}
+
+/// A shared-memory all-reduce segment made and kept by this trainer (rank 0 of a group whose ranks
+/// all run on one host that is not the driver's: a Ray node). Its peers map it as they map the
+/// driver's segment; it lives as long as this trainer.
+public struct MakeGradientSegment: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var segment: MemoryHandle
+    }
+    public static let name = "trainer.makeGradientSegment"
+    public var worldSize: Int
+    public var slotFloats: Int
+    public init(worldSize: Int, slotFloats: Int) {
+        self.worldSize = worldSize
+        self.slotFloats = slotFloats
+    }
+}
+
+/// A new NCCL unique id made by this trainer (GPUs): rank 0 of a group on Ray makes it, so that NCCL's
+/// bootstrap listens on a GPU host with NCCL rather than on the driver's, which may have neither.
+public struct MakeNCCLUniqueID: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var id: [UInt8]
+    }
+    public static let name = "trainer.makeNCCLUniqueID"
+    public init() {}
 }
 
 /// Makes the trainer's ``TrainerSession`` over its loaded weights (after `LoadModel`, and after
@@ -91,6 +126,11 @@ public struct LoadCheckpoint: RemoteCall {
 final class TrainingBox: @unchecked Sendable {
     var allReduce: GradientAllReduce?
     var sharedAllReduce: SharedMemoryAllReduce?
+    /// The all-reduce over the control plane; its steps block the thread that runs them, which must
+    /// then be one of their own (`runStep`).
+    var controlPlaneAllReduce: ControlPlaneAllReduce?
+    /// The segment this trainer made for its group (`MakeGradientSegment`), kept while it lives.
+    var ownedSegment: HostMemory?
     var communicator: NCCLCommunicator?
     var session: TrainerSession?
 
@@ -102,9 +142,12 @@ final class TrainingBox: @unchecked Sendable {
         return session
     }
 
-    func join(_ call: JoinTrainerGroup, weights: WeightsBox) throws -> Empty {
+    func join(_ call: JoinTrainerGroup, weights: WeightsBox, context: WorkerContext) throws -> Empty {
+        sharedAllReduce = nil
+        controlPlaneAllReduce = nil
         guard call.worldSize > 1 else {
             allReduce = nil
+            session?.allReduce = nil
             return Empty()
         }
         let w = try weights.loaded()
@@ -113,8 +156,16 @@ final class TrainingBox: @unchecked Sendable {
             let comm = try NCCLCommunicator(device: cuda.cudaDevice, uniqueID: id, rank: call.rank, rankCount: call.worldSize)
             communicator = comm
             allReduce = { cuda.allReduce($0, communicator: comm) }
+        } else if let root = call.controlPlaneRoot {
+            let comm = ControlPlaneAllReduce(context: context, name: call.controlPlaneName ?? "trainer-gradients",
+                                             rank: call.rank, worldSize: call.worldSize, root: root)
+            controlPlaneAllReduce = comm
+            allReduce = { tensor in
+                precondition(tensor.dtype == .f32 && tensor.isContiguous)
+                try comm.sumBlocking(UnsafeMutableBufferPointer(start: tensor.pointer(Float.self), count: tensor.count))
+            }
         } else {
-            guard let handle = call.segment else { throw TrainingError("a data-parallel group on CPU devices needs an all-reduce segment") }
+            guard let handle = call.segment else { throw TrainingError("a data-parallel group on CPU devices needs an all-reduce segment or rank 0's address") }
             let segment = try HostMemory.map(owning: try SharedMemoryIdentity(bytes: handle.opaque).open(),
                                              byteCount: handle.byteCount, device: .host)
             let comm = SharedMemoryAllReduce(segment: segment, rank: call.rank, worldSize: call.worldSize, slotFloats: call.slotFloats)
@@ -123,6 +174,17 @@ final class TrainingBox: @unchecked Sendable {
         }
         session?.allReduce = allReduce
         return Empty()
+    }
+
+    func makeSegment(_ call: MakeGradientSegment) throws -> MakeGradientSegment.Reply {
+        guard call.worldSize >= 2, call.worldSize <= SharedMemoryAllReduce.maxRanks, call.slotFloats >= 1 else {
+            throw TrainingError("an all-reduce segment needs 2...\(SharedMemoryAllReduce.maxRanks) ranks and a slot; got \(call.worldSize) ranks, \(call.slotFloats) floats")
+        }
+        let memory = try SharedMemoryAllReduce.createSegment(worldSize: call.worldSize, slotFloats: call.slotFloats)
+        let identity = try SharedMemoryIdentity.of(fileDescriptor: memory.sharedFileDescriptor!)
+        ownedSegment = memory
+        return .init(segment: MemoryHandle(deviceUUID: Device.host.uuid, kind: .cpuSharedMemory, byteCount: memory.byteCount,
+                                           offset: 0, opaque: identity.bytes, ownerPID: identity.pid))
     }
 
     func configure(_ call: ConfigureOptimizer, weights: WeightsBox) throws -> ConfigureOptimizer.Reply {
@@ -139,10 +201,23 @@ final class TrainingBox: @unchecked Sendable {
         do {
             return try s.step(microBatches: call.microBatches.map { ($0.batch, CrossEntropyObjective(weights: $0.weights)) })
         } catch {
-            // Peers waiting in the all-reduce for this rank wake and fail instead of waiting forever.
-            sharedAllReduce?.abort()
+            abortAllReduce(error)
             throw error
         }
+    }
+
+    /// After a failed step: peers waiting in the all-reduce for this rank wake and fail instead of
+    /// waiting forever.
+    func abortAllReduce(_ error: any Error) {
+        sharedAllReduce?.abort()
+        controlPlaneAllReduce?.abort(reason: "a rank's step failed: \(error)")
+    }
+
+    /// Runs a step that may all-reduce: on a thread of its own when the all-reduce goes over the
+    /// control plane (it blocks while tasks send and answer its frames), else here.
+    func runStep<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        guard controlPlaneAllReduce != nil else { return try body() }
+        return try await BlockingWork.run(name: "colocate.train-step", body)
     }
 
     func save(_ call: SaveCheckpoint, weights: WeightsBox) throws -> SaveCheckpoint.Reply {
