@@ -1,3 +1,5 @@
+import Foundation
+
 /// The `ComputeBackend` op set on the GPU. Each op checks shapes on the host, then queues kernels.
 extension CUDABackend {
     public func zeros(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor {
@@ -27,6 +29,17 @@ extension CUDABackend {
         let (xa, wa, ya) = (address(x, "x"), address(weight, "weight"), address(y, "y"))
         let ba = bias.map { address($0, "bias") }
         if n == 0 || o == 0 { return }
+        if ProcessInfo.processInfo.environment["COLOCATE_SKINNY_LINEAR"] != "0",
+           SkinnyLinearKernels.applies(n: n, k: k, weightBytes: weight.byteCount, addresses: [xa, wa]) {
+            perform("linear") {
+                let warps = SkinnyLinearKernels.warps
+                try launch("skinny_linear_\(Self.kernelSuffix(weight.dtype))_x\(Self.kernelSuffix(x.dtype))",
+                           grid: ((o + warps - 1) / warps, (n + SkinnyLinearKernels.rows - 1) / SkinnyLinearKernels.rows, 1),
+                           block: (32 * warps, 1, 1),
+                           [.address(xa), .address(wa), .address(ba ?? 0), .address(ya), .int32(Int32(n)), .int32(Int32(k)), .int32(Int32(o))])
+            }
+            return
+        }
         perform("linear") {
             if let bias, let ba {
                 try launch("fill_rows_\(Self.kernelSuffix(bias.dtype))", grid: (min((o + 255) / 256, 1024), min(n, 65535), 1),

@@ -21,6 +21,7 @@ public enum CUDAKernelLibrarySources {
         RotaryKernels.kernels,
         KVCacheKernels.kernels,
         AttentionKernels.kernels,
+        SkinnyLinearKernels.kernels,
         SoftmaxKernels.kernels,
         SamplingKernels.kernels,
         TrainingElementwiseKernels.kernels,
