@@ -1,6 +1,8 @@
 // Standalone check and timing of the tensor-core training attention kernels (TrainingKernelsAttentionTC.swift)
 // against the f32 kernels (TrainingKernelsAttention.swift), on the exact CUDA C of the Swift sources:
 //   python3 extract_kernels.py && nvcc -O3 -arch=sm_90 -o /tmp/fa flash_attn_tc.cu && /tmp/fa
+// (FATC_SOURCE=path python3 extract_kernels.py takes the tensor-core kernels from another copy of the Swift
+// file, to try a change.)
 // References: "R16" = the f32 kernels on q, k, v, dOut rounded to bf16 (what the tensor-core kernels do
 // to their inputs: the difference left is P and dS rounded to bf16 and the order of sums); "R32" = the
 // f32 kernels on the f32 inputs (what f32 training computes).
@@ -13,10 +15,6 @@
 #include <string>
 #include "kernels.cuh"
 
-// Harness-only instantiations, to compare tile sizes (name, MAXD, keys per dQ tile, queries per dK/dV tile).
-FATC_VARIANT(d64b64, 64, 64, 64)
-FATC_VARIANT(d128b64, 128, 64, 64)
-
 #define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { \
     fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
@@ -26,12 +24,12 @@ typedef void (*BackwardDQ)(const float*, const float*, const float*, const float
 typedef void (*BackwardDKDV)(const float*, const float*, const float*, const float*, const float*, const float*, float*,
                              float*, int, int, int, int, float);
 
-struct TC { const char* name; int maxD, bk, bq; Forward fwd; BackwardDQ dq; BackwardDKDV dkdv; };
+// The instances of TrainingKernelsAttentionTC.swift with their tiles (keys per forward tile, keys per dQ tile,
+// queries per dK/dV tile), as its FATC_VARIANT lines and TrainingAttentionTCKernels.variants say.
+struct TC { const char* name; int maxD, fbk, bk, bq; Forward fwd; BackwardDQ dq; BackwardDKDV dkdv; };
 static TC tcVariants[] = {
-    {"d64", 64, 32, 32, flash_attention_tc_forward_d64, flash_attention_tc_backward_dq_d64, flash_attention_tc_backward_dkdv_d64},
-    {"d128", 128, 32, 32, flash_attention_tc_forward_d128, flash_attention_tc_backward_dq_d128, flash_attention_tc_backward_dkdv_d128},
-    {"d64b64", 64, 64, 64, flash_attention_tc_forward_d64b64, flash_attention_tc_backward_dq_d64b64, flash_attention_tc_backward_dkdv_d64b64},
-    {"d128b64", 128, 64, 64, flash_attention_tc_forward_d128b64, flash_attention_tc_backward_dq_d128b64, flash_attention_tc_backward_dkdv_d128b64},
+    {"d64", 64, 64, 32, 32, flash_attention_tc_forward_d64, flash_attention_tc_backward_dq_d64, flash_attention_tc_backward_dkdv_d64},
+    {"d128", 128, 64, 32, 32, flash_attention_tc_forward_d128, flash_attention_tc_backward_dq_d128, flash_attention_tc_backward_dkdv_d128},
 };
 static TC* tcFor(const char* name) {
     for (auto& v : tcVariants) if (std::string(v.name) == name) return &v;
@@ -83,9 +81,9 @@ static void f32Backward(const Problem& p, Buffers& b) {
     CHECK(cudaGetLastError());
 }
 
-static int tcShared(const TC& v, int which) {
+static int tcShared(const TC& v, int which) {  // as TrainingAttentionTCKernels.variant(headDim:)
     int row = 2 * (v.maxD + 8);
-    if (which == 0) return 3 * 64 * row;
+    if (which == 0) return (64 + 2 * v.fbk) * row;
     if (which == 1) return (2 * 64 + 2 * v.bk) * row;
     return (2 * 64 + 2 * v.bq) * row + 2 * v.bq * 4;
 }
@@ -250,13 +248,11 @@ int main() {
     check(*tcFor("d128"), {2, 300, 12, 12, 128});
     check(*tcFor("d128"), {2, 130, 6, 3, 80});
     check(*tcFor("d128"), {1, 65, 4, 4, 66});   // D % 4 != 0: scalar loads
-    check(*tcFor("d64b64"), {2, 300, 12, 4, 64});
-    check(*tcFor("d128b64"), {2, 300, 12, 4, 128});
     printf("%s: %d failed comparisons\n", failures ? "FAILED" : "PASSED", failures);
-    const char* d64[] = {"d64", "d64b64"};
-    const char* d128[] = {"d128", "d128b64"};
-    bench({16, 512, 12, 12, 64}, d64, 2);   // opt-125m, bench train's shape
-    bench({16, 512, 12, 4, 128}, d128, 2);
-    bench({4, 2048, 16, 16, 128}, d128, 2);
+    const char* d64[] = {"d64"};
+    const char* d128[] = {"d128"};
+    bench({16, 512, 12, 12, 64}, d64, 1);   // opt-125m, bench train's shape
+    bench({16, 512, 12, 4, 128}, d128, 1);
+    bench({4, 2048, 16, 16, 128}, d128, 1);
     return failures ? 1 : 0;
 }
