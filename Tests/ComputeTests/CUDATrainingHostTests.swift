@@ -36,4 +36,31 @@ struct CUDATrainingHostTests {
         // The backward kernels' shared memory fits the 227 KiB an H100/H200 block may have.
         #expect(TrainingAttentionKernels.variant(headDim: 128).dkdvSharedBytes <= 227 << 10)
     }
+
+    @Test("Tensor-core attention: instances for head dims ≤ 64 and ≤ 128, shared memory within an sm_80 block's 163 KiB")
+    func tensorCoreAttentionVariants() {
+        #expect(TrainingAttentionTCKernels.variant(headDim: 40).name == "d64")
+        #expect(TrainingAttentionTCKernels.variant(headDim: 64).name == "d64")
+        #expect(TrainingAttentionTCKernels.variant(headDim: 80).name == "d128")
+        #expect(TrainingAttentionTCKernels.variant(headDim: 128).name == "d128")
+        for headDim in [64, 128] {
+            let variant = TrainingAttentionTCKernels.variant(headDim: headDim)
+            for kernel in ["forward", "backward_dq", "backward_dkdv"] {
+                #expect(TrainingAttentionTCKernels.functions.contains("flash_attention_tc_\(kernel)_\(variant.name)"))
+            }
+            // Tiles of 64 rows of (head dim + 8) bf16: the forward holds Q, K, V.
+            #expect(variant.forwardSharedBytes == 3 * 64 * 2 * (headDim + 8))
+            #expect(max(variant.forwardSharedBytes, variant.dqSharedBytes, variant.dkdvSharedBytes) <= 163 << 10)
+        }
+    }
+
+    @Test("COLOCATE_TRAINING_ATTENTION: unset or empty picks tensor cores; f32 and tc are read; anything else is an error")
+    func trainingAttentionSetting() throws {
+        #expect(try CUDATrainingAttention.fromEnvironment(nil) == .tensorCores)
+        #expect(try CUDATrainingAttention.fromEnvironment("") == .tensorCores)
+        #expect(try CUDATrainingAttention.fromEnvironment("f32") == .f32)
+        #expect(try CUDATrainingAttention.fromEnvironment("tc") == .tensorCores)
+        let error = #expect(throws: ComputeError.self) { try CUDATrainingAttention.fromEnvironment("bf16") }
+        #expect(error?.description.contains("must be f32 or tc, not 'bf16'") == true)
+    }
 }

@@ -28,6 +28,7 @@ public enum CUDAKernelLibrarySources {
         TrainingNormKernels.kernels,
         TrainingLogProbKernels.kernels,
         TrainingAttentionKernels.kernels,
+        TrainingAttentionTCKernels.kernels,
     ]
 
     /// Element types a kernel is instantiated for, as named in kernel names (`convert_f32_bf16`).

@@ -224,6 +224,15 @@ extension CUDABackend: TrainingOps {
         return (heads, kvHeads, headDim)
     }
 
+    /// The tensor-core variant for this call, or nil for the f32 kernels: tensor cores in bf16-mixed precision
+    /// (unless ``trainingAttention`` or `COLOCATE_TRAINING_ATTENTION` says f32) on sm_80 and newer.
+    private func tensorCoreAttention(headDim: Int) throws -> (name: String, forwardSharedBytes: Int, dqSharedBytes: Int, dkdvSharedBytes: Int)? {
+        guard trainingState.precision == .bf16Mixed, headDim <= TrainingAttentionTCKernels.maxHeadDim,
+              cudaDevice.properties.architecture >= TrainingAttentionTCKernels.minimumArchitecture else { return nil }
+        let choice = try trainingState.attention ?? CUDATrainingAttention.fromEnvironment()
+        return choice == .tensorCores ? TrainingAttentionTCKernels.variant(headDim: headDim) : nil
+    }
+
     public func causalAttention(q: Tensor, k: Tensor, v: Tensor, batch: Int, sequence: Int, scale: Float,
                                 into out: Tensor, logSumExp: Tensor) {
         let (heads, kvHeads, headDim) = attentionShapes(q: q, k: k, v: v, batch: batch, sequence: sequence)
@@ -232,11 +241,18 @@ extension CUDABackend: TrainingOps {
         let (qa, ka, va, oa, la) = (address(q, "q"), address(k, "k"), address(v, "v"), address(out, "out"), address(logSumExp, "logSumExp"))
         if q.count == 0 { return }
         perform("causalAttention") {
+            let shape: [KernelArgument] = [.int32(Int32(sequence)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)), .float(scale)]
+            if let variant = try tensorCoreAttention(headDim: headDim) {
+                let tiles = (sequence + TrainingAttentionTCKernels.blockRows - 1) / TrainingAttentionTCKernels.blockRows
+                try launchWithSharedMemory("flash_attention_tc_forward_\(variant.name)", grid: (tiles, heads, batch),
+                                           block: (TrainingAttentionTCKernels.threads, 1, 1), sharedBytes: variant.forwardSharedBytes,
+                                           [.address(qa), .address(ka), .address(va), .address(oa), .address(la)] + shape)
+                return
+            }
             let tiles = (sequence + TrainingAttentionKernels.blockRows - 1) / TrainingAttentionKernels.blockRows
             let variant = TrainingAttentionKernels.variant(headDim: headDim).name
             try launch("flash_attention_forward_\(variant)_f32", grid: (tiles, heads, batch), block: (TrainingAttentionKernels.threads, 1, 1),
-                       [.address(qa), .address(ka), .address(va), .address(oa), .address(la),
-                        .int32(Int32(sequence)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)), .float(scale)])
+                       [.address(qa), .address(ka), .address(va), .address(oa), .address(la)] + shape)
         }
     }
 
@@ -256,8 +272,19 @@ extension CUDABackend: TrainingOps {
             let delta = try workspace(.attentionDelta, bytes: rows * 4)
             try launch("attention_backward_delta_f32", grid: (min((rows + 7) / 8, 1 << 20), 1, 1), block: (256, 1, 1),
                        [.address(oa), .address(doa), .address(delta), .int64(Int64(rows)), .int32(Int32(headDim))])
-            let tiles = (sequence + TrainingAttentionKernels.blockRows - 1) / TrainingAttentionKernels.blockRows
             let shape: [KernelArgument] = [.int32(Int32(sequence)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)), .float(scale)]
+            if let variant = try tensorCoreAttention(headDim: headDim) {
+                let tiles = (sequence + TrainingAttentionTCKernels.blockRows - 1) / TrainingAttentionTCKernels.blockRows
+                try launchWithSharedMemory("flash_attention_tc_backward_dq_\(variant.name)", grid: (tiles, heads, batch),
+                                           block: (TrainingAttentionTCKernels.threads, 1, 1), sharedBytes: variant.dqSharedBytes,
+                                           [.address(qa), .address(ka), .address(va), .address(doa), .address(la), .address(delta), .address(dqa)] + shape)
+                try launchWithSharedMemory("flash_attention_tc_backward_dkdv_\(variant.name)", grid: (tiles, kvHeads, batch),
+                                           block: (TrainingAttentionTCKernels.threads, 1, 1), sharedBytes: variant.dkdvSharedBytes,
+                                           [.address(qa), .address(ka), .address(va), .address(doa), .address(la), .address(delta),
+                                            .address(dka), .address(dva)] + shape)
+                return
+            }
+            let tiles = (sequence + TrainingAttentionKernels.blockRows - 1) / TrainingAttentionKernels.blockRows
             let variant = TrainingAttentionKernels.variant(headDim: headDim)
             try launchWithSharedMemory("flash_attention_backward_dq_\(variant.name)_f32", grid: (tiles, heads, batch),
                                        block: (TrainingAttentionKernels.threads, 1, 1), sharedBytes: variant.dqSharedBytes,

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import CCUDA
 
 /// Operand precision of the CUDA backend's training GEMMs.
@@ -6,8 +11,29 @@ public enum CUDATrainingPrecision: String, Sendable, CaseIterable {
     /// the parity mode, equal to the CPU up to float reassociation.
     case f32
     /// The mixed recipe: f32 master weights, bf16 GEMM operands with f32 accumulation and f32 outputs;
-    /// norms, softmax, attention and the loss in f32.
+    /// attention's products on bf16 operands (as PyTorch autocast's SDPA; ``CUDATrainingAttention``);
+    /// norms, softmax statistics and the loss in f32.
     case bf16Mixed = "bf16-mixed"
+}
+
+/// The kernels of training attention (`causalAttention`, `causalAttentionBackward`) in bf16-mixed precision.
+/// f32 precision always runs the f32 kernels: it is the parity mode.
+public enum CUDATrainingAttention: String, Sendable, CaseIterable {
+    /// The f32 kernels on CUDA cores (`TrainingKernelsAttention.swift`).
+    case f32
+    /// The tensor-core kernels: bf16 operands, f32 statistics and accumulators (`TrainingKernelsAttentionTC.swift`),
+    /// on sm_80 and newer for head dims ≤ 128; elsewhere the f32 kernels.
+    case tensorCores = "tc"
+
+    /// `COLOCATE_TRAINING_ATTENTION` (`f32` or `tc`); `.tensorCores` when unset or empty.
+    public static func fromEnvironment(_ value: String? = getenv("COLOCATE_TRAINING_ATTENTION").map { String(cString: $0) })
+        throws(ComputeError) -> CUDATrainingAttention {
+        guard let value, !value.isEmpty else { return .tensorCores }
+        guard let choice = CUDATrainingAttention(rawValue: value) else {
+            throw ComputeError("COLOCATE_TRAINING_ATTENTION must be f32 or tc, not '\(value)'")
+        }
+        return choice
+    }
 }
 
 /// The backend's training state, touched on the device's thread only (except `pool` and `precision`,
@@ -15,6 +41,8 @@ public enum CUDATrainingPrecision: String, Sendable, CaseIterable {
 /// which kernels were allowed more than 48 KiB of dynamic shared memory.
 final class CUDATrainingState {
     var precision: CUDATrainingPrecision = .f32
+    /// The attention kernels of bf16-mixed precision; nil: `COLOCATE_TRAINING_ATTENTION`.
+    var attention: CUDATrainingAttention?
     var pool: CUDAMemoryPool?
     var gemm: CUBLASLtTrainingGEMM?
     var workspaces: [Workspace: CUDABuffer] = [:]
@@ -55,10 +83,19 @@ extension CUDABackend {
     /// (bf16 weights: activations and output gradients are rounded to bf16 for the GEMM, accumulation
     /// and outputs stay f32); `linearBackwardWeight` has no weight to look at, so it follows this
     /// setting (bf16 dy and x, f32 dW accumulated in place). Norm and embedding weights are read as
-    /// given and converted to f32; activations, gradients, norms, softmax, attention and the loss are f32.
+    /// given and converted to f32; activations, gradients, norms, softmax and the loss are f32. Attention runs
+    /// on tensor cores with bf16 q, k, v and f32 statistics and outputs (``trainingAttention``).
     public var trainingPrecision: CUDATrainingPrecision {
         get { trainingState.precision }
         set { trainingState.precision = newValue }
+    }
+
+    /// The attention kernels of bf16-mixed precision (f32 precision always runs the f32 ones); nil, the
+    /// default, reads `COLOCATE_TRAINING_ATTENTION` (`f32` or `tc`, unset: `tc`) at each attention op.
+    /// `.f32` keeps the f32 kernels, to compare the two.
+    public var trainingAttention: CUDATrainingAttention? {
+        get { trainingState.attention }
+        set { trainingState.attention = newValue }
     }
 
     /// Whether `zeros` reuses blocks released by earlier tensors (``CUDAMemoryPool``) instead of calling
