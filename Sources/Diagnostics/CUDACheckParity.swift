@@ -39,6 +39,7 @@ struct CUDAParityCheck {
     mutating func runAll() throws {
         print("\n== parity (GPU vs CPU reference)")
         try linear()
+        try linearLowPrecisionOperands()
         try embedding()
         try norms()
         try rotary()
@@ -71,6 +72,21 @@ struct CUDAParityCheck {
                         expect("  … vs f32 activations", gpu, full, tolerance: dtype == .bf16 ? 2e-2 : 3e-3)
                     }
                 }
+            }
+        }
+    }
+
+    /// Operands already in the weights' type (what the decode path's fused kernels write), through the
+    /// skinny kernel (few rows) and cuBLASLt (more), with a bias.
+    mutating func linearLowPrecisionOperands() throws {
+        for (n, k, o) in [(3, 768, 768), (20, 896, 4864), (40, 768, 3072)] {
+            let x = random.floats(n * k), w = random.floats(o * k, -0.1, 0.1), b = random.floats(o)
+            for dtype in [DType.bf16, .f16] {
+                let y = try zeros([n, o])
+                backend.linear(try up(x, [n, k], dtype), weight: try up(w, [o, k], dtype), bias: try up(b, [o], dtype), into: y)
+                let reference = CUDACheckReference.linear(CUDACheckReference.rounded(x, to: dtype), CUDACheckReference.rounded(w, to: dtype),
+                                                          CUDACheckReference.rounded(b, to: dtype), n: n, k: k, o: o)
+                expect("linear \(dtype) operands [\(n),\(k)]x[\(o),\(k)]+b", try backend.floats(y), reference, tolerance: 2e-5)
             }
         }
     }
