@@ -1,5 +1,3 @@
-import Foundation
-
 /// The `ComputeBackend` op set on the GPU. Each op checks shapes on the host, then queues kernels.
 extension CUDABackend {
     public func zeros(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor {
@@ -29,8 +27,7 @@ extension CUDABackend {
         let (xa, wa, ya) = (address(x, "x"), address(weight, "weight"), address(y, "y"))
         let ba = bias.map { address($0, "bias") }
         if n == 0 || o == 0 { return }
-        if ProcessInfo.processInfo.environment["COLOCATE_SKINNY_LINEAR"] != "0",
-           SkinnyLinearKernels.applies(n: n, k: k, weightBytes: weight.byteCount, addresses: [xa, wa]) {
+        if SkinnyLinearKernels.applies(n: n, k: k, weightBytes: weight.byteCount, addresses: [xa, wa]) {
             perform("linear") {
                 let warps = SkinnyLinearKernels.warps
                 try launch("skinny_linear_\(Self.kernelSuffix(weight.dtype))_x\(Self.kernelSuffix(x.dtype))",

@@ -1,3 +1,5 @@
+import Foundation
+
 /// `y = x · Wᵀ (+ b)` for a few rows (a decode step of a small batch), bound by reading the weights:
 /// one warp per output column reads its weight row once with 16-byte loads and dots it with every row
 /// of x (up to `rows` per block row of the grid), then reduces across the warp.
@@ -39,6 +41,11 @@ __device__ __forceinline__ void load8(const H* p, float* v) {
     }
 }
 
+// f32 activations meet 16-bit weights rounded to the weights' type, as the cuBLASLt path converts them
+// (and as a bf16 model in PyTorch computes).
+template <typename W> __device__ __forceinline__ float operand(float x) { return to_float(from_float<W>(x)); }
+template <> __device__ __forceinline__ float operand<float>(float x) { return x; }
+
 template <typename W, typename X>
 __device__ void skinny_linear(const X* __restrict__ x, const W* __restrict__ w, const W* __restrict__ bias,
                               float* __restrict__ y, int n, int K, int O) {
@@ -52,16 +59,26 @@ __device__ void skinny_linear(const X* __restrict__ x, const W* __restrict__ w, 
     float acc[SKINNY_ROWS];
 #pragma unroll
     for (int r = 0; r < SKINNY_ROWS; r++) acc[r] = 0.0f;
-    for (int k = lane * 8; k < K; k += 32 * 8) {
-        float wv[8];
-        load8(wRow + k, wv);
+    // Four 16-byte weight loads in flight per lane before any is used: a 768-wide row is one round trip.
+    for (int k0 = lane * 8; k0 < K; k0 += 4 * 32 * 8) {
+        float wv[4][8];
 #pragma unroll
-        for (int r = 0; r < SKINNY_ROWS; r++) {
-            if (r < rows) {
-                float xv[8];
-                load8(xRows + (i64)r * K + k, xv);
+        for (int u = 0; u < 4; u++) {
+            int k = k0 + u * 32 * 8;
+            if (k < K) load8(wRow + k, wv[u]);
+        }
 #pragma unroll
-                for (int e = 0; e < 8; e++) acc[r] += wv[e] * xv[e];
+        for (int u = 0; u < 4; u++) {
+            int k = k0 + u * 32 * 8;
+            if (k >= K) break;
+#pragma unroll
+            for (int r = 0; r < SKINNY_ROWS; r++) {
+                if (r < rows) {
+                    float xv[8];
+                    load8(xRows + (i64)r * K + k, xv);
+#pragma unroll
+                    for (int e = 0; e < 8; e++) acc[r] += wv[u][e] * operand<W>(xv[e]);
+                }
             }
         }
     }
@@ -88,11 +105,14 @@ __device__ void skinny_linear(const X* __restrict__ x, const W* __restrict__ w, 
         return out
     }
 
+    /// Off with `COLOCATE_SKINNY_LINEAR=0` (read once: the environment is not cheap to read per op).
+    static let enabled = ProcessInfo.processInfo.environment["COLOCATE_SKINNY_LINEAR"] != "0"
+
     /// Whether `linear` of `n` rows by a weight of `[O, K]` (`weightBytes`) at these addresses runs here:
     /// a few rows, K a multiple of 8, 16-byte aligned rows; more rows only while the weight stays in L2
     /// (each block row of the grid reads it again).
     static func applies(n: Int, k: Int, weightBytes: Int, addresses: [UInt64]) -> Bool {
-        guard n >= 1, k % 8 == 0, addresses.allSatisfy({ $0 % 16 == 0 }) else { return false }
+        guard enabled, n >= 1, k % 8 == 0, addresses.allSatisfy({ $0 % 16 == 0 }) else { return false }
         return n <= rows || (n <= 4 * rows && weightBytes <= 16 << 20)
     }
 }
