@@ -140,3 +140,51 @@ import Testing
         }
     }
 }
+
+/// The padded decode steps a generator hands to a step recorder, checked on the CPU: a recorder that runs
+/// every step (no graph) and asserts what a CUDA graph needs — the same packed shape for every step of a
+/// shape, a bucket of rows, padding rows at position 0 of the reserved last block.
+@Suite struct RecordedDecodeStepTests {
+    final class CheckingRecorder: StepGraphs {
+        var shapes: [PackedStepIndices] = []
+        var steps = 0
+        var problems: [String] = []
+        let paddingBlock: Int32
+
+        init(paddingBlock: Int32) { self.paddingBlock = paddingBlock }
+
+        var recordedShapes: Int { shapes.count }
+
+        func run(_ step: StepIndices, _ forward: (StepIndices) throws -> Tensor) throws -> Tensor {
+            steps += 1
+            let packed = step.packed(tableWidth: 16)
+            if !shapes.contains(where: { $0.hasSameShape(as: packed) }) { shapes.append(packed) }
+            let rows = step.tokens.count
+            if ![1, 2, 4, 8, 16, 24, 32].contains(rows) { problems.append("\(rows) rows is not a bucket") }
+            for (t, table) in zip(step.layout.sequenceOfToken, step.layout.sequenceOfToken.map { step.layout.blockTables[Int($0)] }) {
+                if table.contains(paddingBlock) && (table != [paddingBlock] || step.layout.positionOfToken[Int(t)] != 0) {
+                    problems.append("a real sequence uses the padding block, or a padding row is not at position 0")
+                }
+            }
+            return try forward(step)
+        }
+    }
+
+    @Test func paddedDecodeStepsGiveTheTokensOfUnpaddedOnes() throws {
+        let m = try LocalModel(directory: Fixtures.path("llama-tiny"), backend: CPUBackend())
+        let prompts: [[Int32]] = [[1, 5, 9, 4], [1, 7], [1, 3, 3, 3, 8, 2, 6], [1, 11], [1, 2, 3]]
+        let params = SamplingParams(maxTokens: 12, temperature: 0, ignoreEOS: true)
+        let plain = try Generator(model: m.model, cache: try m.model.makeCache(blockSize: 4, numBlocks: 40))
+            .generate(prompts: prompts, params: params, maxTokensPerPrompt: [12, 3, 9, 1, 7])
+        let cache = try m.model.makeCache(blockSize: 4, numBlocks: 41)
+        let recorder = CheckingRecorder(paddingBlock: Int32(cache.numBlocks - 1))
+        let padded = try Generator(model: m.model, cache: cache, recorder: recorder)
+            .generate(prompts: prompts, params: params, maxTokensPerPrompt: [12, 3, 9, 1, 7])
+        #expect(padded.map { $0.map(\.tokenIds) } == plain.map { $0.map(\.tokenIds) })
+        #expect(recorder.problems.isEmpty, "\(recorder.problems.prefix(3))")
+        // The first step is the prefill (eager); then 4 sequences decode (one stopped at 1 token), 3 of them
+        // padded to 4, then 2, then 1.
+        #expect(Set(recorder.shapes.map(\.tokens)) == [4, 2, 1])
+        #expect(recorder.steps > 4)
+    }
+}

@@ -33,6 +33,15 @@ public final class Generator: @unchecked Sendable {
             && ProcessInfo.processInfo.environment["COLOCATE_PROFILE_OPS"] != "1"
     }
 
+    /// Records decode steps with `recorder` instead of the backend's own (``StepRecording``): any
+    /// ``StepGraphs``, e.g. one that checks the padded steps it is given. Needs a cache of 2 blocks or more.
+    public convenience init(model: TransformerModel, cache: KVCache, maxBatchTokens: Int = 4096, maxSequences: Int = 256,
+                            recorder: any StepGraphs) {
+        self.init(model: model, cache: cache, maxBatchTokens: maxBatchTokens, maxSequences: maxSequences)
+        recordsDecodeSteps = cache.numBlocks >= 2
+        stepGraphs = recordsDecodeSteps ? recorder : nil
+    }
+
     /// The recorded decode steps, made on first use. Tensor-parallel ranks stay eager: their all-reduce
     /// runs outside the recorded stream.
     private lazy var stepGraphs: (any StepGraphs)? = {
