@@ -70,7 +70,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "ComputeTests", dependencies: ["Compute", "CShims"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Compute"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Compute", "Diagnostics", "RL"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Compute", "Diagnostics", "Engine", "Models", "RL"]),
         .testTarget(name: "ColocationTests", dependencies: ["Colocation", "Cluster", "Compute"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Compute"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Compute", "WeightSync", "Collectives", "Cluster"]),

@@ -36,6 +36,16 @@ public final class SharedMemoryAllReduce: @unchecked Sendable {
                                              device: .host, name: "colocate-allreduce")
     }
 
+    /// The handle other processes on this host map `segment` with (``SharedMemoryIdentity``).
+    public static func handle(of segment: HostMemory) throws -> MemoryHandle {
+        guard let descriptor = segment.sharedFileDescriptor else {
+            throw ComputeError("the all-reduce segment is not shared memory")
+        }
+        let identity = try SharedMemoryIdentity.of(fileDescriptor: descriptor)
+        return MemoryHandle(deviceUUID: Device.host.uuid, kind: .cpuSharedMemory, byteCount: segment.byteCount,
+                            offset: 0, opaque: identity.bytes, ownerPID: identity.pid)
+    }
+
     public init(segment: HostMemory, rank: Int, worldSize: Int, slotFloats: Int) {
         precondition(segment.byteCount >= Self.segmentBytes(worldSize: worldSize, slotFloats: slotFloats))
         memory = segment

@@ -36,6 +36,9 @@ public struct DescribeRank: RemoteCall {
         public var weightsComplete: Bool
         /// When the rank reached each stage of its start (nil from a rank that does not say).
         public var startup: RankStartup?
+        /// The process that made the shared-memory all-reduce segment this rank joined (tensor
+        /// parallelism on CPU devices): the driver, or rank 0 on a host that is not the driver's.
+        public var allReduceSegmentOwner: Int32?
     }
     public static let name = "engine.describe"
     public init() {}

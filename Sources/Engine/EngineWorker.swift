@@ -26,6 +26,10 @@ public struct EngineWorkerConfig: Codable, Sendable {
     public var capacityForSizing: Int?
     /// NCCL unique id made by the driver (tensor parallelism on GPUs).
     public var ncclUniqueID: [UInt8]?
+    /// The ranks start without their all-reduce and join it afterwards (``JoinTensorParallel``), with a
+    /// segment or NCCL id made on their own host: on a Ray cluster, where the driver's host need not be
+    /// theirs. Nil or false: the segment or id above, made by the driver.
+    public var joinsAllReduceLater: Bool?
     /// CPU threads for this rank's kernels: the ranks of an engine share the host's cores instead of
     /// each spinning a thread per core (`COLOCATE_CPU_THREADS` in the environment wins).
     public var cpuThreads: Int
@@ -50,11 +54,12 @@ public final class EngineWorkerState: @unchecked Sendable {
     public let flatWeights: any ExportableWeightBuffer
     /// Held while generating, and by a trainer while it pushes into ``flatWeights``.
     public let writeGate: WeightWriteGate
-    private let communicator: NCCLCommunicator?
     /// What a sleep released (see EngineSleep.swift).
     let sleep = Mutex(SleepState())
+    /// The all-reduce of a tensor-parallel engine (joined at start or by ``JoinTensorParallel``).
+    let tensorParallel: TensorParallelLink
     /// The CPU all-reduce of a tensor-parallel engine, to abort peers when this rank's step fails.
-    let sharedAllReduce: SharedMemoryAllReduce?
+    var sharedAllReduce: SharedMemoryAllReduce? { tensorParallel.shared }
     /// When this rank reached each stage of its start (``DescribeRank``'s `startup`).
     public let startup: RankStartup
 
@@ -117,25 +122,24 @@ public final class EngineWorkerState: @unchecked Sendable {
         }
         let weightsLoaded = monotonicNanoseconds()
 
-        // All-reduce between ranks: NCCL on GPUs, the driver's shared segment on CPU devices.
-        var allReduce: AllReduce?
-        var communicator: NCCLCommunicator?
-        var sharedComm: SharedMemoryAllReduce?
-        if worldSize > 1, let cuda {
-            guard let id = config.ncclUniqueID else { throw EngineError("\(rankName): tensor parallelism on GPUs needs an NCCL id") }
-            let comm = try NCCLCommunicator(device: cuda.cudaDevice, uniqueID: id, rank: rank, rankCount: worldSize)
-            communicator = comm
-            allReduce = { cuda.allReduce($0, communicator: comm) }
-        } else if worldSize > 1 {
-            guard let handle = config.allReduceSegment else { throw EngineError("\(rankName): tensor parallelism needs an all-reduce segment") }
-            let segment = try HostMemory.map(owning: try SharedMemoryIdentity(bytes: handle.opaque).open(),
-                                             byteCount: handle.byteCount, device: .host)
-            let comm = SharedMemoryAllReduce(segment: segment, rank: rank, worldSize: worldSize, slotFloats: config.allReduceSlotFloats)
-            allReduce = { try comm($0) }
-            sharedComm = comm
+        // All-reduce between ranks: NCCL on GPUs, the driver's shared segment on CPU devices; or joined
+        // later (JoinTensorParallel) when the driver's host may not be this rank's.
+        let link = TensorParallelLink(rankName: rankName)
+        if worldSize > 1 && config.joinsAllReduceLater != true {
+            if let cuda {
+                guard let id = config.ncclUniqueID else { throw EngineError("\(rankName): tensor parallelism on GPUs needs an NCCL id") }
+                let comm = try NCCLCommunicator(device: cuda.cudaDevice, uniqueID: id, rank: rank, rankCount: worldSize)
+                link.set(allReduce: { cuda.allReduce($0, communicator: comm) }, communicator: comm)
+            } else {
+                guard let handle = config.allReduceSegment else { throw EngineError("\(rankName): tensor parallelism needs an all-reduce segment") }
+                let segment = try HostMemory.map(owning: try SharedMemoryIdentity(bytes: handle.opaque).open(),
+                                                 byteCount: handle.byteCount, device: .host)
+                let comm = SharedMemoryAllReduce(segment: segment, rank: rank, worldSize: worldSize, slotFloats: config.allReduceSlotFloats)
+                link.set(allReduce: { try comm($0) }, shared: comm, segmentOwner: handle.ownerPID)
+            }
         }
-        sharedAllReduce = sharedComm
-        self.communicator = communicator
+        tensorParallel = link
+        let allReduce: AllReduce? = worldSize > 1 ? { @Sendable t in try link(t) } : nil
         model = try TransformerModel(config: modelConfig, weights: weights, backend: backend,
                                      rank: rank, worldSize: worldSize, allReduce: allReduce)
 
@@ -226,13 +230,19 @@ public final class EngineWorker: ClusterActor {
                 throw error
             }
         }
+        handlers.on(JoinTensorParallel.self) { call, _ in
+            // NCCL's init blocks until every rank joins: not on one of the pool's threads.
+            try await BlockingWork.run(name: "colocate.join-tensor-parallel") { try state.join(call) }
+        }
+        handlers.on(MakeTensorParallelSegment.self) { call, _ in try state.makeSegment(call) }
+        handlers.on(MakeTensorParallelNCCLID.self) { _, _ in try NCCLCommunicator.uniqueID() }
         handlers.on(DescribeRank.self) { _, _ in
             DescribeRank.Reply(rank: state.rank, worldSize: state.worldSize, device: state.device, pid: getpid(),
                                weightBytes: state.weights.values.reduce(0) { $0 + $1.byteCount },
                                kvCacheBlocks: state.generator.cache.numBlocks, blockSize: state.generator.cache.blockSize,
                                budgetBytes: state.budget.limit, usedBytes: state.budget.used, weightDType: state.config.dtype,
                                weightVersion: state.writeGate.version, weightsComplete: state.writeGate.incompleteWriterPID == nil,
-                               startup: state.startup)
+                               startup: state.startup, allReduceSegmentOwner: state.tensorParallel.segmentOwner)
         }
         handlers.on(CheckGenerationReady.self) { _, _ in
             do {

@@ -84,38 +84,77 @@ public final class LLM: Sendable {
         let tokenizerPath = directory + "/tokenizer.json"
         tokenizer = FileManager.default.fileExists(atPath: tokenizerPath) ? try Tokenizer(path: tokenizerPath) : nil
 
-        // GPUs all-reduce through NCCL; the driver makes the id every rank joins with.
+        // GPUs all-reduce through NCCL, CPU devices through a shared segment. Locally the driver makes the
+        // id or the segment before the ranks start; on Ray the ranks join after starting, with a segment or
+        // id made on their host (the driver's may not be theirs, nor have NCCL).
         let onGPUs = placements.contains { p in p.map { $0.group.bundleDevices[$0.bundleIndex]?.kind == .cuda } ?? false }
-        let ncclID: [UInt8]? = tp > 1 && onGPUs ? try NCCLCommunicator.uniqueID() : nil
         guard onGPUs || tp <= SharedMemoryAllReduce.maxRanks else {
             throw EngineError("tensor-parallel size \(tp) exceeds the \(SharedMemoryAllReduce.maxRanks) ranks the CPU all-reduce supports")
         }
+        let joinLater = tp > 1 && cluster.isRay
+        let ncclID: [UInt8]? = tp > 1 && onGPUs && !joinLater ? try NCCLCommunicator.uniqueID() : nil
         var segmentHandle: MemoryHandle?
+        var segment: HostMemory?
         let slotFloats = max(maxBatchedTokens, 1) * config.hiddenSize
-        if tp > 1 && !onGPUs {
-            let segment = try SharedMemoryAllReduce.createSegment(worldSize: tp, slotFloats: slotFloats)
-            let identity = try SharedMemoryIdentity.of(fileDescriptor: segment.sharedFileDescriptor!)
-            segmentHandle = MemoryHandle(deviceUUID: Device.host.uuid, kind: .cpuSharedMemory, byteCount: segment.byteCount,
-                                         offset: 0, opaque: identity.bytes, ownerPID: identity.pid)
-            allReduceSegment = segment
-        } else {
-            allReduceSegment = nil
+        if tp > 1 && !onGPUs && !joinLater {
+            let made = try SharedMemoryAllReduce.createSegment(worldSize: tp, slotFloats: slotFloats)
+            segmentHandle = try SharedMemoryAllReduce.handle(of: made)
+            segment = made
         }
-        let workerConfig = EngineWorkerConfig(
+        var workerConfig = EngineWorkerConfig(
             modelDirectory: directory, dtype: dtype, memoryUtilization: memoryUtilization, blockSize: blockSize,
             maxBatchedTokens: maxBatchedTokens, maxSequences: maxSequences, allReduceSegment: segmentHandle,
             allReduceSlotFloats: slotFloats, extensions: extensions,
             capacityForSizing: placements.compactMap { p in p.flatMap { $0.group.bundleDevices[$0.bundleIndex]?.capacity } }.min(),
             ncclUniqueID: ncclID,
             cpuThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / tp))
+        workerConfig.joinsAllReduceLater = joinLater ? true : nil
         let spawnedAt = monotonicNanoseconds()
-        ranks = try await cluster.spawnGroup(actorType: EngineWorker.typeName, config: workerConfig, placements: placements, name: name)
+        let ranks = try await cluster.spawnGroup(actorType: EngineWorker.typeName, config: workerConfig, placements: placements, name: name)
+        if joinLater {
+            do {
+                segment = try await Self.joinTensorParallel(ranks, onGPUs: onGPUs, slotFloats: slotFloats, name: name)
+            } catch {
+                for rank in ranks.ranks { rank.kill() }
+                throw error
+            }
+        }
+        self.ranks = ranks
+        allReduceSegment = segment
         modelDirectory = directory
         tensorParallelSize = tp
         self.onGPUs = onGPUs
         initCalledAt = calledAt
         initSpawnedAt = spawnedAt
         initReturnedAt = monotonicNanoseconds()
+    }
+
+    /// Joins started ranks to their all-reduce: an NCCL id from rank 0 on GPUs; on CPU devices a segment
+    /// made by the driver when the ranks share its host (it keeps it: returned), else by rank 0 on theirs.
+    private static func joinTensorParallel(_ ranks: ActorGroup, onGPUs: Bool, slotFloats: Int, name: String) async throws -> HostMemory? {
+        let tp = ranks.ranks.count
+        var join = JoinTensorParallel(slotFloats: slotFloats)
+        var kept: HostMemory?
+        if onGPUs {
+            join.ncclUniqueID = try await ranks.ranks[0].call(MakeTensorParallelNCCLID())
+        } else {
+            let driverHost = WorkerEnvironment.hostIdentity
+            let hosts = Set(ranks.ranks.map { $0.address.host ?? driverHost })
+            guard hosts.count == 1, let host = hosts.first else {
+                throw EngineError("the \(tp) ranks of engine '\(name)' landed on \(hosts.count) hosts (\(hosts.sorted().joined(separator: ", "))); "
+                    + "a tensor-parallel engine on CPU devices needs its ranks on one host: pack its bundles")
+            }
+            if host == driverHost {
+                let made = try SharedMemoryAllReduce.createSegment(worldSize: tp, slotFloats: slotFloats)
+                join.segment = try SharedMemoryAllReduce.handle(of: made)
+                kept = made
+            } else {
+                join.segment = try await ranks.ranks[0].call(MakeTensorParallelSegment(worldSize: tp, slotFloats: slotFloats))
+            }
+        }
+        // NCCL's init returns only when every rank has joined: the joins run concurrently.
+        _ = try await ranks.callAll(join)
+        return kept
     }
 
     /// Runs `call` on every rank (vLLM's `collective_rpc`); one reply per rank, in rank order.

@@ -3,6 +3,8 @@ import Glibc
 #endif
 import Compute
 import Diagnostics
+import Engine
+import Models
 import Foundation
 import Testing
 
@@ -269,5 +271,49 @@ extension RayClusterTests {
             #expect(error.message.contains("no Ray cluster answered at '127.0.0.1:\(port)'"), "\(error)")
         }
         #expect(await eventually { Set(helperPIDs()).subtracting(helpersBefore).isEmpty }, "the Ray helper outlived the failed join")
+    }
+}
+
+/// An engine of TP 2 whose ranks run on a Ray node, not on the driver's host: they cannot map memory the
+/// driver made, so rank 0 makes the all-reduce segment on their host and both join it after starting.
+extension RayClusterTests {
+    @Test func tensorParallelEngineOnANodeJoinsTheSegmentItsRankZeroMade() async throws {
+        let model = try Self.model.get()
+        let params = SamplingParams(maxTokens: 8, temperature: 0, ignoreEOS: true)
+        let prompts: [[Int32]] = [[2, 5, 9, 4], [2, 7]]
+
+        let (cluster, _) = try await makeRayCluster()
+        let onRay: [[Int32]]
+        do {
+            let pg = try cluster.placementGroup(Array(repeating: ResourceBundle(gpu: 1), count: 2), strategy: .strictPack, name: "tp-engine")
+            try await pg.ready()
+            let llm = try await LLM(cluster: cluster, model: model, tensorParallelSize: 2, placement: (pg, [0, 1]),
+                                    workerFraction: 0.5, memoryUtilization: 0.5, name: "tp-engine")
+            let ranks = try await llm.collectiveRPC(DescribeRank())
+            #expect(ranks.map(\.allReduceSegmentOwner) == [ranks[0].pid, ranks[0].pid], "\(ranks.map(\.allReduceSegmentOwner))")
+            onRay = try await llm.generate(promptTokenIds: prompts, params).map { $0.outputs[0].tokenIds }
+        } catch {
+            await cluster.shutdown()
+            throw error
+        }
+        await cluster.shutdown()
+
+        // The same engine on this host (the driver's segment) generates the same tokens.
+        var options = ClusterOptions()
+        options.workerExecutable = try ColocateBinary.require()
+        let local = try Cluster.local(devices: .cpu(count: 2, capacity: 1 << 30), options: options)
+        do {
+            let pg = try local.placementGroup(Array(repeating: ResourceBundle(gpu: 1), count: 2))
+            try await pg.ready()
+            let llm = try await LLM(cluster: local, model: model, tensorParallelSize: 2, placement: (pg, [0, 1]),
+                                    workerFraction: 0.5, memoryUtilization: 0.5)
+            let ranks = try await llm.collectiveRPC(DescribeRank())
+            #expect(ranks.map(\.allReduceSegmentOwner) == [getpid(), getpid()])
+            #expect(try await llm.generate(promptTokenIds: prompts, params).map { $0.outputs[0].tokenIds } == onRay)
+        } catch {
+            await local.shutdown()
+            throw error
+        }
+        await local.shutdown()
     }
 }
