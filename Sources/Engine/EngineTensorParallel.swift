@@ -79,6 +79,26 @@ final class TensorParallelLink: @unchecked Sendable {
     /// The CPU all-reduce, to abort peers when this rank's step fails.
     var shared: SharedMemoryAllReduce? { joined.withLock { $0.shared } }
 
+    /// Joins the group: NCCL with `ncclUniqueID` on a GPU (blocks until every rank joins), the shared
+    /// segment on CPU devices.
+    func connect(backend: any ComputeBackend, rank: Int, worldSize: Int, segment handle: MemoryHandle?, slotFloats: Int,
+                 ncclUniqueID: [UInt8]?) throws {
+        if let cuda = backend as? CUDABackend {
+            guard let id = ncclUniqueID else { throw EngineError("\(rankName): tensor parallelism on GPUs needs an NCCL id") }
+            let comm = try NCCLCommunicator(device: cuda.cudaDevice, uniqueID: id, rank: rank, rankCount: worldSize)
+            set(allReduce: { cuda.allReduce($0, communicator: comm) }, communicator: comm)
+        } else {
+            guard let handle else { throw EngineError("\(rankName): tensor parallelism needs an all-reduce segment") }
+            guard slotFloats >= 1, handle.byteCount >= SharedMemoryAllReduce.segmentBytes(worldSize: worldSize, slotFloats: slotFloats) else {
+                throw EngineError("\(rankName): an all-reduce segment of \(handle.byteCount) bytes cannot hold \(worldSize) slots of \(slotFloats) floats")
+            }
+            let segment = try HostMemory.map(owning: try SharedMemoryIdentity(bytes: handle.opaque).open(),
+                                             byteCount: handle.byteCount, device: .host)
+            let comm = SharedMemoryAllReduce(segment: segment, rank: rank, worldSize: worldSize, slotFloats: slotFloats)
+            set(allReduce: { try comm($0) }, shared: comm, segmentOwner: handle.ownerPID)
+        }
+    }
+
     func callAsFunction(_ t: Tensor) throws {
         guard let allReduce = joined.withLock({ $0.allReduce }) else {
             throw EngineError("\(rankName) has not joined its tensor-parallel group (JoinTensorParallel)")
@@ -88,26 +108,13 @@ final class TensorParallelLink: @unchecked Sendable {
 }
 
 extension EngineWorkerState {
-    /// Joins the all-reduce of this rank's engine (``JoinTensorParallel``): NCCL on a GPU (blocks until
-    /// every rank joins: the driver sends the joins concurrently), the given segment on CPU devices.
+    /// Joins the all-reduce of this rank's engine (``JoinTensorParallel``; the driver sends the joins
+    /// concurrently, as NCCL's init waits for every rank).
     func join(_ call: JoinTensorParallel) throws -> Empty {
         guard worldSize > 1 else { return Empty() }
         guard !tensorParallel.isJoined else { throw EngineError("engine rank \(rank) has already joined its tensor-parallel group") }
-        if let cuda = backend as? CUDABackend {
-            guard let id = call.ncclUniqueID else { throw EngineError("engine rank \(rank): tensor parallelism on GPUs needs an NCCL id") }
-            let comm = try NCCLCommunicator(device: cuda.cudaDevice, uniqueID: id, rank: rank, rankCount: worldSize)
-            tensorParallel.set(allReduce: { cuda.allReduce($0, communicator: comm) }, communicator: comm)
-        } else {
-            guard let handle = call.segment else { throw EngineError("engine rank \(rank): tensor parallelism needs an all-reduce segment") }
-            guard call.slotFloats >= 1,
-                  handle.byteCount >= SharedMemoryAllReduce.segmentBytes(worldSize: worldSize, slotFloats: call.slotFloats) else {
-                throw EngineError("engine rank \(rank): an all-reduce segment of \(handle.byteCount) bytes cannot hold \(worldSize) slots of \(call.slotFloats) floats")
-            }
-            let segment = try HostMemory.map(owning: try SharedMemoryIdentity(bytes: handle.opaque).open(),
-                                             byteCount: handle.byteCount, device: .host)
-            let comm = SharedMemoryAllReduce(segment: segment, rank: rank, worldSize: worldSize, slotFloats: call.slotFloats)
-            tensorParallel.set(allReduce: { try comm($0) }, shared: comm, segmentOwner: handle.ownerPID)
-        }
+        try tensorParallel.connect(backend: backend, rank: rank, worldSize: worldSize, segment: call.segment,
+                                   slotFloats: call.slotFloats, ncclUniqueID: call.ncclUniqueID)
         return Empty()
     }
 

@@ -126,17 +126,8 @@ public final class EngineWorkerState: @unchecked Sendable {
         // later (JoinTensorParallel) when the driver's host may not be this rank's.
         let link = TensorParallelLink(rankName: rankName)
         if worldSize > 1 && config.joinsAllReduceLater != true {
-            if let cuda {
-                guard let id = config.ncclUniqueID else { throw EngineError("\(rankName): tensor parallelism on GPUs needs an NCCL id") }
-                let comm = try NCCLCommunicator(device: cuda.cudaDevice, uniqueID: id, rank: rank, rankCount: worldSize)
-                link.set(allReduce: { cuda.allReduce($0, communicator: comm) }, communicator: comm)
-            } else {
-                guard let handle = config.allReduceSegment else { throw EngineError("\(rankName): tensor parallelism needs an all-reduce segment") }
-                let segment = try HostMemory.map(owning: try SharedMemoryIdentity(bytes: handle.opaque).open(),
-                                                 byteCount: handle.byteCount, device: .host)
-                let comm = SharedMemoryAllReduce(segment: segment, rank: rank, worldSize: worldSize, slotFloats: config.allReduceSlotFloats)
-                link.set(allReduce: { try comm($0) }, shared: comm, segmentOwner: handle.ownerPID)
-            }
+            try link.connect(backend: backend, rank: rank, worldSize: worldSize, segment: config.allReduceSegment,
+                             slotFloats: config.allReduceSlotFloats, ncclUniqueID: config.ncclUniqueID)
         }
         tensorParallel = link
         let allReduce: AllReduce? = worldSize > 1 ? { @Sendable t in try link(t) } : nil

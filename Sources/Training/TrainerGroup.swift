@@ -88,9 +88,7 @@ public final class TrainerGroup: @unchecked Sendable {
                 let handle: MemoryHandle
                 if hosts.first == driverHost {
                     let memory = try SharedMemoryAllReduce.createSegment(worldSize: world, slotFloats: slot)
-                    let identity = try SharedMemoryIdentity.of(fileDescriptor: memory.sharedFileDescriptor!)
-                    handle = MemoryHandle(deviceUUID: Device.host.uuid, kind: .cpuSharedMemory, byteCount: memory.byteCount,
-                                          offset: 0, opaque: identity.bytes, ownerPID: identity.pid)
+                    handle = try SharedMemoryAllReduce.handle(of: memory)
                     segment = memory
                 } else {
                     // Another host's trainers cannot map the driver's memory: rank 0 makes the segment there.

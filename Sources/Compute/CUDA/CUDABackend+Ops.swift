@@ -1,20 +1,17 @@
 /// The `ComputeBackend` op set on the GPU. Each op checks shapes on the host, then queues kernels.
 extension CUDABackend {
     public func zeros(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor {
-        let bytes = shape.reduce(1, *) * dtype.byteSize
-        // With the pool on (training), blocks freed by earlier steps are reused: no cuMemAlloc / cuMemFree
-        // (which synchronises the device) on the hot path.
-        let buffer: CUDABuffer
-        if let pool = trainingState.pool { buffer = try pool.allocate(byteCount: bytes) } else { buffer = try allocator.allocate(byteCount: bytes) }
+        let tensor = try empty(shape, dtype: dtype)
+        let (address, bytes) = (address(tensor, "zeros"), tensor.byteCount)
         do {
             try cudaDevice.sync { () throws in
                 trainingState.operation &+= 1  // a write: cached conversions of this memory are stale
-                try CUDAError.check(driver.cuMemsetD8Async(buffer.deviceAddress, 0, buffer.byteCount, stream.handle), "cuMemsetD8Async")
+                try CUDAError.check(driver.cuMemsetD8Async(address, 0, bytes, stream.handle), "cuMemsetD8Async")
             }
         } catch {
-            throw ComputeError("cannot zero \(buffer.byteCount) bytes on \(device.uuid): \(error)")
+            throw ComputeError("cannot zero \(bytes) bytes on \(device.uuid): \(error)")
         }
-        return buffer.tensor(dtype: dtype, shape: shape)
+        return tensor
     }
 
     public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor) {
@@ -60,10 +57,7 @@ extension CUDABackend {
             if let bad = ids.first(where: { $0 < 0 || Int($0) >= vocabulary }) {
                 throw ComputeError("token id \(bad) is outside the vocabulary of \(vocabulary)")
             }
-            let idsAddress = try upload(ids)
-            try launch("embedding_\(Self.kernelSuffix(table.dtype))", grid: (min((hidden + 255) / 256, 1024), min(ids.count, 65535), 1),
-                       block: (256, 1, 1),
-                       [.address(idsAddress), .address(ta), .address(ya), .int32(Int32(ids.count)), .int32(Int32(hidden)), .int32(accumulate ? 1 : 0)])
+            try launchEmbedding(ids: upload(ids), count: ids.count, table: ta, dtype: table.dtype, hidden: hidden, into: ya, accumulate: accumulate)
         }
     }
 
@@ -135,10 +129,8 @@ extension CUDABackend {
             // frequencies' bit patterns.
             let packed = positions + embedding.inverseFrequencies.map { Int32(bitPattern: $0.bitPattern) }
             let positionsAddress = try upload(packed)
-            let frequenciesAddress = positionsAddress + UInt64(tokens * MemoryLayout<Int32>.stride)
-            try launch("rotary_f32", grid: (Self.blocks(x.count / 2), 1, 1), block: (256, 1, 1),
-                       [.address(xa), .address(positionsAddress), .address(frequenciesAddress), .int32(Int32(tokens)),
-                        .int32(Int32(heads)), .int32(Int32(headDim)), .float(embedding.attentionScaling)])
+            try launchRotary(x: xa, tokens: tokens, heads: heads, headDim: headDim, positions: positionsAddress,
+                             frequencies: positionsAddress + UInt64(tokens * MemoryLayout<Int32>.stride), scaling: embedding.attentionScaling)
         }
     }
 
@@ -175,70 +167,42 @@ extension CUDABackend {
     }
 
     public func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, layout: AttentionLayout) {
-        precondition(k.shape == v.shape && k.rank == 3 && kCache.shape == vCache.shape && kCache.rank == 3
-                     && kCache.dtype == vCache.dtype && Array(kCache.shape.dropFirst()) == Array(k.shape.dropFirst())
-                     && k.dtype == .f32 && v.dtype == .f32 && layout.positionOfToken.count == k.shape[0],
-                     "writeKV of \(k), \(v) into \(kCache), \(vCache)")
-        let (tokens, rowElements, slotCount) = (k.shape[0], k.shape[1] * k.shape[2], kCache.shape[0])
-        let (ka, va, kca, vca) = (address(k, "k"), address(v, "v"), address(kCache, "kCache"), address(vCache, "vCache"))
-        if tokens == 0 || rowElements == 0 { return }
-        perform("writeKV") {
-            let slots = (0..<tokens).map { Int32(layout.slot(ofToken: $0)) }
-            if let bad = slots.first(where: { $0 < 0 || Int($0) >= slotCount }) {
-                throw ComputeError("KV cache slot \(bad) is outside the cache of \(slotCount) slots")
-            }
-            let slotsAddress = try upload(slots)
-            try launch("write_kv_\(Self.kernelSuffix(kCache.dtype))", grid: (min((rowElements + 255) / 256, 1024), min(tokens, 65535), 1),
-                       block: (256, 1, 1),
-                       [.address(ka), .address(va), .address(kca), .address(vca), .address(slotsAddress),
-                        .int32(Int32(tokens)), .int32(Int32(rowElements))])
-        }
+        precondition(layout.positionOfToken.count == k.shape.first, "writeKV of \(k) with \(layout.positionOfToken.count) positions")
+        guard let step = checkedStep(layout, cacheSlots: kCache.shape.first ?? 0, op: "writeKV") else { return }
+        writeKV(k: k, v: v, kCache: kCache, vCache: vCache, step: step)
     }
 
     public func attention(q: Tensor, kCache: Tensor, vCache: Tensor, layout: AttentionLayout, scale: Float, into out: Tensor) {
-        precondition(q.rank == 3 && q.shape == out.shape && kCache.shape == vCache.shape && kCache.rank == 3
-                     && kCache.dtype == vCache.dtype && kCache.shape[2] == q.shape[2] && q.dtype == .f32 && out.dtype == .f32
-                     && layout.positionOfToken.count == q.shape[0] && layout.sequenceOfToken.count == q.shape[0],
-                     "attention of \(q) over \(kCache) into \(out)")
-        let (tokens, heads, headDim) = (q.shape[0], q.shape[1], q.shape[2])
-        let (kvHeads, slotCount) = (kCache.shape[1], kCache.shape[0])
-        precondition(kvHeads > 0 && heads % kvHeads == 0, "\(heads) query heads over \(kvHeads) KV heads")
-        precondition(headDim <= AttentionKernels.maxHeadDim, "head dimension \(headDim) > \(AttentionKernels.maxHeadDim)")
-        let (qa, kca, vca, oa) = (address(q, "q"), address(kCache, "kCache"), address(vCache, "vCache"), address(out, "out"))
-        if tokens == 0 { return }
-        perform("attention") {
-            let blocks = layout.blockSize > 0 ? slotCount / layout.blockSize : 0
-            var meta = layout.positionOfToken
-            meta.reserveCapacity(2 * tokens + layout.blockTables.reduce(0) { $0 + $1.count })
-            var starts: [Int32] = []
-            var offset: Int32 = 0
-            for table in layout.blockTables {
-                starts.append(offset)
-                offset += Int32(table.count)
-            }
-            for t in 0..<tokens {
-                let sequence = Int(layout.sequenceOfToken[t])
-                guard sequence >= 0 && sequence < layout.blockTables.count else {
+        precondition(layout.positionOfToken.count == q.shape.first && layout.sequenceOfToken.count == q.shape.first,
+                     "attention of \(q) with \(layout.positionOfToken.count) positions")
+        guard let step = checkedStep(layout, cacheSlots: kCache.shape.first ?? 0, op: "attention") else { return }
+        attention(q: q, kCache: kCache, vCache: vCache, step: step, scale: scale, into: out)
+    }
+
+    /// A layout from the host-array ops as the step-indexed ops take it, once checked against a cache of
+    /// `cacheSlots` rows; nil (and the op's failure kept) when it points outside the cache or its tables.
+    private func checkedStep(_ layout: AttentionLayout, cacheSlots: Int, op: String) -> StepIndices? {
+        let blocks = layout.blockSize > 0 ? cacheSlots / layout.blockSize : 0
+        do {
+            for (t, sequence) in layout.sequenceOfToken.enumerated() {
+                guard sequence >= 0 && Int(sequence) < layout.blockTables.count else {
                     throw ComputeError("token \(t) belongs to sequence \(sequence), which has no block table")
                 }
                 let position = Int(layout.positionOfToken[t])
-                guard position >= 0 && layout.blockSize > 0 && position / layout.blockSize < layout.blockTables[sequence].count else {
+                guard position >= 0 && layout.blockSize > 0 && position / layout.blockSize < layout.blockTables[Int(sequence)].count else {
                     throw ComputeError("position \(position) of sequence \(sequence) is beyond its block table")
                 }
-                meta.append(starts[sequence])
             }
             for table in layout.blockTables {
                 if let bad = table.first(where: { $0 < 0 || Int($0) >= blocks }) {
                     throw ComputeError("KV block \(bad) is outside the cache of \(blocks) blocks")
                 }
-                meta += table
             }
-            let metaAddress = try upload(meta)
-            try launch(AttentionKernels.name(cache: kCache.dtype, writing: .f32, headDim: headDim), grid: (tokens, heads, 1),
-                       block: (32 * AttentionKernels.warps(tokens: tokens, heads: heads), 1, 1),
-                       [.address(qa), .address(kca), .address(vca), .address(oa), .address(metaAddress),
-                        .int32(Int32(tokens)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)),
-                        .int32(Int32(layout.blockSize)), .float(scale)])
+            let tokens = [Int32](repeating: 0, count: layout.positionOfToken.count)
+            return try prepareStep(tokens: tokens, layout: layout, logitRows: [], positionOffset: 0, rotary: nil)
+        } catch {
+            fail(op, error)
+            return nil
         }
     }
 

@@ -3,7 +3,8 @@
 /// reads host memory, which is what lets ``CUDAStepGraphs`` capture a step once and replay it.
 extension CUDABackend {
     /// The step's arrays packed (``StepIndices/packed(tableWidth:)``), uploaded by the first op that reads
-    /// them (a step replayed as a graph is never uploaded here: the graph's own buffer takes the words).
+    /// them. A recorded graph keeps one as the buffer it reads; a replayed step's words are written into
+    /// that one instead of being uploaded here.
     /// The tables take the next power of two (≥ 4) of the longest table each, so that steps of one batch
     /// size share a shape while their sequences grow. Touched on the device's thread only.
     final class DeviceStepIndices: @unchecked Sendable {
@@ -11,16 +12,12 @@ extension CUDABackend {
         private var base: UInt64?
         private var storage: Tensor?
 
-        init(packed: PackedStepIndices, address: UInt64? = nil) {
-            self.packed = packed
-            base = address
-        }
+        init(packed: PackedStepIndices) { self.packed = packed }
 
         /// Device address of word `offset`, uploading the words first if no op has yet.
         func address(ofWord offset: Int, on backend: CUDABackend) throws -> UInt64 {
             if base == nil {
-                let bytes = max(packed.words.count, 1) * MemoryLayout<Int32>.stride
-                let made = try backend.empty([bytes / MemoryLayout<Int32>.stride], dtype: .i32)
+                let made = try backend.empty([max(packed.words.count, 1)], dtype: .i32)
                 storage = made
                 let address = backend.address(made, "step indices")
                 try backend.write(packed.words, to: address)
@@ -87,11 +84,23 @@ extension CUDABackend {
         let (ta, ya) = (address(table, "table"), address(y, "y"))
         if count == 0 || hidden == 0 { return }
         perform("embedding") {
-            let ids = try d.address(ofWord: word, on: self)
-            try launch("embedding_\(Self.kernelSuffix(table.dtype))", grid: (min((hidden + 255) / 256, 1024), min(count, 65535), 1),
-                       block: (256, 1, 1),
-                       [.address(ids), .address(ta), .address(ya), .int32(Int32(count)), .int32(Int32(hidden)), .int32(accumulate ? 1 : 0)])
+            try launchEmbedding(ids: d.address(ofWord: word, on: self), count: count, table: ta, dtype: table.dtype, hidden: hidden,
+                                into: ya, accumulate: accumulate)
         }
+    }
+
+    /// `embedding_T`: rows `ids[0..<count]` of a table (device addresses) into y. On the device's thread.
+    func launchEmbedding(ids: UInt64, count: Int, table: UInt64, dtype: DType, hidden: Int, into y: UInt64, accumulate: Bool) throws {
+        try launch("embedding_\(Self.kernelSuffix(dtype))", grid: (min((hidden + 255) / 256, 1024), min(count, 65535), 1),
+                   block: (256, 1, 1),
+                   [.address(ids), .address(table), .address(y), .int32(Int32(count)), .int32(Int32(hidden)), .int32(accumulate ? 1 : 0)])
+    }
+
+    /// `rotary_f32` of x ([tokens, heads, headDim]) at device positions with device inverse frequencies.
+    func launchRotary(x: UInt64, tokens: Int, heads: Int, headDim: Int, positions: UInt64, frequencies: UInt64, scaling: Float) throws {
+        try launch("rotary_f32", grid: (Self.blocks(tokens * heads * headDim / 2), 1, 1), block: (256, 1, 1),
+                   [.address(x), .address(positions), .address(frequencies), .int32(Int32(tokens)), .int32(Int32(heads)),
+                    .int32(Int32(headDim)), .float(scaling)])
     }
 
     public func rotary(_ x: Tensor, step: StepIndices, embedding: RotaryEmbedding) {
@@ -104,9 +113,8 @@ extension CUDABackend {
         let xa = address(x, "x")
         if x.count == 0 { return }
         perform("rotary") {
-            try launch("rotary_f32", grid: (Self.blocks(x.count / 2), 1, 1), block: (256, 1, 1),
-                       [.address(xa), .address(d.address(ofWord: d.packed.positions, on: self)), .address(d.address(ofWord: d.packed.inverseFrequencies, on: self)),
-                        .int32(Int32(tokens)), .int32(Int32(heads)), .int32(Int32(headDim)), .float(embedding.attentionScaling)])
+            try launchRotary(x: xa, tokens: tokens, heads: heads, headDim: headDim, positions: d.address(ofWord: d.packed.positions, on: self),
+                             frequencies: d.address(ofWord: d.packed.inverseFrequencies, on: self), scaling: embedding.attentionScaling)
         }
     }
 

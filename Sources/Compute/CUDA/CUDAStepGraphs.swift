@@ -25,9 +25,10 @@ final class CUDAStepGraphs: StepGraphs, @unchecked Sendable {
     final class Graph {
         let backend: CUDABackend
         let exec: CUgraphExec
-        let indices: Tensor
+        /// The buffer the graph reads its step's indices from; a replay writes the new ones there.
+        let indices: CUDABackend.DeviceStepIndices
         let output: Tensor
-        init(backend: CUDABackend, exec: CUgraphExec, indices: Tensor, output: Tensor) {
+        init(backend: CUDABackend, exec: CUgraphExec, indices: CUDABackend.DeviceStepIndices, output: Tensor) {
             (self.backend, self.exec, self.indices, self.output) = (backend, exec, indices, output)
         }
         deinit {
@@ -47,7 +48,7 @@ final class CUDAStepGraphs: StepGraphs, @unchecked Sendable {
         guard let indices = step.backendCopy as? CUDABackend.DeviceStepIndices else { return try forward(step) }
         let shape = Shape(indices.packed)
         if let graph = graphs[shape] {
-            try backend.write(indices.packed.words, to: backend.address(graph.indices))
+            try backend.write(indices.packed.words, to: graph.indices.address(ofWord: 0, on: backend))
             try backend.launch(graph: graph.exec)
             return graph.output
         }
@@ -55,12 +56,10 @@ final class CUDAStepGraphs: StepGraphs, @unchecked Sendable {
         if unrecordable.contains(shape) { return result }
         // The first step of this shape ran eagerly (its result is this step's); now record one that reads
         // its indices from a buffer the graph keeps.
-        let buffer = try backend.empty([max(indices.packed.words.count, 1)], dtype: .i32)
-        let address = backend.address(buffer)
-        try backend.write(indices.packed.words, to: address)
-        let onBuffer = step.with(backendCopy: CUDABackend.DeviceStepIndices(packed: indices.packed, address: address))
-        if let (exec, output) = try backend.record(pool: pool, { try forward(onBuffer) }) {
-            graphs[shape] = Graph(backend: backend, exec: exec, indices: buffer, output: output)
+        let kept = CUDABackend.DeviceStepIndices(packed: indices.packed)
+        _ = try kept.address(ofWord: 0, on: backend)  // uploaded now: a capture copies nothing
+        if let (exec, output) = try backend.record(pool: pool, { try forward(step.with(backendCopy: kept)) }) {
+            graphs[shape] = Graph(backend: backend, exec: exec, indices: kept, output: output)
         } else {
             unrecordable.insert(shape)
         }

@@ -28,10 +28,13 @@ public final class Generator: @unchecked Sendable {
         self.cache = cache
         self.maxBatchTokens = maxBatchTokens
         self.maxSequences = max(1, maxSequences)
-        recordsDecodeSteps = model.worldSize == 1 && cache.numBlocks >= 2
-            && ProcessInfo.processInfo.environment["COLOCATE_CUDA_GRAPHS"] != "0"
-            && ProcessInfo.processInfo.environment["COLOCATE_PROFILE_OPS"] != "1"
+        recordsDecodeSteps = model.worldSize == 1 && cache.numBlocks >= 2 && Self.recordingAllowed
     }
+
+    /// `COLOCATE_CUDA_GRAPHS=0`, or per-op profiling (`COLOCATE_PROFILE_OPS=1`, which cannot time inside a
+    /// graph), keeps decode steps eager; read once per process.
+    private static let recordingAllowed = ProcessInfo.processInfo.environment["COLOCATE_CUDA_GRAPHS"] != "0"
+        && ProcessInfo.processInfo.environment["COLOCATE_PROFILE_OPS"] != "1"
 
     /// Records decode steps with `recorder` instead of the backend's own (``StepRecording``): any
     /// ``StepGraphs``, e.g. one that checks the padded steps it is given. Needs a cache of 2 blocks or more.

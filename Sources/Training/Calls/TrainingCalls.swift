@@ -181,10 +181,8 @@ final class TrainingBox: @unchecked Sendable {
             throw TrainingError("an all-reduce segment needs 2...\(SharedMemoryAllReduce.maxRanks) ranks and a slot; got \(call.worldSize) ranks, \(call.slotFloats) floats")
         }
         let memory = try SharedMemoryAllReduce.createSegment(worldSize: call.worldSize, slotFloats: call.slotFloats)
-        let identity = try SharedMemoryIdentity.of(fileDescriptor: memory.sharedFileDescriptor!)
         ownedSegment = memory
-        return .init(segment: MemoryHandle(deviceUUID: Device.host.uuid, kind: .cpuSharedMemory, byteCount: memory.byteCount,
-                                           offset: 0, opaque: identity.bytes, ownerPID: identity.pid))
+        return .init(segment: try SharedMemoryAllReduce.handle(of: memory))
     }
 
     func configure(_ call: ConfigureOptimizer, weights: WeightsBox) throws -> ConfigureOptimizer.Reply {
