@@ -33,8 +33,10 @@ struct BenchRL: AsyncParsableCommand {
     var microBatch: Int = 64
     @Option(help: "Engine sleep level while training (0, 1, 2).")
     var sleepLevel: Int = 0
-    @Option(help: "Engine weight dtype.")
-    var engineDtype: String = "bf16"
+    @Option(help: "Engine weight dtype: f32, bf16, f16 or auto (bf16 on cuda, f32 on cpu).")
+    var engineDtype: String?
+    @Option(help: "Trainer precision: f32, bf16-mixed or auto (bf16-mixed on cuda, as the anchor's autocast; f32 on cpu).")
+    var trainerDtype: String?
     @Flag(help: "Print the timed step's metrics as JSON.")
     var json = false
 
@@ -49,7 +51,8 @@ struct BenchRL: AsyncParsableCommand {
         o.trainerFraction = 0.4
         o.workerFraction = 0.4
         o.memoryUtilization = 0.4
-        o.engineDType = try CLIParse.dtype(engineDtype)
+        o.engineDType = try CLIParse.engineDType(engineDtype, device: device)
+        o.mixedPrecision = try CLIParse.mixedPrecision(trainerDtype, device: device)
         o.steps = 2
         o.promptsPerStep = prompts
         o.groupSize = groupSize
@@ -72,7 +75,7 @@ struct BenchRL: AsyncParsableCommand {
         }
         let phases = timed.fields.filter { $0.key.hasPrefix("time_") }
         let total = phases.reduce(0) { $0 + $1.value }
-        print("GRPO step at \(model ?? (preset + " shapes")): P=\(prompts) G=\(groupSize), prompts ≈\(promptTokens) tokens, ≤\(maxTokens) new (step 2, after a warm-up step)")
+        print("GRPO step at \(model ?? (preset + " shapes")): P=\(prompts) G=\(groupSize), prompts ≈\(promptTokens) tokens, ≤\(maxTokens) new, engine \(o.engineDType), trainers \(o.mixedPrecision ? "bf16-mixed" : "f32") (step 2, after a warm-up step)")
         func row(_ name: String, _ seconds: Double) -> String {
             "  " + name.padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: "%9.1f ms", seconds * 1e3)
         }

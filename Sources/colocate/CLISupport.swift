@@ -41,6 +41,26 @@ enum CLIParse {
         guard let t = DType(name: name), t.isFloatingPoint else { throw CLIError("unknown dtype '\(name)' (use f32, bf16 or f16)") }
         return t
     }
+
+    /// A trainer's precision flag: `f32`, or `bf16-mixed` (GPUs: f32 master weights and AdamW, bf16
+    /// matmuls); `auto` (nil) is bf16-mixed on CUDA and f32 on the CPU, which trains in f32 only.
+    /// Returns whether the mixed recipe is on.
+    static func mixedPrecision(_ name: String?, device: String) throws -> Bool {
+        switch name ?? "auto" {
+        case "auto": return device == "cuda"
+        case "f32": return false
+        case "bf16-mixed":
+            guard device == "cuda" else { throw CLIError("bf16-mixed training runs on GPUs (--device cuda); the CPU trains in f32") }
+            return true
+        case let other: throw CLIError("unknown trainer precision '\(other)' (use f32, bf16-mixed or auto)")
+        }
+    }
+
+    /// An engine's weight dtype flag; `auto` (nil) is bf16 on CUDA (as vLLM serves) and f32 on the CPU.
+    static func engineDType(_ name: String?, device: String) throws -> DType {
+        guard let name, name != "auto" else { return device == "cuda" ? .bf16 : .f32 }
+        return try dtype(name)
+    }
 }
 
 enum CLIOutput {

@@ -31,8 +31,10 @@ struct RLCommand: AsyncParsableCommand {
     var trainers: Int?
     @Option(help: "Share of its device's memory each engine rank may use (gpu_memory_utilization).")
     var memoryUtilization: Double = 0.4
-    @Option(help: "Engine weight dtype: f32, bf16 or f16.")
-    var engineDtype: String = "f32"
+    @Option(help: "Engine weight dtype: f32, bf16, f16 or auto (bf16 on cuda, f32 on cpu).")
+    var engineDtype: String?
+    @Option(help: "Trainer precision: f32, bf16-mixed (GPUs: f32 master weights, bf16 matmuls) or auto (bf16-mixed on cuda, f32 on cpu).")
+    var trainerDtype: String?
     @Option(help: "RL steps (a resumed run continues up to this step).")
     var steps: Int = 20
     @Option(help: "Prompts per step (P).")
@@ -109,7 +111,8 @@ struct RLCommand: AsyncParsableCommand {
         o.trainerFraction = layout.trainerFraction
         o.workerFraction = layout.workerFraction
         o.memoryUtilization = memoryUtilization
-        o.engineDType = try CLIParse.dtype(engineDtype)
+        o.engineDType = try CLIParse.engineDType(engineDtype, device: device)
+        o.mixedPrecision = try CLIParse.mixedPrecision(trainerDtype, device: device)
         o.steps = steps
         o.promptsPerStep = promptsPerStep
         o.groupSize = groupSize

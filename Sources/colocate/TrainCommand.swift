@@ -94,12 +94,7 @@ struct Train: AsyncParsableCommand {
         guard let kind = LearningRateSchedule.Kind(rawValue: schedule) else { throw CLIError("unknown --schedule '\(schedule)' (use constant or cosine)") }
         guard warmupSteps >= 0 else { throw CLIError("--warmup-steps must be >= 0, got \(warmupSteps)") }
         guard saveEvery >= 0 else { throw CLIError("--save-every must be >= 0, got \(saveEvery)") }
-        switch dtype {
-        case "f32": break
-        case "bf16-mixed":
-            guard device == "cuda" else { throw CLIError("--dtype bf16-mixed runs on GPUs (--device cuda); the CPU trains in f32") }
-        default: throw CLIError("unknown --dtype '\(dtype)' (use f32 or bf16-mixed)")
-        }
+        let mixedPrecision = try CLIParse.mixedPrecision(dtype, device: device)
 
         // Model, data, output: every user error before any process starts.
         let config: ModelConfig
@@ -136,7 +131,7 @@ struct Train: AsyncParsableCommand {
         let cluster = try await Cluster.make(rayAddress: rayAddress, devices: spec)
         do {
             try await run(cluster: cluster, config: config, data: data, beta1: beta1, beta2: beta2, kind: kind,
-                          startStep: startStep, position: position)
+                          startStep: startStep, position: position, mixedPrecision: mixedPrecision)
         } catch {
             await cluster.shutdown()
             throw error
@@ -145,7 +140,7 @@ struct Train: AsyncParsableCommand {
     }
 
     private func run(cluster: Cluster, config: ModelConfig, data: TrainingData, beta1: Float, beta2: Float,
-                     kind: LearningRateSchedule.Kind, startStep: Int, position: Int) async throws {
+                     kind: LearningRateSchedule.Kind, startStep: Int, position: Int, mixedPrecision: Bool) async throws {
         // On Ray: every device the cluster offers (Ray reports them when the driver joins).
         let available = cluster.layoutDevices().count
         guard available >= trainers else {
@@ -163,7 +158,7 @@ struct Train: AsyncParsableCommand {
         let lrSchedule = LearningRateSchedule(kind: kind, peak: lr, warmupSteps: warmupSteps, totalSteps: steps)
         let clip: Float? = maxGradNorm > 0 ? maxGradNorm : nil
         try await group.configure(ConfigureOptimizer(hyper: hyper, schedule: lrSchedule, maxGradNorm: clip, recomputeActivations: recompute,
-                                                     mixedPrecision: dtype == "bf16-mixed"))
+                                                     mixedPrecision: mixedPrecision))
         if let resume { _ = try await group.loadCheckpoint(resume) }
 
         let sampler = BatchSampler(rows: data.rows, batchSize: batchSize, shuffle: shuffle, seed: seed)

@@ -177,4 +177,16 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: dir + "/rl/reward.svg"))
         #expect(FileManager.default.fileExists(atPath: dir + "/rl/checkpoint/config.json"))
     }
+
+    /// Precision flags fail in one line before anything starts: the CPU trains in f32 only.
+    @Test func precisionFlagsAreOneLineErrors() throws {
+        let base = ["rl", "--model", NSTemporaryDirectory() + "no-such-model", "--task", "addition", "--out", NSTemporaryDirectory() + "unused"]
+        for (args, fragment) in [(["--trainer-dtype", "bf16-mixed"], "runs on GPUs"), (["--trainer-dtype", "f16"], "unknown trainer precision"),
+                                 (["--engine-dtype", "i8"], "unknown dtype")] {
+            let r = try runColocate(base + args)
+            #expect(r.status != 0)
+            let message = r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(message.contains(fragment) && !message.contains("\n"), "\(args): \(message)")
+        }
+    }
 }

@@ -130,7 +130,8 @@ public final class GRPOLoop {
         }
         try await trainers.configure(ConfigureOptimizer(
             hyper: AdamWHyperparameters(learningRate: o.learningRate, weightDecay: o.weightDecay),
-            schedule: LearningRateSchedule(kind: .constant, peak: o.learningRate, warmupSteps: o.warmupSteps), maxGradNorm: o.maxGradNorm))
+            schedule: LearningRateSchedule(kind: .constant, peak: o.learningRate, warmupSteps: o.warmupSteps), maxGradNorm: o.maxGradNorm,
+            mixedPrecision: o.mixedPrecision))
         if let weightsDirectory { _ = try await trainers.loadCheckpoint(weightsDirectory) }
         if o.klCoefficient > 0 { _ = try await trainers.callAll(LoadReferenceModel(directory: o.model)) }
 

@@ -15,6 +15,8 @@ public struct GRPOOptions: Sendable {
     public var workerFraction = 0.4
     public var memoryUtilization = 0.4
     public var engineDType: DType = .f32
+    /// The trainers' bf16-mixed recipe (GPUs: f32 master weights and AdamW, bf16 matmuls); f32 otherwise.
+    public var mixedPrecision = false
 
     public var steps = 20
     /// P: prompts per step.
