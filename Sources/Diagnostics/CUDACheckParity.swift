@@ -193,9 +193,11 @@ struct CUDAParityCheck {
     }
 
     mutating func attention() throws {
-        for (heads, kvHeads, headDim, cacheType) in [(8, 2, 64, DType.f32), (4, 4, 128, .f32), (6, 2, 80, .bf16), (2, 1, 256, .f16)] {
+        for (heads, kvHeads, headDim, cacheType) in [(8, 2, 64, DType.f32), (4, 4, 128, .f32), (6, 2, 80, .bf16), (2, 1, 256, .f16),
+                                                          (14, 2, 64, .bf16), (16, 1, 128, .f16)] {
             let blockSize = 16
             let lengths = [5, 37, 70]
+            let out16 = cacheType == .f32 ? DType.bf16 : cacheType
             // Shuffled block ids, as a block allocator hands them out.
             var free = Array(0..<32)
             for i in stride(from: free.count - 1, to: 0, by: -1) { free.swapAt(i, random.int(i + 1)) }
@@ -236,15 +238,16 @@ struct CUDAParityCheck {
                                                              heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
                 expect("attention \(label) (\(tokens) tokens)", try backend.floats(out), reference, tolerance: 2e-5)
                 // The same through the step's uploaded indices (what the model and CUDA graphs use), in f32
-                // and in bf16 (|out| ≤ 1: one bf16 step ≤ 1/256).
+                // and in 16 bits (|out| ≤ 1: one bf16 step ≤ 1/256): the cache's type (the grouped kernel)
+                // or, for an f32 cache, bf16 (the lane kernel).
                 let step = try backend.prepareStep(tokens: [Int32](repeating: 0, count: tokens), layout: layout, logitRows: [],
                                                    positionOffset: 0, rotary: nil)
-                let viaStep = try zeros([tokens, heads, headDim]), viaStep16 = try zeros([tokens, heads, headDim], .bf16)
+                let viaStep = try zeros([tokens, heads, headDim]), viaStep16 = try zeros([tokens, heads, headDim], out16)
                 let qd = try up(q, [tokens, heads, headDim])
                 backend.attention(q: qd, kCache: kCache, vCache: vCache, step: step, scale: scale, into: viaStep)
                 backend.attention(q: qd, kCache: kCache, vCache: vCache, step: step, scale: scale, into: viaStep16)
                 expect("attention via step indices \(label)", try backend.floats(viaStep), try backend.floats(out), tolerance: 0)
-                expect("attention → bf16 \(label)", try backend.floats(viaStep16), CUDACheckReference.rounded(reference, to: .bf16), tolerance: 0.008)
+                expect("attention → \(out16) \(label)", try backend.floats(viaStep16), CUDACheckReference.rounded(reference, to: out16), tolerance: 0.008)
             }
         }
     }

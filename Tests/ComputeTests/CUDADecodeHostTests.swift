@@ -27,6 +27,39 @@ struct CUDADecodeHostTests {
         #expect(AttentionKernels.warps(tokens: 4096, heads: 14) == 4)
     }
 
+    @Test("Grouped attention: head-group class and chunks, splits only while the blocks are fewer than two per SM")
+    func groupedAttentionLaunch() {
+        // opt-125m: 12 heads of 64, no GQA. Batch 1 splits 16 ways; batch 256 not at all.
+        let single = GroupedAttentionKernels.launch(tokens: 1, heads: 12, kvHeads: 12, headDim: 64, cache: .bf16, multiprocessors: 132)
+        #expect(single == .init(name: "paged_attention_grouped_bf16_d64_g1", headsPerBlock: 1, headChunks: 1, splits: 16))
+        let wide = GroupedAttentionKernels.launch(tokens: 256, heads: 12, kvHeads: 12, headDim: 64, cache: .bf16, multiprocessors: 132)
+        #expect(wide.splits == 1)
+        // qwen2-0.5b: 14 heads over 2 KV heads (7 a group: the class of 8, one chunk); 32 tokens → 64 blocks → 5 splits.
+        let qwen = GroupedAttentionKernels.launch(tokens: 32, heads: 14, kvHeads: 2, headDim: 64, cache: .bf16, multiprocessors: 132)
+        #expect(qwen == .init(name: "paged_attention_grouped_bf16_d64_g8", headsPerBlock: 8, headChunks: 1, splits: 5))
+        // 16 heads on one KV head: two chunks of 8; head dim 80 runs in the 128 class.
+        let big = GroupedAttentionKernels.launch(tokens: 4096, heads: 16, kvHeads: 1, headDim: 80, cache: .f16, multiprocessors: 132)
+        #expect(big == .init(name: "paged_attention_grouped_f16_d128_g8", headsPerBlock: 8, headChunks: 2, splits: 1))
+        #expect(GroupedAttentionKernels.launch(tokens: 1, heads: 8, kvHeads: 4, headDim: 128, cache: .f32, multiprocessors: 132).name
+            == "paged_attention_grouped_f32_d128_g4")
+        for cache in [DType.f32, .bf16, .f16] {
+            for (heads, kvHeads) in [(1, 1), (4, 2), (14, 2), (32, 8), (28, 4), (64, 1)] {
+                for headDim in [8, 64, 80, 128, 256] {
+                    let plan = GroupedAttentionKernels.launch(tokens: 3, heads: heads, kvHeads: kvHeads, headDim: headDim, cache: cache,
+                                                              multiprocessors: 132)
+                    #expect(GroupedAttentionKernels.functions.contains(plan.name))
+                    #expect(plan.headsPerBlock * plan.headChunks >= heads / kvHeads && plan.splits >= 1 && plan.splits <= 16)
+                }
+            }
+        }
+        // Head dims off the 8-grid, unaligned caches and an output of another type run the lane kernel.
+        #expect(GroupedAttentionKernels.applies(headDim: 64, cache: .bf16, output: .bf16, addresses: [0x1000, 0x2000]))
+        #expect(!GroupedAttentionKernels.applies(headDim: 60, cache: .bf16, output: .bf16, addresses: [0x1000]))
+        #expect(!GroupedAttentionKernels.applies(headDim: 64, cache: .bf16, output: .f32, addresses: [0x1000]))
+        #expect(!GroupedAttentionKernels.applies(headDim: 64, cache: .bf16, output: .bf16, addresses: [0x1008]))
+        #expect(!GroupedAttentionKernels.applies(headDim: 512, cache: .f32, output: .f32, addresses: [0x1000]))
+    }
+
     @Test("The skinny linear kernel takes a few rows, K a multiple of 8 and 16-byte aligned rows")
     func skinnyLinearApplies() {
         let aligned: [UInt64] = [0x1000, 0x2000]

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The indexing ops of a step (``StepIndices``) on the GPU: the step's arrays go up in one copy, and the
 /// embedding, rotary, KV-write, attention and row-gather kernels read them there. No op of a step then
 /// reads host memory, which is what lets ``CUDAStepGraphs`` capture a step once and replay it.
@@ -55,6 +57,10 @@ extension CUDABackend {
                                 "cuMemcpyHtoDAsync_v2")
         }
     }
+
+    /// Paged attention by ``GroupedAttentionKernels`` where it applies (`COLOCATE_ATTENTION_KERNEL=lanes`
+    /// keeps every step on ``AttentionKernels``, to compare).
+    static let groupedAttention = ProcessInfo.processInfo.environment["COLOCATE_ATTENTION_KERNEL"] != "lanes"
 
     /// The device copy of a step's indices, or nil for indices made by another backend.
     private func device(_ step: StepIndices) -> DeviceStepIndices? { step.backendCopy as? DeviceStepIndices }
@@ -145,10 +151,29 @@ extension CUDABackend {
         precondition(headDim <= AttentionKernels.maxHeadDim, "head dimension \(headDim) > \(AttentionKernels.maxHeadDim)")
         let (qa, kca, vca, oa) = (address(q, "q"), address(kCache, "kCache"), address(vCache, "vCache"), address(out, "out"))
         if tokens == 0 { return }
+        if Self.groupedAttention, GroupedAttentionKernels.applies(headDim: headDim, cache: kCache.dtype, output: out.dtype,
+                                                                   addresses: [kca, vca, oa]) {
+            let plan = GroupedAttentionKernels.launch(tokens: tokens, heads: heads, kvHeads: kvHeads, headDim: headDim, cache: kCache.dtype,
+                                                      multiprocessors: cudaDevice.properties.multiprocessorCount)
+            perform("attention") {
+                let meta = try d.address(ofWord: d.packed.positions, on: self)
+                let partials = plan.splits == 1 ? 0 : try workspace(.attentionPartials, bytes: tokens * heads * plan.splits * (headDim + 2) * 4)
+                try launch(plan.name, grid: (tokens, kvHeads * plan.headChunks, plan.splits), block: (32 * GroupedAttentionKernels.warps, 1, 1),
+                           [.address(qa), .address(kca), .address(vca), .address(oa), .address(partials), .address(meta),
+                            .int32(Int32(tokens)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)),
+                            .int32(Int32(step.layout.blockSize)), .float(scale), .int32(Int32(plan.splits))])
+                if plan.splits > 1 {
+                    try launch("paged_attention_merge_\(Self.kernelSuffix(out.dtype))", grid: (tokens, heads, 1), block: (128, 1, 1),
+                               [.address(partials), .address(oa), .int32(Int32(heads)), .int32(Int32(headDim)), .int32(Int32(plan.splits))])
+                }
+            }
+            return
+        }
         perform("attention") {
+            let meta = try d.address(ofWord: d.packed.positions, on: self)
             try launch(AttentionKernels.name(cache: kCache.dtype, writing: out.dtype, headDim: headDim), grid: (tokens, heads, 1),
                        block: (32 * AttentionKernels.warps(tokens: tokens, heads: heads), 1, 1),
-                       [.address(qa), .address(kca), .address(vca), .address(oa), .address(d.address(ofWord: d.packed.positions, on: self)),
+                       [.address(qa), .address(kca), .address(vca), .address(oa), .address(meta),
                         .int32(Int32(tokens)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)),
                         .int32(Int32(step.layout.blockSize)), .float(scale)])
         }

@@ -21,6 +21,7 @@ public enum CUDAKernelLibrarySources {
         RotaryKernels.kernels,
         KVCacheKernels.kernels,
         AttentionKernels.kernels,
+        GroupedAttentionKernels.kernels,
         SkinnyLinearKernels.kernels,
         SoftmaxKernels.kernels,
         SamplingKernels.kernels,

@@ -71,6 +71,8 @@ final class CUDATrainingState {
     /// Device scratch of the training ops. Each is used within one op (stream order protects reuse).
     enum Workspace: Hashable {
         case gemmA, gemmB, normPartials, sumOfSquares, attentionDelta
+        /// The split partials of the grouped paged attention (``GroupedAttentionKernels``).
+        case attentionPartials
     }
 }
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Session 6's GPU runs (one H200). Usage on the device: bash bench/gpu/session6.sh PART...
+#   check:  cuda-check parity and models (CUDA-graph decode vs eager included).
+#   probe:  what a decode step's kernels take (ncu, eager) at batch 1 and 256, and cuBLAS at the same shapes.
+#   decode: bench decode beside HF generate's best (anchor_hf.py) in the same call, opt-125m then qwen2-0.5b.
+#   ab:     the grouped attention kernel against the lane kernel (COLOCATE_ATTENTION_KERNEL=lanes).
+#   rl:     bench rl beside anchor_grpo; train: bench train beside anchor_train.
+set -uo pipefail
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+gunzip -c .device-stage/colocate.gz > /tmp/colocate && chmod +x /tmp/colocate
+export PYTHONUNBUFFERED=1
+S=.device-stage
+C=/tmp/colocate
+step() { echo; echo "=== $*"; local t0=$SECONDS; timeout ${STEP_TIMEOUT:-300} "$@"; local rc=$?; echo "=== rc=$rc in $((SECONDS - t0)) s"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+for part in "$@"; do
+case $part in
+check)
+  step $C cuda-check --parity-only > $out/parity.log 2>&1; grep -E "FAIL|passed|failed|checks" $out/parity.log | tail -12
+  step $C cuda-check --models $S/fixtures > $out/models.log 2>&1; grep -E "FAIL|passed|failed|graphs" $out/models.log | tail -12
+  ;;
+probe)
+  STEP_TIMEOUT=120 step python3 bench/probes/gemm_shapes.py
+  STEP_TIMEOUT=200 step bash bench/probes/ncu_decode_step.sh $C 256 900 230 > $out/ncu-256.log 2>&1; grep -E "total|sum" $out/ncu-256.log | head -24
+  STEP_TIMEOUT=200 step bash bench/probes/ncu_decode_step.sh $C 1 900 230 > $out/ncu-1.log 2>&1; grep -E "total|sum" $out/ncu-1.log | head -24
+  ;;
+decode)
+  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 --variable-lengths 2>&1 | tail -12
+  STEP_TIMEOUT=300 step python3 $S/anchor_hf.py gen 2>&1 | grep anchor
+  step $C bench decode --device cuda --dtype bf16 --preset qwen2-0.5b --batch 1,256 2>&1 | tail -6
+  STEP_TIMEOUT=300 step python3 bench/anchor_decode.py --preset qwen2-0.5b --batch 1,256 2>&1 | grep anchor
+  ;;
+ab)
+  COLOCATE_ATTENTION_KERNEL=lanes step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -5
+  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -5
+  ;;
+rl)
+  step $C bench rl --device cuda 2>&1 | tail -16
+  STEP_TIMEOUT=150 step python3 $S/anchor_grpo.py 32 8 2>&1 | grep -v "^W1202" | tail -6
+  ;;
+train)
+  step $C bench train --device cuda --preset opt-125m --batch-size 16 --seq 512 --dtype bf16-mixed 2>&1 | tail -6
+  step python3 $S/anchor_train.py eager 2>&1 | grep "^anchor"
+  ;;
+esac
+done
