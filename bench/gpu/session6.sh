@@ -31,6 +31,16 @@ decode)
   step $C bench decode --device cuda --dtype bf16 --preset qwen2-0.5b --batch 1,256 2>&1 | tail -6
   STEP_TIMEOUT=300 step python3 bench/anchor_decode.py --preset qwen2-0.5b --batch 1,256 2>&1 | grep anchor
   ;;
+probe2)
+  # One decode step of each batch size, kernel by kernel (the prefill at batch 256 is 8 chunks of 4096 tokens).
+  STEP_TIMEOUT=200 step bash bench/probes/ncu_decode_step.sh $C 256 2100 220 > $out/ncu2-256.log 2>&1; grep -E "total|sum" $out/ncu2-256.log | head -20
+  STEP_TIMEOUT=200 step bash bench/probes/ncu_decode_step.sh $C 32 1000 220 > $out/ncu2-32.log 2>&1; grep -E "total|sum" $out/ncu2-32.log | head -20
+  STEP_TIMEOUT=200 step bash bench/probes/ncu_decode_step.sh $C 1 900 230 > $out/ncu2-1.log 2>&1; grep -E "total|sum" $out/ncu2-1.log | head -20
+  ;;
+profile)
+  # Eager steps: GPU and host time per op (what a step costs the CPU without graphs).
+  COLOCATE_PROFILE_OPS=1 step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | grep -v "^  op profile (warm" | tail -45
+  ;;
 ab)
   COLOCATE_ATTENTION_KERNEL=lanes step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -5
   step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -5
@@ -42,6 +52,24 @@ rl)
 train)
   step $C bench train --device cuda --preset opt-125m --batch-size 16 --seq 512 --dtype bf16-mixed 2>&1 | tail -6
   step python3 $S/anchor_train.py eager 2>&1 | grep "^anchor"
+  ;;
+rlaccept)
+  # Issue 14's acceptance on the GPU: SFT an opt-125m-shaped model on reversal to a partial accuracy, then GRPO;
+  # held-out accuracy before/after. Configurations "SFT_STEPS:RL_LR" run side by side on the one GPU.
+  $C init-model --arch opt --preset opt-125m --out /tmp/m125 >/dev/null
+  $C rl-data --task reversal --rows 20000 --out /tmp/rev.jsonl >/dev/null
+  for config in ${RL_CONFIGS:-100:2e-5 60:3e-5}; do
+    sft=${config%%:*} lr=${config##*:} tag=sft${config%%:*}-lr${config##*:}
+    (
+      timeout 200 $C train --model /tmp/m125 --data /tmp/rev.jsonl --out /tmp/sft-$tag --steps $sft --batch-size 64 --lr 5e-4 --shuffle \
+        --device cuda --dtype bf16-mixed --schedule cosine --warmup-steps 10 > $out/rl-$tag-sft.log 2>&1
+      timeout 400 $C rl --model /tmp/sft-$tag --task reversal --out $out/rl-$tag --steps ${RL_STEPS:-200} --prompts-per-step 32 --group-size 8 \
+        --max-tokens 6 --lr $lr --warmup-steps 5 --eval-every 50 --eval-prompts 200 --seed 7 --device cuda --tp 1 > $out/rl-$tag.log 2>&1
+      rm -rf $out/rl-$tag/checkpoint
+      echo "=== rlaccept $tag: $(tail -3 $out/rl-$tag.log | tr '\n' ' ')"
+    ) &
+  done
+  wait
   ;;
 esac
 done

@@ -21,7 +21,7 @@ for r in body:
     if r[ix["Metric Name"]] != "gpu__time_duration.sum":
         continue
     unit, value = r[ix["Metric Unit"]], float(r[ix["Metric Value"]].replace(",", ""))
-    us = value / 1e3 if unit == "nsecond" else value * 1e3 if unit == "msecond" else value
+    us = value / 1e3 if unit in ("ns", "nsecond") else value * 1e3 if unit in ("ms", "msecond") else value
     name = r[ix["Kernel Name"]][:70]
     print(f"ncu batch={sys.argv[2]} {us:9.2f} us  grid {r[ix['Grid Size']]:>16} block {r[ix['Block Size']]:>12}  {name}")
     total += us

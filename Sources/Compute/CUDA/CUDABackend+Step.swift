@@ -158,14 +158,11 @@ extension CUDABackend {
             perform("attention") {
                 let meta = try d.address(ofWord: d.packed.positions, on: self)
                 let partials = plan.splits == 1 ? 0 : try workspace(.attentionPartials, bytes: tokens * heads * plan.splits * (headDim + 2) * 4)
+                let counters = plan.splits == 1 ? 0 : try workspace(.attentionCounters, bytes: tokens * kvHeads * plan.headChunks * 4, zeroed: true)
                 try launch(plan.name, grid: (tokens, kvHeads * plan.headChunks, plan.splits), block: (32 * GroupedAttentionKernels.warps, 1, 1),
-                           [.address(qa), .address(kca), .address(vca), .address(oa), .address(partials), .address(meta),
+                           [.address(qa), .address(kca), .address(vca), .address(oa), .address(partials), .address(counters), .address(meta),
                             .int32(Int32(tokens)), .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(headDim)),
                             .int32(Int32(step.layout.blockSize)), .float(scale), .int32(Int32(plan.splits))])
-                if plan.splits > 1 {
-                    try launch("paged_attention_merge_\(Self.kernelSuffix(out.dtype))", grid: (tokens, heads, 1), block: (128, 1, 1),
-                               [.address(partials), .address(oa), .int32(Int32(heads)), .int32(Int32(headDim)), .int32(Int32(plan.splits))])
-                }
             }
             return
         }

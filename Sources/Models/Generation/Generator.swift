@@ -74,6 +74,8 @@ public final class Generator: @unchecked Sendable {
         var cached = 0
         var finish: FinishReason?
         var all: [Int32] { prompt + output }
+        /// `all.count` without making `all` (an array per sequence and step otherwise).
+        var length: Int { prompt.count + output.count }
     }
 
     /// Completions for each prompt (`params.n` of them, in sample order). Runs as one
@@ -138,7 +140,7 @@ public final class Generator: @unchecked Sendable {
                 }
                 var victim = running.removeLast()
                 allocator.release(&victim.blocks)
-                if running.isEmpty && waiting.isEmpty || victim.all.count >= capacityTokens {
+                if running.isEmpty && waiting.isEmpty || victim.length >= capacityTokens {
                     // Alone and still out of room: the cache itself is the limit on its length.
                     victim.finish = .length
                     finished.append(victim)
@@ -151,7 +153,7 @@ public final class Generator: @unchecked Sendable {
             // Admit waiting sequences (recomputing everything they have so far) while blocks and budget last.
             var stepTokens = running.count
             while var next = waiting.last, running.count < maxSequences {
-                let length = next.all.count
+                let length = next.length
                 if !running.isEmpty && stepTokens + length > maxBatchTokens { break }
                 guard allocator.reserve(&next.blocks, tokens: length) else { break }
                 waiting.removeLast()
@@ -225,32 +227,32 @@ public final class Generator: @unchecked Sendable {
             }
             let base = hostLogits?.pointer(Float.self)
 
-            var stillRunning: [Sequence] = []
-            for (s, var seq) in running.enumerated() {
-                seq.cached = seq.all.count
+            // Each sequence is updated in place: a copy out of `running` would share its token arrays,
+            // and the appends would then copy them whole, every step.
+            for s in running.indices {
+                running[s].cached = running[s].length
                 let (token, logprob) = devicePicks?[s]
-                    ?? Sampler.sample(base! + s * vocab, vocab: vocab, params: params, rng: &seq.rng)
+                    ?? Sampler.sample(base! + s * vocab, vocab: vocab, params: params, rng: &running[s].rng)
                 // NaN weights or a broken config give NaN logits, whose "samples" are garbage (token 0
                 // again and again): say so instead of returning them.
                 guard !logprob.isNaN, logprob != .infinity else {
+                    let seq = running[s]
                     throw ModelError("the model's logits are not finite (NaN or infinity) at generation step \(seq.output.count + 1) of prompt \(seq.request)"
                         + (params.n > 1 ? " (sample \(seq.sample))" : "") + "; check the weights and config.json")
                 }
-                seq.output.append(token)
-                seq.logprobs.append(logprob)
+                running[s].output.append(token)
+                running[s].logprobs.append(logprob)
                 if stops.contains(token) {
-                    seq.finish = .stop
-                } else if seq.output.count >= seq.maxTokens || seq.all.count >= config.maxPositions {
-                    seq.finish = .length
+                    running[s].finish = .stop
+                } else if running[s].output.count >= running[s].maxTokens || running[s].length >= config.maxPositions {
+                    running[s].finish = .length
                 }
-                if seq.finish != nil {
-                    allocator.release(&seq.blocks)
-                    finished.append(seq)
-                } else {
-                    stillRunning.append(seq)
-                }
+                if running[s].finish != nil { allocator.release(&running[s].blocks) }
             }
-            running = stillRunning
+            if running.contains(where: { $0.finish != nil }) {
+                finished += running.filter { $0.finish != nil }
+                running = running.filter { $0.finish == nil }
+            }
             withExtendedLifetime(hostLogits) {}
         }
 

@@ -12,8 +12,8 @@
 /// - each row's scores for the chunk's heads are reduced across those lanes only (3–5 shuffles);
 /// - each lane group keeps an online softmax (running max, sum, weighted values) per head;
 /// - at the end the block merges its lane groups in shared memory. With one split it writes the output;
-///   with several it writes an unnormalised partial (values, max, sum) per split, and
-///   `paged_attention_merge_*` combines the splits.
+///   with several it writes an unnormalised partial (values, max, sum) per split, and the last split
+///   block of its (token, head chunk) to finish — counted by an atomic — combines them (one launch).
 ///
 /// The split count depends only on the step's shape (never on positions), so a step captured as a CUDA
 /// graph replays with the same grid; a split past the end of a short sequence is empty and weighs 0.
@@ -30,7 +30,6 @@ enum GroupedAttentionKernels {
 
     static let functions = CUDAKernelLibrarySources.floatTypes.flatMap { c in
         headDimClasses.flatMap { d in headGroupClasses.map { g in "paged_attention_grouped_\(c.name)_d\(d)_g\(g)" } }
-            + ["paged_attention_merge_\(c.name)"]
     }
 
     /// Whether a step can run here: see the type's notes.
@@ -95,10 +94,17 @@ __device__ __forceinline__ void load8(const float* p, float* x) {
 // meta as for paged_attention. partial (splits > 1): [tokens, heads, splits, headDim + 2] f32 — the
 // unnormalised values, then the max and the sum of the split.
 // Grid: (tokens, kvHeads · headChunks, splits); block: 32 · GROUPED_ATTENTION_WARPS threads.
+// An f32 load that skips L1 (written by other blocks of this launch), free to be scheduled with others.
+__device__ __forceinline__ float load_cg(const float* p) {
+    float v;
+    asm("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+
 template <typename C, int D, int GMAX>
 __device__ void paged_attention_grouped(const float* q, const C* kCache, const C* vCache, C* out, float* partial,
-                                        const int* meta, int tokens, int heads, int kvHeads, int headDim, int blockSize,
-                                        float scale, int splits) {
+                                        int* counters, const int* meta, int tokens, int heads, int kvHeads, int headDim,
+                                        int blockSize, float scale, int splits) {
     const int PER = 8, TPR = D / PER, RPW = 32 / TPR, W = GROUPED_ATTENTION_WARPS, GROUPS = W * RPW;
     __shared__ float smMax[GROUPS][GMAX], smSum[GROUPS][GMAX];
     __shared__ float smAcc[GROUPS][GMAX][D];
@@ -210,27 +216,52 @@ __device__ void paged_attention_grouped(const float* q, const C* kCache, const C
             }
         }
     }
-}
+    if (splits == 1) return;
 
-// Combines the splits' partials of paged_attention_grouped. Grid: (tokens, heads); block: 128 threads.
-template <typename C>
-__device__ void paged_attention_merge(const float* partial, C* out, int heads, int headDim, int splits) {
-    i64 head = (i64)blockIdx.x * heads + blockIdx.y;
-    const float* p = partial + head * splits * (headDim + 2);
-    float M = NEG_INF;
-    for (int s = 0; s < splits; s++) M = fmaxf(M, p[s * (headDim + 2) + headDim]);
-    float L = 0.0f;
-    for (int s = 0; s < splits; s++) {
-        const float* slot = p + s * (headDim + 2);
-        if (slot[headDim] != NEG_INF) L += slot[headDim + 1] * expf(slot[headDim] - M);
+    // The last split block of this (token, head chunk) to finish merges the splits (no second launch).
+    // It resets the counter, so counters are zero at every launch (a replayed graph reuses them).
+    __shared__ int isLast;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int* counter = counters + (i64)t * gridDim.y + blockIdx.y;
+        isLast = atomicAdd(counter, 1) == splits - 1;
+        if (isLast) *counter = 0;
     }
-    for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
-        float o = 0.0f;
-        for (int s = 0; s < splits; s++) {
-            const float* slot = p + s * (headDim + 2);
-            if (slot[headDim] != NEG_INF) o += slot[d] * expf(slot[headDim] - M);
+    __syncthreads();
+    if (!isLast) return;
+    __threadfence();
+    // Split maxima and sums into shared memory (one load each, all in flight), then each split's weight.
+    float* weight = &smAcc[0][0][0];  // reused: the block's own results are written out already
+    for (int i = threadIdx.x; i < G * splits; i += blockDim.x) {
+        int g = i / splits, sp = i % splits;
+        const float* slot = partial + (((i64)t * heads + h0 + g) * splits + sp) * (headDim + 2);
+        weight[2 * i] = load_cg(slot + headDim);
+        weight[2 * i + 1] = load_cg(slot + headDim + 1);
+    }
+    __syncthreads();
+    if (threadIdx.x < G) {
+        int g = threadIdx.x;
+        float M = NEG_INF, L = 0.0f;
+        for (int sp = 0; sp < splits; sp++) M = fmaxf(M, weight[2 * (g * splits + sp)]);
+        for (int sp = 0; sp < splits; sp++) {
+            float m = weight[2 * (g * splits + sp)];
+            L += m == NEG_INF ? 0.0f : weight[2 * (g * splits + sp) + 1] * expf(m - M);
         }
-        out[head * headDim + d] = from_float<C>(o / L);
+        // Split 0 always holds position 0: M is finite and L > 0.
+        for (int sp = 0; sp < splits; sp++) {
+            float m = weight[2 * (g * splits + sp)];
+            weight[2 * G * splits + g * splits + sp] = m == NEG_INF ? 0.0f : expf(m - M) / L;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < G * headDim; i += blockDim.x) {
+        int g = i / headDim, d = i % headDim;
+        i64 head = (i64)t * heads + h0 + g;
+        const float* values = partial + head * splits * (headDim + 2) + d;
+        float o = 0.0f;
+        for (int sp = 0; sp < splits; sp++) o += load_cg(values + sp * (headDim + 2)) * weight[2 * G * splits + g * splits + sp];
+        out[head * headDim + d] = from_float<C>(o);
     }
 }
 
@@ -239,20 +270,14 @@ __device__ void paged_attention_merge(const float* partial, C* out, int heads, i
             for d in headDimClasses {
                 for g in headGroupClasses {
                     out += """
-                    extern "C" __global__ void __launch_bounds__(\(32 * warps)) paged_attention_grouped_\(c.name)_d\(d)_g\(g)(const float* q, const \(c.cType)* kCache, const \(c.cType)* vCache, \(c.cType)* out, float* partial, const int* meta,
-                                                             int tokens, int heads, int kvHeads, int headDim, int blockSize, float scale, int splits) {
-                        paged_attention_grouped<\(c.cType), \(d), \(g)>(q, kCache, vCache, out, partial, meta, tokens, heads, kvHeads, headDim, blockSize, scale, splits);
+                    extern "C" __global__ void __launch_bounds__(\(32 * warps)) paged_attention_grouped_\(c.name)_d\(d)_g\(g)(const float* q, const \(c.cType)* kCache, const \(c.cType)* vCache, \(c.cType)* out, float* partial, int* counters,
+                                                             const int* meta, int tokens, int heads, int kvHeads, int headDim, int blockSize, float scale, int splits) {
+                        paged_attention_grouped<\(c.cType), \(d), \(g)>(q, kCache, vCache, out, partial, counters, meta, tokens, heads, kvHeads, headDim, blockSize, scale, splits);
                     }
 
                     """
                 }
             }
-            out += """
-            extern "C" __global__ void paged_attention_merge_\(c.name)(const float* partial, \(c.cType)* out, int heads, int headDim, int splits) {
-                paged_attention_merge<\(c.cType)>(partial, out, heads, headDim, splits);
-            }
-
-            """
         }
         return out
     }

@@ -105,6 +105,9 @@ __device__ void skinny_linear(const X* __restrict__ x, const W* __restrict__ w, 
     /// (each block row of the grid reads it again).
     static func applies(n: Int, k: Int, weightBytes: Int, addresses: [UInt64]) -> Bool {
         guard enabled, n >= 1, k % 8 == 0, addresses.allSatisfy({ $0 % 16 == 0 }) else { return false }
-        return n <= rows || (n <= 4 * rows && weightBytes <= 16 << 20)
+        return n <= min(rows, maxRows) || (n <= min(4 * rows, maxRows) && weightBytes <= 16 << 20)
     }
+
+    /// The most rows it takes (`COLOCATE_SKINNY_MAX_ROWS`, default 32): to compare with cuBLASLt.
+    static let maxRows = ProcessInfo.processInfo.environment["COLOCATE_SKINNY_MAX_ROWS"].flatMap { Int($0) } ?? 4 * rows
 }

@@ -71,8 +71,9 @@ final class CUDATrainingState {
     /// Device scratch of the training ops. Each is used within one op (stream order protects reuse).
     enum Workspace: Hashable {
         case gemmA, gemmB, normPartials, sumOfSquares, attentionDelta
-        /// The split partials of the grouped paged attention (``GroupedAttentionKernels``).
-        case attentionPartials
+        /// The split partials of the grouped paged attention (``GroupedAttentionKernels``), and its
+        /// arrival counters (zero between launches: the last block to arrive resets its counter).
+        case attentionPartials, attentionCounters
     }
 }
 
@@ -116,7 +117,8 @@ extension CUDABackend {
 
     /// Address of training workspace `slot`, at least `bytes` long (grown by doubling, after the queued
     /// ops that may still read the old one).
-    func workspace(_ slot: CUDATrainingState.Workspace, bytes: Int) throws -> UInt64 {
+    /// `zeroed`: a newly allocated buffer is zero-filled (on the stream) before use.
+    func workspace(_ slot: CUDATrainingState.Workspace, bytes: Int, zeroed: Bool = false) throws -> UInt64 {
         if let buffer = trainingState.workspaces[slot], buffer.byteCount >= bytes { return buffer.deviceAddress }
         if trainingState.recording { throw ComputeError("workspace \(slot) must grow during a graph capture") }
         try stream.synchronize()
@@ -125,6 +127,9 @@ extension CUDABackend {
         trainingState.workspaces[slot] = nil
         let buffer = try allocator.allocate(byteCount: max(bytes, old * 2, 1 << 16))
         trainingState.workspaces[slot] = buffer
+        if zeroed {
+            try CUDAError.check(driver.cuMemsetD8Async(buffer.deviceAddress, 0, buffer.byteCount, stream.handle), "cuMemsetD8Async")
+        }
         return buffer.deviceAddress
     }
 
