@@ -204,6 +204,10 @@ static const int CUBLAS_OP_N = 0;
 static const int CUBLAS_OP_T = 1;
 static const int CUBLASLT_MATMUL_DESC_TRANSA = 3;
 static const int CUBLASLT_MATMUL_DESC_TRANSB = 4;
+static const int CUBLASLT_MATMUL_DESC_EPILOGUE = 7;         // cublasLtEpilogue_t (uint32_t)
+static const int CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8;     // const void *
+static const int CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26;  // cudaDataType (int32_t)
+static const int CUBLASLT_EPILOGUE_BIAS = 4;                // D = A·B (+ beta·C) + bias, broadcast over columns
 static const int CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1;   // uint64_t
 static const int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5; // uint32_t, default 256
 static const int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6;

@@ -20,6 +20,8 @@ final class CUBLASLtGEMM {
         var m, n, k: Int
         var abType: Int32
         var alignments: [UInt32]
+        /// The bias vector's type when the plan adds it in the epilogue (CUBLASLT_EPILOGUE_BIAS).
+        var biasType: Int32? = nil
     }
 
     final class Plan {
@@ -29,6 +31,8 @@ final class CUBLASLtGEMM {
         var b: cublasLtMatrixLayout_t?
         var c: cublasLtMatrixLayout_t?
         var algo = cublasLtMatmulAlgo_t()
+        /// False for a bias plan no algorithm supports (the caller adds the bias another way).
+        var supported = true
         init(lt: CUBLASLt) { self.lt = lt }
         deinit {
             if let desc { _ = lt.cublasLtMatmulDescDestroy(desc) }
@@ -72,15 +76,35 @@ final class CUBLASLtGEMM {
     /// y[N, O] (f32) = x[N, K] · w[O, K]ᵀ + beta · y; x and w of type `abType`.
     func matmul(w: UInt64, x: UInt64, y: UInt64, rows n: Int, outputs o: Int, inputs k: Int, abType: DType, beta: Float,
                 stream: CUstream?) throws(CUDAError) {
-        let type = Self.cudaType(abType)
-        let key = Key(m: o, n: n, k: k, abType: type, alignments: [w, x, y].map(Self.alignment))
-        let plan: Plan
-        if let cached = plans[key] {
-            plan = cached
-        } else {
-            plan = try makePlan(key)
-            plans[key] = plan
-        }
+        let key = Key(m: o, n: n, k: k, abType: Self.cudaType(abType), alignments: [w, x, y].map(Self.alignment))
+        let plan = try plan(key)
+        try run(plan, w: w, x: x, y: y, beta: beta, stream: stream)
+    }
+
+    /// y[N, O] (f32) = x[N, K] · w[O, K]ᵀ + bias[O], the bias added in cuBLASLt's epilogue (no pass
+    /// writing it into y first). False, with nothing queued, where no algorithm takes a bias of that type
+    /// for this shape: the caller adds it another way.
+    func matmul(w: UInt64, x: UInt64, y: UInt64, bias: UInt64, biasType: DType, rows n: Int, outputs o: Int, inputs k: Int,
+                abType: DType, stream: CUstream?) throws(CUDAError) -> Bool {
+        let key = Key(m: o, n: n, k: k, abType: Self.cudaType(abType), alignments: [w, x, y, bias].map(Self.alignment),
+                      biasType: Self.cudaType(biasType))
+        let plan = try plan(key)
+        guard plan.supported else { return false }
+        var pointer = UInt(bias)
+        try CUDAError.check(lt.cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pointer, 8),
+                            "cublasLtMatmulDescSetAttribute", in: .cublasLt)
+        try run(plan, w: w, x: x, y: y, beta: 0, stream: stream)
+        return true
+    }
+
+    private func plan(_ key: Key) throws(CUDAError) -> Plan {
+        if let cached = plans[key] { return cached }
+        let plan = try makePlan(key)
+        plans[key] = plan
+        return plan
+    }
+
+    private func run(_ plan: Plan, w: UInt64, x: UInt64, y: UInt64, beta: Float, stream: CUstream?) throws(CUDAError) {
         var alpha: Float = 1
         var beta = beta
         try CUDAError.check(lt.cublasLtMatmul(handle, plan.desc, &alpha,
@@ -107,6 +131,14 @@ final class CUBLASLtGEMM {
         try CUDAError.check(lt.cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, UInt64(key.m), UInt64(key.n), Int64(key.m)),
                             "cublasLtMatrixLayoutCreate", in: .cublasLt)
 
+        if let biasType = key.biasType {
+            var epilogue = UInt32(CUBLASLT_EPILOGUE_BIAS), type = biasType
+            try CUDAError.check(lt.cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, 4),
+                                "cublasLtMatmulDescSetAttribute", in: .cublasLt)
+            try CUDAError.check(lt.cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, 4),
+                                "cublasLtMatmulDescSetAttribute", in: .cublasLt)
+        }
+
         var preference: cublasLtMatmulPreference_t?
         try CUDAError.check(lt.cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate", in: .cublasLt)
         defer { _ = lt.cublasLtMatmulPreferenceDestroy(preference) }
@@ -123,8 +155,13 @@ final class CUBLASLtGEMM {
         }
         var result = cublasLtMatmulHeuristicResult_t()
         var returned: Int32 = 0
-        try CUDAError.check(lt.cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.a, plan.b, plan.c, plan.c, preference, 1, &result, &returned),
-                            "cublasLtMatmulAlgoGetHeuristic", in: .cublasLt)
+        let status = lt.cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.a, plan.b, plan.c, plan.c, preference, 1, &result, &returned)
+        if key.biasType != nil && (status != 0 || returned == 0) {
+            // This cuBLASLt has no kernel adding a bias of that type to this problem.
+            plan.supported = false
+            return plan
+        }
+        try CUDAError.check(status, "cublasLtMatmulAlgoGetHeuristic", in: .cublasLt)
         guard returned > 0 else {
             throw CUDAError(library: .cublasLt, code: CUDAError.cublasNotSupported.code, api: "cublasLtMatmulAlgoGetHeuristic",
                             message: "no cuBLASLt algorithm for [\(key.n), \(key.k)] × [\(key.m), \(key.k)]ᵀ in type \(key.abType)")

@@ -1,3 +1,4 @@
+import Foundation
 /// The `ComputeBackend` op set on the GPU. Each op checks shapes on the host, then queues kernels.
 extension CUDABackend {
     public func zeros(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor {
@@ -13,6 +14,9 @@ extension CUDABackend {
         }
         return tensor
     }
+
+    /// Biases in cuBLASLt's epilogue (`COLOCATE_BIAS_EPILOGUE=0`: a fill pass then an accumulating GEMM).
+    static let biasEpilogue = ProcessInfo.processInfo.environment["COLOCATE_BIAS_EPILOGUE"] != "0"
 
     public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor) {
         precondition(x.rank == 2 && weight.rank == 2 && y.rank == 2, "linear of \(x) by \(weight) into \(y)")
@@ -35,13 +39,20 @@ extension CUDABackend {
             return
         }
         perform("linear") {
+            // 16-bit weights: x rounded to their type, reusing the copy the previous op made of the same
+            // memory (q, k and v read one x).
+            let operand = x.dtype == weight.dtype ? xa : try gemmOperands([(xa, n * k)], dtype: weight.dtype, writes: [(ya, y.byteCount)])[0]
+            // A bias goes in cuBLASLt's epilogue where it has a kernel for it; otherwise it is written
+            // into y first and the GEMM accumulates onto it.
+            if let bias, let ba, Self.biasEpilogue,
+               try gemm.matmul(w: wa, x: operand, y: ya, bias: ba, biasType: bias.dtype, rows: n, outputs: o, inputs: k,
+                               abType: weight.dtype, stream: stream.handle) {
+                return
+            }
             if let bias, let ba {
                 try launch("fill_rows_\(Self.kernelSuffix(bias.dtype))", grid: (min((o + 255) / 256, 1024), min(n, 65535), 1),
                            block: (256, 1, 1), [.address(ba), .address(ya), .int64(Int64(n)), .int64(Int64(o))])
             }
-            // 16-bit weights: x rounded to their type, reusing the copy the previous op made of the same
-            // memory (q, k and v read one x).
-            let operand = x.dtype == weight.dtype ? xa : try gemmOperands([(xa, n * k)], dtype: weight.dtype, writes: [(ya, y.byteCount)])[0]
             try gemm.matmul(w: wa, x: operand, y: ya, rows: n, outputs: o, inputs: k, abType: weight.dtype,
                             beta: bias == nil ? 0 : 1, stream: stream.handle)
         }
