@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Decodes a `Decodable` value from the binary payload format (`BinaryPayload`). The bytes come from
 /// another process: every read is bounds-checked, and what does not fit the format is a
 /// `DecodingError.dataCorrupted` that says what and where, never a trap.
@@ -128,61 +132,61 @@ final class BinaryReader {
 
     func decodeNil(at offset: Int) -> Bool { offset < bytes.count && bytes[offset] == BinaryPayload.Tag.null.rawValue }
 
-    func decodeBool(at offset: Int, _ codingPath: [any CodingKey]) throws -> Bool {
-        switch try tag(at: offset, codingPath) {
+    func decodeBool(at offset: Int, _ codingPath: @autoclosure () -> [any CodingKey]) throws -> Bool {
+        switch try tag(at: offset, codingPath()) {
         case .true: return true
         case .false: return false
-        case let other: throw mismatch(Bool.self, other, offset, codingPath)
+        case let other: throw mismatch(Bool.self, other, offset, codingPath())
         }
     }
 
-    func decodeInteger<T: FixedWidthInteger>(_ type: T.Type, at offset: Int, _ codingPath: [any CodingKey]) throws -> T {
+    func decodeInteger<T: FixedWidthInteger>(_ type: T.Type, at offset: Int, _ codingPath: @autoclosure () -> [any CodingKey]) throws -> T {
         var at = offset + 1
         let value: T?
-        switch try tag(at: offset, codingPath) {
+        switch try tag(at: offset, codingPath()) {
         case .signed:
-            let raw = try leb(&at, codingPath)
+            let raw = try leb(&at, codingPath())
             let wide = Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))  // zigzag back
             value = T(exactly: wide)
-            if value == nil { throw corrupt("the integer \(wide) does not fit \(T.self)", at: offset, codingPath) }
+            if value == nil { throw corrupt("the integer \(wide) does not fit \(T.self)", at: offset, codingPath()) }
         case .unsigned:
-            let raw = try leb(&at, codingPath)
+            let raw = try leb(&at, codingPath())
             value = T(exactly: raw)
-            if value == nil { throw corrupt("the integer \(raw) does not fit \(T.self)", at: offset, codingPath) }
-        case let other: throw mismatch(T.self, other, offset, codingPath)
+            if value == nil { throw corrupt("the integer \(raw) does not fit \(T.self)", at: offset, codingPath()) }
+        case let other: throw mismatch(T.self, other, offset, codingPath())
         }
         return value!
     }
 
-    func decodeDouble(at offset: Int, _ codingPath: [any CodingKey]) throws -> Double {
-        switch try tag(at: offset, codingPath) {
-        case .float64: return Double(bitPattern: try fixed64(offset + 1, codingPath))
-        case .float32: return Double(try decodeFloat(at: offset, codingPath))
-        case let other: throw mismatch(Double.self, other, offset, codingPath)
+    func decodeDouble(at offset: Int, _ codingPath: @autoclosure () -> [any CodingKey]) throws -> Double {
+        switch try tag(at: offset, codingPath()) {
+        case .float64: return Double(bitPattern: try fixed64(offset + 1, codingPath()))
+        case .float32: return Double(try decodeFloat(at: offset, codingPath()))
+        case let other: throw mismatch(Double.self, other, offset, codingPath())
         }
     }
 
-    func decodeFloat(at offset: Int, _ codingPath: [any CodingKey]) throws -> Float {
-        switch try tag(at: offset, codingPath) {
+    func decodeFloat(at offset: Int, _ codingPath: @autoclosure () -> [any CodingKey]) throws -> Float {
+        switch try tag(at: offset, codingPath()) {
         case .float32:
-            guard bytes.count - offset - 1 >= 4 else { throw truncated(offset + 1, 4, codingPath) }
+            guard bytes.count - offset - 1 >= 4 else { throw truncated(offset + 1, 4, codingPath()) }
             var v: UInt32 = 0
             for i in 0..<4 { v |= UInt32(bytes[offset + 1 + i]) << (8 * UInt32(i)) }
             return Float(bitPattern: v)
-        case .float64: return Float(Double(bitPattern: try fixed64(offset + 1, codingPath)))
-        case let other: throw mismatch(Float.self, other, offset, codingPath)
+        case .float64: return Float(Double(bitPattern: try fixed64(offset + 1, codingPath())))
+        case let other: throw mismatch(Float.self, other, offset, codingPath())
         }
     }
 
-    func decodeString(at offset: Int, _ codingPath: [any CodingKey]) throws -> String {
+    func decodeString(at offset: Int, _ codingPath: @autoclosure () -> [any CodingKey]) throws -> String {
         var at = offset + 1
-        guard try tag(at: offset, codingPath) == .string else { throw mismatch(String.self, try tag(at: offset, codingPath), offset, codingPath) }
-        let n = try length(&at, codingPath)
-        return try text(at, n, codingPath)
+        guard try tag(at: offset, codingPath()) == .string else { throw mismatch(String.self, try tag(at: offset, codingPath()), offset, codingPath()) }
+        let n = try length(&at, codingPath())
+        return try text(at, n, codingPath())
     }
 
-    func mismatch(_ type: Any.Type, _ tag: BinaryPayload.Tag, _ offset: Int, _ codingPath: [any CodingKey]) -> DecodingError {
-        .typeMismatch(type, .init(codingPath: codingPath, debugDescription: "expected \(type), found a value tagged \(tag) (byte \(offset))"))
+    func mismatch(_ type: Any.Type, _ tag: BinaryPayload.Tag, _ offset: Int, _ codingPath: @autoclosure () -> [any CodingKey]) -> DecodingError {
+        .typeMismatch(type, .init(codingPath: codingPath(), debugDescription: "expected \(type), found a value tagged \(tag) (byte \(offset))"))
     }
 
     /// A value of type `T` at `offset` (whose extent was checked by `skip`).
@@ -251,36 +255,73 @@ struct BinarySingleValueDecoder: SingleValueDecodingContainer {
 }
 
 struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
+    /// One entry: where its key's UTF-8 and its value are.
+    private struct Entry {
+        var key: Range<Int>
+        var value: Int
+    }
+
     let reader: BinaryReader
     let codingPath: [any CodingKey]
-    /// Where each entry's value starts, by key (the first of duplicate keys counts).
-    private let values: [String: Int]
+    /// The entries in order; a lookup compares key bytes (the first of duplicate keys counts).
+    private let entries: [Entry]
+    /// By key, for containers too large to search entry by entry (a dictionary's).
+    private let index: [String: Int]?
+    private static var indexFrom: Int { 16 }
 
     init(reader: BinaryReader, offset: Int, codingPath: [any CodingKey]) throws {
         self.reader = reader
         self.codingPath = codingPath
-        guard try reader.tag(at: offset, codingPath) == .keyed else {
-            throw reader.mismatch([String: Any].self, try reader.tag(at: offset, codingPath), offset, codingPath)
-        }
+        let tag = try reader.tag(at: offset, codingPath)
+        guard tag == .keyed else { throw reader.mismatch([String: Any].self, tag, offset, codingPath) }
         var at = offset + 1
         let count = try reader.u32(&at, codingPath)
-        var values: [String: Int] = [:]
-        values.reserveCapacity(min(count, (reader.bytes.count - at) / 2))
+        var entries: [Entry] = []
+        entries.reserveCapacity(min(count, (reader.bytes.count - at) / 2))
         for _ in 0..<count {
             let n = try reader.length(&at, codingPath)
-            let key = try reader.text(at, n, codingPath)
+            let key = at..<at + n
             at += n
-            if values[key] == nil { values[key] = at }
+            entries.append(Entry(key: key, value: at))
             at = try reader.skip(at, depth: codingPath.count + 1, codingPath)
         }
-        self.values = values
+        self.entries = entries
+        if entries.count > Self.indexFrom {
+            var index: [String: Int] = [:]
+            index.reserveCapacity(entries.count)
+            for e in entries {
+                let key = try reader.text(e.key.lowerBound, e.key.count, codingPath)
+                if index[key] == nil { index[key] = e.value }
+            }
+            self.index = index
+        } else {
+            index = nil
+        }
     }
 
-    var allKeys: [Key] { values.keys.compactMap { Key(stringValue: $0) } }
-    func contains(_ key: Key) -> Bool { values[key.stringValue] != nil }
+    var allKeys: [Key] {
+        entries.compactMap { e in
+            String(validating: reader.bytes[e.key], as: UTF8.self).flatMap { Key(stringValue: $0) }
+        }
+    }
+
+    private func find(_ name: String) -> Int? {
+        if let index { return index[name] }
+        var name = name
+        return name.withUTF8 { utf8 -> Int? in
+            reader.bytes.withUnsafeBufferPointer { bytes -> Int? in
+                for e in entries where e.key.count == utf8.count {
+                    if utf8.isEmpty || memcmp(bytes.baseAddress! + e.key.lowerBound, utf8.baseAddress!, utf8.count) == 0 { return e.value }
+                }
+                return nil
+            }
+        }
+    }
+
+    func contains(_ key: Key) -> Bool { find(key.stringValue) != nil }
 
     private func offset(_ key: Key) throws -> Int {
-        guard let at = values[key.stringValue] else {
+        guard let at = find(key.stringValue) else {
             throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "no value for key '\(key.stringValue)'"))
         }
         return at
@@ -314,7 +355,7 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
 
     func superDecoder() throws -> any Decoder {
-        guard let at = values["super"] else {
+        guard let at = find("super") else {
             throw DecodingError.keyNotFound(BinaryPayload.IndexKey(0), .init(codingPath: codingPath, debugDescription: "no value for key 'super'"))
         }
         return BinaryValueDecoder(reader: reader, offset: at, codingPath: codingPath)
