@@ -13,8 +13,8 @@ import Synchronization
 /// (EOF, error, or `close()`), every pending and later call fails with the error `closeReason`
 /// produces — for a worker process, one that names its exit status — so nothing waits forever.
 ///
-/// A call also ends at its deadline (`ClusterError.Code.timedOut`, naming the peer) and when its task
-/// is cancelled; a late reply is dropped. `close()` never waits for a send in progress: it shuts the
+/// A call also ends at its deadline (`ClusterError.Code.timedOut`, naming the peer; one thread watches
+/// every deadline of the process, `CallDeadlines`) and when its task is cancelled; a late reply is dropped. `close()` never waits for a send in progress: it shuts the
 /// socket down (which fails a blocked send at once) under a lock that is only held for that.
 final class Connection: Sendable {
     struct Hooks: Sendable {
