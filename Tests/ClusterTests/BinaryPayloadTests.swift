@@ -192,6 +192,33 @@ import Testing
         #expect(try Self.decode(Nested.self, try Self.binary(value)) == value)
     }
 
+    /// A subclass and its superclass encode into one encoder, each through its own keyed container.
+    @Test func classHierarchiesShareOneKeyedContainer() throws {
+        class Base: Codable {
+            var id = 1
+            init() {}
+        }
+        final class Derived: Base {
+            var label = "d"
+            enum K: String, CodingKey { case label }
+            override init() { super.init() }
+            required init(from decoder: any Decoder) throws {
+                label = try decoder.container(keyedBy: K.self).decode(String.self, forKey: .label)
+                try super.init(from: decoder)
+            }
+            override func encode(to encoder: any Encoder) throws {
+                var c = encoder.container(keyedBy: K.self)
+                try c.encode(label, forKey: .label)
+                try super.encode(to: encoder)
+            }
+        }
+        let value = Derived()
+        value.id = 7
+        value.label = "seven"
+        let read = try Self.decode(Derived.self, try Self.binary(value))
+        #expect(read.id == 7 && read.label == "seven")
+    }
+
     @Test func mutatedPayloadsDecodeOrFailWithAClusterError() throws {
         let seeds = [try Self.binary(Everything()),
                      try Self.binary(MemoryHandle(deviceUUID: "CPU-1", kind: .cpuSharedMemory, byteCount: 64, offset: 8,

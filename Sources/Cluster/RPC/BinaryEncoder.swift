@@ -27,6 +27,8 @@ final class BinaryWriter {
         var filled = false
         var countOffset = 0
         var count: UInt32 = 0
+        /// Slots: the container opened in it, if any.
+        var container: Scope?
         init(_ kind: Kind) { self.kind = kind }
     }
 
@@ -91,6 +93,7 @@ final class BinaryWriter {
         scope.countOffset = bytes.count
         appendU32(0)
         push(scope)
+        slot.container = scope
         return scope
     }
 
@@ -182,9 +185,11 @@ struct BinaryValueEncoder: Encoder {
     let codingPath: [any CodingKey]
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
-    /// The container this value opened, or a new one in its slot. A second request for the same
-    /// kind gets the same container, as with `JSONEncoder`.
+    /// A new container in this value's slot, or the one it opened already: a second request for the
+    /// same kind (a subclass and its superclass encoding into one encoder) writes into the same
+    /// container, as with `JSONEncoder`.
     private func container(_ kind: BinaryWriter.Scope.Kind) -> BinaryWriter.Scope {
+        if let opened = slot.container, opened.kind == kind { return opened }
         if let scope = writer.openContainer(kind, in: slot) { return scope }
         writer.fail("a value asked for a second container, or one of another kind", codingPath)
         return BinaryWriter.Scope(kind)  // detached: nothing written through it reaches the payload
