@@ -11,6 +11,7 @@ struct BinaryEncoder {
         writer.bytes.append(BinaryPayload.marker)
         writer.bytes.append(BinaryPayload.version)
         try writer.encodeValue(value, codingPath: [])
+        writer.finishAll()
         if let failure = writer.failure { throw failure }
         return writer.bytes
     }
