@@ -14,8 +14,9 @@ import Synchronization
 /// produces — for a worker process, one that names its exit status — so nothing waits forever.
 ///
 /// A call also ends at its deadline (`ClusterError.Code.timedOut`, naming the peer; one thread watches
-/// every deadline of the process, `CallDeadlines`) and when its task is cancelled; a late reply is dropped. `close()` never waits for a send in progress: it shuts the
-/// socket down (which fails a blocked send at once) under a lock that is only held for that.
+/// every deadline of the process, `CallDeadlines`) and when its task is cancelled; a late reply is
+/// dropped. `close()` never waits for a send in progress: it shuts the socket down (which fails a
+/// blocked send at once) under a lock that is only held for that.
 final class Connection: Sendable {
     struct Hooks: Sendable {
         /// Name of the peer for errors ("trainer-0", "driver").
