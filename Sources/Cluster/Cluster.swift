@@ -439,7 +439,7 @@ public final class Cluster: Sendable {
                             groupName: String?, peers: [ActorAddress]) async throws {
         let call = InitializeActor(actorType: actorType, config: String(decoding: config, as: UTF8.self), rank: rank, worldSize: worldSize,
                                    groupName: groupName, peers: peers)
-        _ = try await w.connection.call(name: InitializeActor.name, payload: try WireCodec.encode(call))
+        _ = try await w.connection.call(name: InitializeActor.name, payload: try WireCodec.encodePayload(call))
     }
 
     private func reference(to w: LaunchedWorker) -> ActorRef {
@@ -463,7 +463,7 @@ public final class Cluster: Sendable {
         let process = record.process
         if let connection = record.connection, !process.hasExited {
             // Its reply races its exit; either is fine, and the task ends when the connection does.
-            Task { _ = try? await connection.call(name: StopWorker.name, payload: try WireCodec.encode(StopWorker())) }
+            Task { _ = try? await connection.call(name: StopWorker.name, payload: try WireCodec.encodePayload(StopWorker())) }
         }
         if await process.exit.value(timeout: record.connection == nil ? .zero : options.stopGracePeriod) == nil {
             process.signalGroup(SIGKILL)
@@ -546,7 +546,7 @@ public final class Cluster: Sendable {
             }
         }
         state.withLock { $0.actors[hello.actorID]?.connection = connection }
-        connection.reply(to: frame.requestID, payload: (try? WireCodec.encode(Empty())) ?? [])
+        connection.reply(to: frame.requestID, payload: (try? WireCodec.encodePayload(Empty())) ?? [])
         record.hello.succeed(HelloInfo(connection: connection, listenPath: hello.listenPath, listenTCP: hello.listenTCP, host: hello.host))
     }
 

@@ -51,6 +51,34 @@ public struct EchoFailure: Error, CustomStringConvertible {
     public var description: String { "EchoFailure: \(message)" }
 }
 
+/// Runs in the actor's mailbox — on the actor's own thread when `blocking` (`Handlers.onBlocking`),
+/// else in a task — and counts the calls and the most that ever ran at once (`MailboxStats`).
+/// With `fail`, throws a `ClusterError` of code `.invalidArgument`.
+public struct TouchMailbox: RemoteCall {
+    public typealias Reply = Empty
+    public static let name = "echo.touchMailbox"
+    public var fail: Bool
+    public init(fail: Bool = false) { self.fail = fail }
+}
+
+/// `TouchMailbox`, answered by a blocking handler.
+public struct TouchMailboxBlocking: RemoteCall {
+    public typealias Reply = Empty
+    public static let name = "echo.touchMailboxBlocking"
+    public var fail: Bool
+    public init(fail: Bool = false) { self.fail = fail }
+}
+
+/// How many `TouchMailbox` calls ran, and the most that ran at once.
+public struct MailboxStats: RemoteCall {
+    public struct Reply: Codable, Sendable {
+        public var calls: Int
+        public var mostAtOnce: Int
+    }
+    public static let name = "echo.mailboxStats"
+    public init() {}
+}
+
 /// Sleeps, then replies (concurrent, so it does not block other calls).
 public struct SleepFor: RemoteCall {
     public typealias Reply = Empty
@@ -158,16 +186,45 @@ public final class EchoActor: ClusterActor {
     private let config: Config
     private let context: WorkerContext
     private let nested = Mutex<(Cluster, ActorRef)?>(nil)
+    private let touches = Mutex((inside: 0, most: 0, calls: 0))
 
     public init(config: Config, context: WorkerContext) async throws {
         self.config = config
         self.context = context
     }
 
+    private func enterTouch() {
+        touches.withLock { t in
+            t.inside += 1
+            t.calls += 1
+            t.most = max(t.most, t.inside)
+        }
+    }
+
+    private func leaveTouch(failing: Bool) throws {
+        touches.withLock { $0.inside -= 1 }
+        if failing { throw ClusterError(.invalidArgument, "the touch was told to fail") }
+    }
+
     public func handlers(into handlers: inout Handlers) {
         handlers.on(Echo.self) { call, _ in self.config.greeting + call.text }
         handlers.on(Noop.self) { _, _ in Empty() }
         handlers.on(FailWith.self) { call, _ in throw EchoFailure(message: call.message) }
+        handlers.on(TouchMailbox.self) { call, _ in
+            self.enterTouch()
+            await Task.yield()
+            try self.leaveTouch(failing: call.fail)
+            return Empty()
+        }
+        handlers.onBlocking(TouchMailboxBlocking.self) { call, _ in
+            self.enterTouch()
+            sched_yield()
+            try self.leaveTouch(failing: call.fail)
+            return Empty()
+        }
+        handlers.on(MailboxStats.self) { _, _ in
+            self.touches.withLock { MailboxStats.Reply(calls: $0.calls, mostAtOnce: $0.most) }
+        }
         handlers.on(SleepFor.self, concurrent: true) { call, _ in
             try await Task.sleep(for: .milliseconds(call.milliseconds))
             return Empty()

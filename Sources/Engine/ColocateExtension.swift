@@ -96,27 +96,27 @@ public struct ColocateExtension: WorkerExtension {
         handlers.on(ExportWeightDestination.self) { _, _ in
             .init(deviceUUID: w.device.uuid, destination: try w.weightDestination())
         }
-        handlers.on(UpdateWeightsFromHandles.self) { call, _ in
+        // The copies and the gate waits block a thread: the actor's own (`onBlocking`), which the call
+        // reaches from the connection's reader and replies from; never one of the cooperative pool's.
+        handlers.onBlocking(UpdateWeightsFromHandles.self) { call, _ in
             let start = ContinuousClock.now
             let exported = try export(for: call.exports)
-            let reply = try await BlockingWork.run { try update(from: exported, since: start) }
+            let reply = try update(from: exported, since: start)
             layouts.cache.remember(exported)
             return reply
         }
-        handlers.on(UpdateWeightsFromNotices.self) { call, _ in
+        handlers.onBlocking(UpdateWeightsFromNotices.self) { call, _ in
             let start = ContinuousClock.now
             guard let notice = call.notices[w.device.uuid] else {
                 throw WeightSyncError("no notice for this rank's device \(w.device.uuid) (notices are for: \(call.notices.keys.sorted().joined(separator: ", ")))")
             }
             let exported = try layouts.cache.resolve(notice)
-            return try await BlockingWork.run { try update(from: exported, since: start) }
+            return try update(from: exported, since: start)
         }
-        handlers.on(CompareWeights.self) { call, _ in
+        handlers.onBlocking(CompareWeights.self) { call, _ in
             let exported = try export(for: call.exports)
-            let differing = try await BlockingWork.run {
-                try w.backend.perform {
-                    try w.importer.mismatches(against: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
-                }
+            let differing = try w.backend.perform {
+                try w.importer.mismatches(against: exported, table: w.table, weights: w.weights, rank: w.rank, worldSize: w.worldSize)
             }
             return .init(equal: differing.isEmpty, mismatches: differing)
         }

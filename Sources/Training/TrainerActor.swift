@@ -136,15 +136,13 @@ public final class TrainerActor: ClusterActor {
             return .init(parameters: loaded.table.totalCount, bytes: loaded.byteCount,
                          seconds: t.inSeconds)
         }
-        // Device work waits on the device's thread: off the Swift concurrency pool (`BlockingWork`).
-        handlers.on(ZeroWeights.self) { _, _ in
-            let w = try box.loaded()
-            try await BlockingWork.run { try w.zero() }
+        // Device work waits on the device's thread: on the actor's thread, off the Swift concurrency pool.
+        handlers.onBlocking(ZeroWeights.self) { _, _ in
+            try box.loaded().zero()
             return Empty()
         }
-        handlers.on(PerturbWeights.self) { call, _ in
-            let w = try box.loaded()
-            try await BlockingWork.run { try w.perturb(seed: call.seed, scale: call.scale) }
+        handlers.onBlocking(PerturbWeights.self) { call, _ in
+            try box.loaded().perturb(seed: call.seed, scale: call.scale)
             return Empty()
         }
         handlers.on(ExportWeights.self) { _, _ in
@@ -163,13 +161,14 @@ public final class TrainerActor: ClusterActor {
             box.pusher = pusher
             return .init(deviceUUID: uuid, attached: mine.count)
         }
-        handlers.on(PushWeights.self) { call, _ in
+        // Gate waits (up to `waitSeconds`) and device synchronisation block a thread: the actor's own,
+        // which the call reaches from the connection's reader and replies from, never one of the pool's.
+        handlers.onBlocking(PushWeights.self) { call, _ in
             let start = monotonicNanoseconds()
             let w = try box.loaded()
             guard let pusher = box.pusher else { throw WeightSyncError("the trainer has no engine ranks attached (call AttachWeightDestinations first)") }
             let wait = Duration.milliseconds(Int64(max(0, call.waitSeconds) * 1000))
-            // Gate waits (up to `wait`) and device synchronisation block a thread: not one of the pool's.
-            let bytes = try await BlockingWork.run(name: "colocate.push") { try pusher.push(waitingAtMost: wait) }
+            let bytes = try pusher.push(waitingAtMost: wait)
             let end = monotonicNanoseconds()
             return .init(deviceUUID: w.buffer.device.uuid, bytes: bytes, version: w.buffer.version,
                          seconds: Double(end - start) / 1e9, startedAt: start, endedAt: end)

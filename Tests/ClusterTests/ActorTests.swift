@@ -59,6 +59,30 @@ struct ActorTests {
         await cluster.shutdown()
     }
 
+    /// Blocking handlers run on the actor's thread, async ones in tasks: in one mailbox, one at a
+    /// time, and a blocking handler's error keeps its type and code.
+    @Test func blockingAndAsyncHandlersShareTheMailboxOneAtATime() async throws {
+        let cluster = try makeCluster()
+        let a = try await cluster.spawn(actorType: "EchoActor", name: "mailbox")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<300 {
+                group.addTask {
+                    if i % 2 == 0 { _ = try await a.call(TouchMailboxBlocking()) } else { _ = try await a.call(TouchMailbox()) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let stats = try await a.call(MailboxStats())
+        #expect(stats.calls == 300 && stats.mostAtOnce == 1, "\(stats)")
+        let error = try await #require(throws: RemoteError.self) { try await a.call(TouchMailboxBlocking(fail: true)) }
+        #expect(error.code(of: ClusterError.self) == .invalidArgument && error.message.contains("told to fail"), "\(error)")
+        // Built-in calls are answered beside the mailbox, and the actor goes on after the error.
+        _ = try await a.call(Ping())
+        _ = try await a.call(TouchMailboxBlocking())
+        #expect(try await a.call(MailboxStats()).calls == 302)
+        await cluster.shutdown()
+    }
+
     @Test func descriptorsTravelBothWays() async throws {
         let cluster = try makeCluster()
         let a = try await cluster.spawn(actorType: "EchoActor")

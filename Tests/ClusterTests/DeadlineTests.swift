@@ -29,6 +29,22 @@ struct DeadlineTests {
         await cluster.shutdown()
     }
 
+    @Test("A short deadline ends its call while a call with a later deadline keeps waiting")
+    func deadlinesEndInTheirOrder() async throws {
+        let cluster = try makeCluster()
+        let a = try await cluster.spawn(actorType: "EchoActor", name: "sleepy")
+        // The long deadline is known first: the short one must still end its call on time.
+        let long = Task { try await a.call(SleepFor(milliseconds: 600_000), timeout: .seconds(600)) }
+        let error = try await #require(throws: ClusterError.self) { try await a.call(SleepFor(milliseconds: 600_000), timeout: .milliseconds(200)) }
+        #expect(error.code == .timedOut && error.message.contains("'sleepy'") && error.message.contains("echo.sleep"))
+        // The long call still waits; cancelling it ends it.
+        long.cancel()
+        let cancelled = try await #require(throws: ClusterError.self) { try await long.value }
+        #expect(cancelled.code == .cancelled)
+        #expect(try await a.call(Echo("on")) == "on")
+        await cluster.shutdown()
+    }
+
     @Test("The cluster's default deadline applies when a call gives none")
     func defaultDeadline() async throws {
         let cluster = try makeCluster { $0.callTimeout = .milliseconds(300) }

@@ -39,12 +39,17 @@ import Diagnostics
         #expect(TCPAddress("[::1]:80")?.host == "::1" && TCPAddress("nohost") == nil && TCPAddress(":12") == nil)
     }
 
+    /// Where the test server's replies are sent from: a thread of its own, not the test process's
+    /// cooperative pool, which the CPU-heavy tests running beside these can hold for longer than a
+    /// call's deadline (now kept on time by `CallDeadlines` whatever the pool does).
+    static let replier = DedicatedThread(name: "test.replier")
+
     /// A server on 127.0.0.1 that answers `Ping` on every authenticated connection.
     static func pingServer(secret: ClusterSecret, accepted: Counter) throws -> TCPListener {
         try TCPListener(bindHost: "127.0.0.1", advertisedHost: "127.0.0.1", secret: secret) { fd in
             accepted.increment()
             let hooks = Connection.Hooks(peerName: "client", onCall: { frame, connection in
-                Task { connection.reply(to: frame.requestID, payload: frame.payload) }
+                replier.post { connection.reply(to: frame.requestID, payload: frame.payload) }
             })
             Connection(fd: UniqueFileDescriptor(adopting: fd), hooks: hooks, carriesDescriptors: false).start()
         }

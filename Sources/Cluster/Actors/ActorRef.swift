@@ -55,7 +55,7 @@ public final class ActorRef: Sendable, CustomStringConvertible {
     /// Calls the actor with descriptors attached (the receiver gets its own copies; the caller keeps
     /// its `OwnedFD`s) and returns the reply with the descriptors attached to it.
     public func call<C: RemoteCall>(_ call: C, attachments: [OwnedFD], timeout: Duration? = nil) async throws -> (C.Reply, [OwnedFD]) {
-        let frame = try await connection.call(name: C.name, payload: try WireCodec.encode(call), attachments: attachments,
+        let frame = try await connection.call(name: C.name, payload: try WireCodec.encodePayload(call), attachments: attachments,
                                               timeout: timeout ?? callTimeout)
         let reply = try WireCodec.decode(C.Reply.self, from: frame.payload, what: "the reply to '\(C.name)' from '\(name)'")
         return (reply, frame.attachments)

@@ -13,9 +13,10 @@ import Synchronization
 /// (EOF, error, or `close()`), every pending and later call fails with the error `closeReason`
 /// produces — for a worker process, one that names its exit status — so nothing waits forever.
 ///
-/// A call also ends at its deadline (`ClusterError.Code.timedOut`, naming the peer) and when its task
-/// is cancelled; a late reply is dropped. `close()` never waits for a send in progress: it shuts the
-/// socket down (which fails a blocked send at once) under a lock that is only held for that.
+/// A call also ends at its deadline (`ClusterError.Code.timedOut`, naming the peer; one thread watches
+/// every deadline of the process, `CallDeadlines`) and when its task is cancelled; a late reply is
+/// dropped. `close()` never waits for a send in progress: it shuts the socket down (which fails a
+/// blocked send at once) under a lock that is only held for that.
 final class Connection: Sendable {
     struct Hooks: Sendable {
         /// Name of the peer for errors ("trainer-0", "driver").
@@ -31,8 +32,16 @@ final class Connection: Sendable {
         var onClose: @Sendable () -> Void = {}
     }
 
+    /// A call waiting for its reply, and when it gives up.
+    private struct Pending {
+        var continuation: CheckedContinuation<Frame, any Error>
+        var deadline: ContinuousClock.Instant?
+        var name: String
+        var timeout: Duration?
+    }
+
     private struct State {
-        var pending: [UInt64: CheckedContinuation<Frame, any Error>] = [:]
+        var pending: [UInt64: Pending] = [:]
         var failure: (any Error)?
         var nextID: UInt64 = 0
     }
@@ -93,24 +102,28 @@ final class Connection: Sendable {
         // Encoded before anything is registered: a message too large fails here, and only this call.
         let bytes = try Frame(kind: .call, requestID: id, name: name, payload: payload).encoded(fdCount: attachments.count)
         let peer = peerName
-        let timer = timeout.map { timeout in
+        // The deadline: one shared thread watches every call's (`CallDeadlines`); the legacy path arms
+        // a timer task per call instead.
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        let timer = RPCPath.legacy ? timeout.map { timeout in
             Task { [weak self] in
                 try await Task.sleep(for: timeout)
                 self?.fail(id, ClusterError(.timedOut, "actor '\(peer)' did not answer '\(name)' within \(timeout)"))
             }
-        }
+        } : nil
         defer { timer?.cancel() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Frame, any Error>) in
                 let failure: (any Error)? = state.withLock { s in
                     if let failure = s.failure { return failure }
-                    s.pending[id] = c
+                    s.pending[id] = Pending(continuation: c, deadline: RPCPath.legacy ? nil : deadline, name: name, timeout: timeout)
                     return nil
                 }
                 if let failure {
                     c.resume(throwing: failure)
                     return
                 }
+                if let deadline, !RPCPath.legacy { CallDeadlines.shared.watch(self, until: deadline) }
                 // Cancelled before the continuation was registered: the handler found nothing to end.
                 if Task.isCancelled {
                     fail(id, ClusterError(.cancelled, "the call '\(name)' to actor '\(peer)' was cancelled"))
@@ -129,9 +142,34 @@ final class Connection: Sendable {
         }
     }
 
+    /// Fails the calls whose deadline is `now` or earlier (`ClusterError.Code.timedOut`, naming the
+    /// peer); returns the earliest deadline still pending, if any.
+    func expireCalls(at now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        let (overdue, next) = state.withLock { s -> ([Pending], ContinuousClock.Instant?) in
+            var overdue: [Pending] = []
+            var next: ContinuousClock.Instant?
+            for (id, p) in s.pending {
+                guard let deadline = p.deadline else { continue }
+                if deadline <= now {
+                    overdue.append(p)
+                    s.pending[id] = nil
+                } else {
+                    next = next.map { min($0, deadline) } ?? deadline
+                }
+            }
+            return (overdue, next)
+        }
+        let peer = peerName
+        for p in overdue {
+            let within = p.timeout.map { "\($0)" } ?? "its deadline"
+            p.continuation.resume(throwing: ClusterError(.timedOut, "actor '\(peer)' did not answer '\(p.name)' within \(within)"))
+        }
+        return next
+    }
+
     /// Ends call `id` with `error`, if it is still waiting.
     private func fail(_ id: UInt64, _ error: any Error) {
-        state.withLock { $0.pending.removeValue(forKey: id) }?.resume(throwing: error)
+        state.withLock { $0.pending.removeValue(forKey: id) }?.continuation.resume(throwing: error)
     }
 
     func reply(to requestID: UInt64, payload: [UInt8], attachments: [OwnedFD] = []) {
@@ -250,7 +288,7 @@ final class Connection: Sendable {
         case .call:
             hooks.withLock { $0.onCall }(frame, self)
         case .reply, .failure:
-            guard let c = state.withLock({ $0.pending.removeValue(forKey: frame.requestID) }) else { return }
+            guard let c = state.withLock({ $0.pending.removeValue(forKey: frame.requestID) })?.continuation else { return }
             if frame.kind == .reply {
                 c.resume(returning: frame)
             } else {
@@ -277,7 +315,7 @@ final class Connection: Sendable {
         let pending = state.withLock { s in
             if s.failure == nil { s.failure = error }
             defer { s.pending = [:] }
-            return Array(s.pending.values)
+            return s.pending.values.map(\.continuation)
         }
         for c in pending { c.resume(throwing: error) }
         h.onClose()

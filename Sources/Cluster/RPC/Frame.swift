@@ -7,7 +7,8 @@
 ///     u8  fdCount     descriptors that belong to this frame (sent with SCM_RIGHTS, see below)
 ///     u64 requestID   pairs a reply with its call
 ///     u16 nameLength, name (UTF-8)   the call's name (empty in replies)
-///     payload         the encoded call or reply; for failures a `RemoteFailure` (the message, and the
+///     payload         the encoded call or reply (`BinaryPayload`, or JSON from the legacy path: the
+///                     first byte tells which); for failures a `RemoteFailure` (the message, and the
 ///                     error's type and code), or from older peers the bare UTF-8 message
 ///
 /// `cshim_recv_with_fd` takes at most one descriptor per `recvmsg`, so each descriptor travels in a

@@ -17,6 +17,9 @@ public struct Handlers: Sendable {
         /// Runs at once in its own task instead of in the actor's one-at-a-time order.
         var concurrent: Bool
         var run: @Sendable (_ payload: [UInt8], _ context: CallContext) async throws -> ([UInt8], [OwnedFD])
+        /// A handler that blocks its thread (`onBlocking`): a worker runs it on the actor's own thread;
+        /// `run` runs it on a thread of its own (`BlockingWork`) for callers on the cooperative pool.
+        var blocking: (@Sendable (_ payload: [UInt8], _ context: CallContext) throws -> ([UInt8], [OwnedFD]))?
     }
 
     private(set) var entries: [String: Entry] = [:]
@@ -31,8 +34,25 @@ public struct Handlers: Sendable {
     ) {
         entries[C.name] = Entry(concurrent: concurrent) { payload, context in
             let value = try WireCodec.decode(C.self, from: payload, what: "call '\(C.name)'")
-            return (try WireCodec.encode(try await body(value, context)), [])
+            return (try WireCodec.encodePayload(try await body(value, context)), [])
         }
+    }
+
+    /// Answers `C` with `body`, which may block its thread — a futex wait on a weight gate, a device
+    /// synchronisation — and must not suspend. In a worker it runs on the actor's own thread, in the
+    /// actor's one-at-a-time order: no task, no thread per call, no cooperative-pool thread blocked,
+    /// and the reply leaves from that thread. Elsewhere (driver handlers) it runs on a thread of its
+    /// own per call (`BlockingWork`).
+    public mutating func onBlocking<C: RemoteCall>(
+        _ call: C.Type, _ body: @escaping @Sendable (C, CallContext) throws -> C.Reply
+    ) {
+        let blocking: @Sendable ([UInt8], CallContext) throws -> ([UInt8], [OwnedFD]) = { payload, context in
+            let value = try WireCodec.decode(C.self, from: payload, what: "call '\(C.name)'")
+            return (try WireCodec.encodePayload(try body(value, context)), [])
+        }
+        entries[C.name] = Entry(concurrent: false, run: { payload, context in
+            try await BlockingWork.run(name: "colocate.handler") { try blocking(payload, context) }
+        }, blocking: blocking)
     }
 
     /// Answers `C` with a reply and descriptors attached to it (sent with `SCM_RIGHTS`; this side's
@@ -44,7 +64,7 @@ public struct Handlers: Sendable {
         entries[C.name] = Entry(concurrent: concurrent) { payload, context in
             let value = try WireCodec.decode(C.self, from: payload, what: "call '\(C.name)'")
             let (reply, fds) = try await body(value, context)
-            return (try WireCodec.encode(reply), fds)
+            return (try WireCodec.encodePayload(reply), fds)
         }
     }
 
@@ -55,6 +75,19 @@ public struct Handlers: Sendable {
 
     /// The call names handled, sorted.
     public var names: [String] { entries.keys.sorted() }
+
+    /// Runs a blocking `entry` on the calling thread (which it may block) and sends the reply or
+    /// failure on `connection`.
+    static func executeBlocking(_ entry: Entry, frame: Frame, on connection: Connection) {
+        guard let blocking = entry.blocking else { preconditionFailure("executeBlocking of a handler that is not blocking") }
+        let context = CallContext(attachments: frame.attachments, caller: connection.peerName)
+        do {
+            let (bytes, fds) = try blocking(frame.payload, context)
+            connection.reply(to: frame.requestID, payload: bytes, attachments: fds)
+        } catch {
+            connection.replyFailure(to: frame.requestID, error: error)
+        }
+    }
 
     /// Runs `entry` for an incoming call frame and sends the reply or failure on `connection`.
     static func execute(_ entry: Entry, frame: Frame, on connection: Connection) async {

@@ -7,7 +7,8 @@ import Foundation
 /// one of them (waiting up to a minute for a gate, say) takes that core from every other task of the
 /// process, including the connection work that would let the wait end; with a few such waits the
 /// process stops making progress. A thread per call costs tens of microseconds, nothing beside a
-/// generation or a weight sync.
+/// generation or a weight sync. An actor's handler that blocks is better declared with
+/// `Handlers.onBlocking`: it then runs on the actor's own thread, with no thread started per call.
 public enum BlockingWork {
     /// Runs `body` on a new thread and returns (or throws) what it did.
     public static func run<T: Sendable>(name: String = "colocate.blocking", _ body: @escaping @Sendable () throws -> T) async throws -> T {

@@ -23,6 +23,12 @@ final class DedicatedThread: Sendable {
         thread.start()
     }
 
+    /// Runs `body` on the thread, after the jobs handed to it before; returns at once.
+    func post(_ body: @escaping @Sendable () -> Void) {
+        jobs.withLock { $0.append(body) }
+        available.signal()
+    }
+
     /// Runs `body` on the thread and returns its result.
     func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { c in

@@ -43,11 +43,6 @@ public enum WorkerRuntime {
 
 /// One worker process: its connections, its mailbox, its actor once initialized.
 private final class Worker: Sendable {
-    private struct Job: Sendable {
-        var frame: Frame
-        var connection: Connection
-    }
-
     private struct ActorState: Sendable {
         var handlers: Handlers?
         var instance: (any ClusterActor)?
@@ -64,8 +59,7 @@ private final class Worker: Sendable {
     private let peerSink = PeerSink()
     private let listener: Int32
     private let driverConnection: Connection
-    private let mailbox: AsyncStream<Job>
-    private let mailboxInput: AsyncStream<Job>.Continuation
+    private let mailbox: Mailbox
     private let actor = Mutex(ActorState())
     /// Resolved with the exit code when the worker should exit.
     private let stopped = Promise<Int32>()
@@ -95,7 +89,7 @@ private final class Worker: Sendable {
             secret = nil
             tcpListener = nil
         }
-        (mailbox, mailboxInput) = AsyncStream.makeStream(of: Job.self)
+        mailbox = Mailbox(actorName: environment.actorName)
     }
 
     /// Runs until stopped; returns the exit code.
@@ -120,7 +114,7 @@ private final class Worker: Sendable {
         do {
             let hello = WorkerHello(actorID: environment.actorID, pid: getpid(), listenPath: listenPath,
                                     listenTCP: tcpListener?.address.url, host: tcpListener == nil ? nil : WorkerEnvironment.hostIdentity)
-            _ = try await driverConnection.call(name: WorkerHello.name, payload: try WireCodec.encode(hello))
+            _ = try await driverConnection.call(name: WorkerHello.name, payload: try WireCodec.encodePayload(hello))
         } catch {
             FileHandle.standardError.write(Data("colocate worker '\(environment.actorName)': driver refused hello: \(error)\n".utf8))
             return 1
@@ -164,7 +158,7 @@ private final class Worker: Sendable {
         case AllReduceProbe.name:
             Task { await probeAllReduce(frame, on: connection) }
         default:
-            mailboxInput.yield(Job(frame: frame, connection: connection))
+            mailbox.submit(Mailbox.Job(frame: frame, connection: connection))
         }
     }
 
@@ -187,7 +181,7 @@ private final class Worker: Sendable {
 
     private func reply<T: Encodable>(_ value: T, to frame: Frame, on connection: Connection) {
         do {
-            connection.reply(to: frame.requestID, payload: try WireCodec.encode(value))
+            connection.reply(to: frame.requestID, payload: try WireCodec.encodePayload(value))
         } catch {
             connection.replyFailure(to: frame.requestID, error: error)
         }
@@ -216,28 +210,10 @@ private final class Worker: Sendable {
                 a.instance = instance
                 a.context = context
             }
-            Task { await runMailbox(handlers) }
-            connection.reply(to: frame.requestID, payload: try WireCodec.encode(Empty()))
+            mailbox.open(with: handlers)
+            connection.reply(to: frame.requestID, payload: try WireCodec.encodePayload(Empty()))
         } catch {
             connection.replyFailure(to: frame.requestID, error: error)
-        }
-    }
-
-    /// Actor calls, one at a time in arrival order (concurrent handlers get a task of their own).
-    private func runMailbox(_ handlers: Handlers) async {
-        for await job in mailbox {
-            guard let entry = handlers.entries[job.frame.name] else {
-                let known = handlers.names.joined(separator: ", ")
-                job.connection.replyFailure(
-                    to: job.frame.requestID,
-                    error: ClusterError(.invalidArgument, "actor '\(environment.actorName)' has no handler for '\(job.frame.name)'; it handles: [\(known)]"))
-                continue
-            }
-            if entry.concurrent {
-                Task { await Handlers.execute(entry, frame: job.frame, on: job.connection) }
-            } else {
-                await Handlers.execute(entry, frame: job.frame, on: job.connection)
-            }
         }
     }
 }
