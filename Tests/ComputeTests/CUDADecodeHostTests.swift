@@ -60,6 +60,16 @@ struct CUDADecodeHostTests {
         #expect(!GroupedAttentionKernels.applies(headDim: 512, cache: .f32, output: .f32, addresses: [0x1000]))
     }
 
+    @Test("The greedy pick splits a row over blocks only for a few long rows")
+    func greedyChunks() {
+        #expect(SamplingKernels.greedyChunks(rows: 1, cols: 50272, multiprocessors: 132) == 32)
+        #expect(SamplingKernels.greedyChunks(rows: 32, cols: 151936, multiprocessors: 132) == 9)
+        #expect(SamplingKernels.greedyChunks(rows: 256, cols: 50272, multiprocessors: 132) == 1)
+        #expect(SamplingKernels.greedyChunks(rows: 1, cols: 10, multiprocessors: 132) == 1)
+        #expect(SamplingKernels.greedyChunks(rows: 2, cols: 3000, multiprocessors: 132) == 2)
+        #expect(SamplingKernels.kernels.functions.contains("greedy_split_f32"))
+    }
+
     @Test("The skinny linear kernel takes a few rows, K a multiple of 8 and 16-byte aligned rows")
     func skinnyLinearApplies() {
         let aligned: [UInt64] = [0x1000, 0x2000]

@@ -53,6 +53,26 @@ train)
   step $C bench train --device cuda --preset opt-125m --batch-size 16 --seq 512 --dtype bf16-mixed 2>&1 | tail -6
   step python3 $S/anchor_train.py eager 2>&1 | grep "^anchor"
   ;;
+final)
+  # The session's last engine call: checks, A/B of this session's switches, then each benchmark beside its anchor.
+  step $C cuda-check --parity-only > $out/parity.log 2>&1; grep -E "FAIL|passed|failed" $out/parity.log | tail -12
+  step $C cuda-check --models $S/fixtures > $out/models.log 2>&1; grep -E "FAIL|passed|failed" $out/models.log | tail -6
+  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -4
+  COLOCATE_BIAS_EPILOGUE=0 step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -4
+  COLOCATE_SKINNY_MAX_ROWS=8 step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -4
+  COLOCATE_FUSED_SKINNY=0 step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -4
+  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 --variable-lengths 2>&1 | tail -10
+  STEP_TIMEOUT=200 step python3 $S/anchor_hf.py gen 2>&1 | grep anchor
+  step $C bench decode --device cuda --dtype bf16 --preset qwen2-0.5b --batch 1,256 2>&1 | tail -3
+  STEP_TIMEOUT=200 step python3 bench/anchor_decode.py --preset qwen2-0.5b --batch 1,256 2>&1 | grep "anchor hf"
+  step $C bench rl --device cuda 2>&1 | tail -12
+  STEP_TIMEOUT=120 step python3 $S/anchor_grpo.py 32 8 2>&1 | grep -v "^W1202" | tail -3
+  step $C bench sync --device cuda --method push --tp 1 2>&1 | tail -6
+  COLOCATE_RPC_LEGACY=1 step $C bench sync --device cuda --method push --tp 1 2>&1 | tail -6
+  step $C demo --device cuda --tp 1 2>&1 | tail -4
+  STEP_TIMEOUT=100 step bash bench/probes/ncu_decode_step.sh $C 256 4000 230 > $out/ncu3-256.log 2>&1; grep -E "total|sum" $out/ncu3-256.log | head -16
+  STEP_TIMEOUT=60 step bash bench/probes/ncu_decode_step.sh $C 1 900 230 > $out/ncu3-1.log 2>&1; grep -E "total|sum" $out/ncu3-1.log | head -16
+  ;;
 rlaccept)
   # Issue 14's acceptance on the GPU: SFT an opt-125m-shaped model on reversal to a partial accuracy, then GRPO;
   # held-out accuracy before/after. Configurations "SFT_STEPS:RL_LR" run side by side on the one GPU.

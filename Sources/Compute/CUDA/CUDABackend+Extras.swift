@@ -23,9 +23,17 @@ extension CUDABackend: DeviceTokenSelection {
         if rows == 0 { return [] }
         let picks = try empty([rows, 2], dtype: .f32)
         let (xa, pa) = (address(logits, "logits"), address(picks, "picks"))
+        let chunks = SamplingKernels.greedyChunks(rows: rows, cols: cols, multiprocessors: cudaDevice.properties.multiprocessorCount)
         perform("greedy") {
-            try launch("greedy_f32", grid: (rows, 1, 1), block: (SamplingKernels.logitThreads, 1, 1),
-                       [.address(xa), .address(pa), .int32(Int32(cols))])
+            if chunks > 1 {
+                let partials = try workspace(.greedyPartials, bytes: rows * chunks * 3 * 4)
+                let counters = try workspace(.greedyCounters, bytes: rows * 4, zeroed: true)
+                try launch("greedy_split_f32", grid: (rows, chunks, 1), block: (SamplingKernels.threads, 1, 1),
+                           [.address(xa), .address(partials), .address(counters), .address(pa), .int32(Int32(cols))])
+            } else {
+                try launch("greedy_f32", grid: (rows, 1, 1), block: (SamplingKernels.logitThreads, 1, 1),
+                           [.address(xa), .address(pa), .int32(Int32(cols))])
+            }
         }
         let host = try download(picks)
         let words = host.pointer(Float.self)

@@ -10,13 +10,20 @@
 /// uniform: the host walks the kept tokens in order of probability when it truncates.
 enum SamplingKernels {
     static let kernels = CUDAKernelSource(family: "sampling", source: source,
-                                          functions: ["argmax_f32", "greedy_f32", "sample_f32", "sample_logits_f32"])
+                                          functions: ["argmax_f32", "greedy_f32", "greedy_split_f32", "sample_f32", "sample_logits_f32"])
     /// Threads per block of `argmax_f32` and `sample_f32` (`sample_f32` keeps one partial sum per thread
     /// in shared memory).
     static let threads = 256
     /// Threads per block of `sample_logits_f32`: a whole row is one block, and its ~60 passes over the row
     /// when truncating want every thread of an SM.
     static let logitThreads = 1024
+
+    /// Blocks per row of `greedy_split_f32` for `rows` rows of `cols` logits; 1 (one block per row,
+    /// `greedy_f32`) once the rows alone fill the GPU or the row is short.
+    static func greedyChunks(rows: Int, cols: Int, multiprocessors: Int) -> Int {
+        guard rows < multiprocessors / 2, cols >= 8 * threads else { return 1 }
+        return min(32, (2 * multiprocessors + rows - 1) / rows, cols / (4 * threads))
+    }
 
     static var source: String {
         "#define SAMPLING_THREADS \(threads)\n#define SAMPLE_LOGITS_THREADS \(logitThreads)\n" + #"""
@@ -71,6 +78,70 @@ extern "C" __global__ void greedy_f32(const float* x, float* out, int cols) {
         out[2 * (i64)blockIdx.x] = __int_as_float(rowIndex);
         out[2 * (i64)blockIdx.x + 1] = xr[rowIndex] - m - logf(sum);
     }
+}
+
+// greedy_f32 for a few rows: each row split over gridDim.y blocks of 256 threads, each block reducing its
+// chunk to (max, its lowest index, sum of exp(x - max)) in partials[row][chunk]; the last block of a row to
+// finish (an arrival count, which it resets to 0 for the next launch) merges the chunks in index order.
+// A few rows then read their logits with many SMs instead of one each. Same outputs as greedy_f32 (the
+// sum is added in another order).
+extern "C" __global__ void greedy_split_f32(const float* x, float* partials, int* counters, float* out, int cols) {
+    __shared__ float values[32], scratch[32];
+    __shared__ int indices[32];
+    __shared__ float chunkMax;
+    __shared__ int isLast;
+    int row = blockIdx.x, chunk = blockIdx.y, chunks = gridDim.y;
+    int per = (cols + chunks - 1) / chunks;
+    int begin = min(cols, chunk * per), end = min(cols, begin + per);
+    const float* xr = x + (i64)row * cols;
+    float v = NEG_INF;
+    int index = 0x7fffffff;
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) better(v, index, xr[i], i);
+    for (int o = 16; o > 0; o >>= 1) better(v, index, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, index, o));
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) { values[warp] = v; indices[warp] = index; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++) better(v, index, values[w], indices[w]);
+        chunkMax = v;
+        indices[0] = index;
+    }
+    __syncthreads();
+    float m = chunkMax, sum = 0.0f;
+    if (m != NEG_INF) for (int i = begin + threadIdx.x; i < end; i += blockDim.x) sum += expf(xr[i] - m);
+    sum = block_sum(sum, scratch);
+    float* slot = partials + ((i64)row * chunks + chunk) * 3;
+    if (threadIdx.x == 0) {
+        slot[0] = m;
+        slot[1] = __int_as_float(indices[0]);
+        slot[2] = sum;
+        __threadfence();
+        isLast = atomicAdd(counters + row, 1) == chunks - 1;
+        if (isLast) counters[row] = 0;
+    }
+    __syncthreads();
+    if (!isLast || threadIdx.x != 0) return;
+    __threadfence();
+    const float* p = partials + (i64)row * chunks * 3;
+    float M = NEG_INF;
+    int best = 0x7fffffff;
+    for (int c = 0; c < chunks; c++) {
+        float cm;
+        int ci;
+        asm("ld.global.cg.f32 %0, [%1];" : "=f"(cm) : "l"(p + 3 * c));
+        asm("ld.global.cg.s32 %0, [%1];" : "=r"(ci) : "l"(p + 3 * c + 1));
+        better(M, best, cm, ci);
+    }
+    float total = 0.0f;
+    for (int c = 0; c < chunks; c++) {
+        float cm, cs;
+        asm("ld.global.cg.f32 %0, [%1];" : "=f"(cm) : "l"(p + 3 * c));
+        asm("ld.global.cg.f32 %0, [%1];" : "=f"(cs) : "l"(p + 3 * c + 2));
+        if (cm != NEG_INF) total += cs * expf(cm - M);
+    }
+    int chosen = best == 0x7fffffff ? 0 : best;
+    out[2 * (i64)row] = __int_as_float(chosen);
+    out[2 * (i64)row + 1] = xr[chosen] - M - logf(total);
 }
 
 // Sum of an int over the block (blockDim.x a multiple of 32); every thread gets it. As block_sum.

@@ -74,6 +74,8 @@ final class CUDATrainingState {
         /// The split partials of the grouped paged attention (``GroupedAttentionKernels``), and its
         /// arrival counters (zero between launches: the last block to arrive resets its counter).
         case attentionPartials, attentionCounters
+        /// The chunk partials and arrival counters of the split greedy pick (`greedy_split_f32`).
+        case greedyPartials, greedyCounters
     }
 }
 
