@@ -102,11 +102,13 @@ extension CUDABackend {
                    [.address(ids), .address(table), .address(y), .int32(Int32(count)), .int32(Int32(hidden)), .int32(accumulate ? 1 : 0)])
     }
 
-    /// `rotary_f32` of x ([tokens, heads, headDim]) at device positions with device inverse frequencies.
-    func launchRotary(x: UInt64, tokens: Int, heads: Int, headDim: Int, positions: UInt64, frequencies: UInt64, scaling: Float) throws {
-        try launch("rotary_f32", grid: (Self.blocks(tokens * heads * headDim / 2), 1, 1), block: (256, 1, 1),
-                   [.address(x), .address(positions), .address(frequencies), .int32(Int32(tokens)), .int32(Int32(heads)),
-                    .int32(Int32(headDim)), .float(scaling)])
+    /// `rotary_f32` of x ([tokens, heads, headDim]), and of y ([tokens, yHeads, headDim]) when given, at
+    /// device positions with device inverse frequencies.
+    func launchRotary(x: UInt64, y: UInt64 = 0, tokens: Int, heads: Int, yHeads: Int = 0, headDim: Int, positions: UInt64,
+                      frequencies: UInt64, scaling: Float) throws {
+        try launch("rotary_f32", grid: (Self.blocks(tokens * (heads + yHeads) * headDim / 2), 1, 1), block: (256, 1, 1),
+                   [.address(x), .address(y), .address(positions), .address(frequencies), .int32(Int32(tokens)), .int32(Int32(heads)),
+                    .int32(Int32(yHeads)), .int32(Int32(headDim)), .float(scaling)])
     }
 
     public func rotary(_ x: Tensor, step: StepIndices, embedding: RotaryEmbedding) {
@@ -120,6 +122,24 @@ extension CUDABackend {
         if x.count == 0 { return }
         perform("rotary") {
             try launchRotary(x: xa, tokens: tokens, heads: heads, headDim: headDim, positions: d.address(ofWord: d.packed.positions, on: self),
+                             frequencies: d.address(ofWord: d.packed.inverseFrequencies, on: self), scaling: embedding.attentionScaling)
+        }
+    }
+
+    public func rotary(queries q: Tensor, keys k: Tensor, step: StepIndices, embedding: RotaryEmbedding) {
+        guard let d = device(step), step.rotary == embedding else {
+            rotary(q, positions: step.layout.positionOfToken, embedding: embedding)
+            return rotary(k, positions: step.layout.positionOfToken, embedding: embedding)
+        }
+        precondition(q.rank == 3 && k.rank == 3 && q.shape[0] == d.packed.tokens && k.shape[0] == q.shape[0] && q.shape[2] == k.shape[2]
+                     && q.shape[2] % 2 == 0 && q.dtype == .f32 && k.dtype == .f32 && embedding.inverseFrequencies.count == q.shape[2] / 2,
+                     "rotary of \(q) and \(k) at \(d.packed.tokens) positions")
+        let (tokens, heads, kvHeads, headDim) = (q.shape[0], q.shape[1], k.shape[1], q.shape[2])
+        let (qa, ka) = (address(q, "q"), address(k, "k"))
+        if q.count + k.count == 0 { return }
+        perform("rotary") {
+            try launchRotary(x: qa, y: ka, tokens: tokens, heads: heads, yHeads: kvHeads, headDim: headDim,
+                             positions: d.address(ofWord: d.packed.positions, on: self),
                              frequencies: d.address(ofWord: d.packed.inverseFrequencies, on: self), scaling: embedding.attentionScaling)
         }
     }

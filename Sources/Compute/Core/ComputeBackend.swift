@@ -116,6 +116,9 @@ public protocol ComputeBackend: Sendable {
     /// frequencies when they are the same).
     func rotary(_ x: Tensor, step: StepIndices, embedding: RotaryEmbedding)
 
+    /// `rotary(_:step:embedding:)` of a layer's queries and keys (one launch on a GPU).
+    func rotary(queries q: Tensor, keys k: Tensor, step: StepIndices, embedding: RotaryEmbedding)
+
     /// `writeKV(k:v:kCache:vCache:layout:)` with the step's layout.
     func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, step: StepIndices)
 
@@ -177,6 +180,11 @@ extension ComputeBackend {
 
     public func rotary(_ x: Tensor, step: StepIndices, embedding: RotaryEmbedding) {
         rotary(x, positions: step.layout.positionOfToken, embedding: embedding)
+    }
+
+    public func rotary(queries q: Tensor, keys k: Tensor, step: StepIndices, embedding: RotaryEmbedding) {
+        rotary(q, step: step, embedding: embedding)
+        rotary(k, step: step, embedding: embedding)
     }
 
     public func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, step: StepIndices) {

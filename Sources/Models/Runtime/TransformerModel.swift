@@ -280,10 +280,7 @@ public final class TransformerModel: @unchecked Sendable {
         b.linear(x, weight: w(attn + "q_proj.weight"), bias: wOpt(attn + "q_proj.bias"), into: q.reshaped([n, localHeads * d]))
         b.linear(x, weight: w(attn + "k_proj.weight"), bias: wOpt(attn + "k_proj.bias"), into: k.reshaped([n, localKVHeads * d]))
         b.linear(x, weight: w(attn + "v_proj.weight"), bias: wOpt(attn + "v_proj.bias"), into: v.reshaped([n, localKVHeads * d]))
-        if let embedding = step.rotary {
-            b.rotary(q, step: step, embedding: embedding)
-            b.rotary(k, step: step, embedding: embedding)
-        }
+        if let embedding = step.rotary { b.rotary(queries: q, keys: k, step: step, embedding: embedding) }
         b.writeKV(k: k, v: v, kCache: cache.keys[layer], vCache: cache.values[layer], step: step)
         let context = try b.empty([n, localHeads, d], dtype: operandType)
         b.attention(q: q, kCache: cache.keys[layer], vCache: cache.values[layer], step: step,
