@@ -217,6 +217,10 @@ __device__ void skinny_gated(const X* __restrict__ x, const W* __restrict__ gate
     /// Off with `COLOCATE_SKINNY_LINEAR=0` (read once: the environment is not cheap to read per op).
     static let enabled = ProcessInfo.processInfo.environment["COLOCATE_SKINNY_LINEAR"] != "0"
 
+    /// The fused forms off with `COLOCATE_FUSED_SKINNY=0` (the unfused ops then run, each skinny where it
+    /// applies), to measure what fusing saves.
+    static let fusedEnabled = ProcessInfo.processInfo.environment["COLOCATE_FUSED_SKINNY"] != "0"
+
     /// Whether `linear` of `n` rows by a weight of `[O, K]` (`weightBytes`) at these addresses runs here:
     /// a few rows, K a multiple of 8, 16-byte aligned rows; more rows only while the weight stays in L2
     /// (each block row of the grid reads it again).
@@ -245,7 +249,7 @@ __device__ void skinny_gated(const X* __restrict__ x, const W* __restrict__ gate
     /// together) in one launch, or nil where they run one `linear` each: one layer, layers of different
     /// types, or a shape the skinny kernel does not take. `addresses`: x's and every weight's.
     static func linearsKernel(n: Int, k: Int, x: DType, weights: [DType], weightBytes: Int, addresses: [UInt64]) -> String? {
-        guard weights.count > 1, let first = weights.first, weights.allSatisfy({ $0 == first }),
+        guard fusedEnabled, weights.count > 1, let first = weights.first, weights.allSatisfy({ $0 == first }),
               let operands = operands(weight: first, x: x),
               applies(n: n, k: k, weightBytes: weightBytes, addresses: addresses) else { return nil }
         return "skinny_linears_\(operands)"
@@ -255,7 +259,7 @@ __device__ void skinny_gated(const X* __restrict__ x, const W* __restrict__ gate
     /// where they run as `linear` then `activation`.
     static func linearActivationKernel(n: Int, k: Int, x: DType, weight: DType, output: DType, weightBytes: Int,
                                        addresses: [UInt64]) -> String? {
-        guard output == .f32 || output == weight, let operands = operands(weight: weight, x: x),
+        guard fusedEnabled, output == .f32 || output == weight, let operands = operands(weight: weight, x: x),
               applies(n: n, k: k, weightBytes: weightBytes, addresses: addresses) else { return nil }
         return "skinny_linear_act_\(operands)_to_\(suffix(output)!)"
     }
@@ -264,7 +268,7 @@ __device__ void skinny_gated(const X* __restrict__ x, const W* __restrict__ gate
     /// written in `output`, or nil where they run as two `linear` then `swiGLU`.
     static func gatedKernel(n: Int, k: Int, x: DType, gate: DType, up: DType, output: DType, weightBytes: Int,
                             addresses: [UInt64]) -> String? {
-        guard gate == up, output == .f32 || output == gate, let operands = operands(weight: gate, x: x),
+        guard fusedEnabled, gate == up, output == .f32 || output == gate, let operands = operands(weight: gate, x: x),
               applies(n: n, k: k, weightBytes: weightBytes, addresses: addresses) else { return nil }
         return "skinny_gated_\(operands)_to_\(suffix(output)!)"
     }
