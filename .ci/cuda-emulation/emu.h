@@ -20,6 +20,9 @@ dim3 blockDim, gridDim;
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
+#define __restrict__ __restrict
+struct float4 { float x, y, z, w; };
+struct uint4 { unsigned x, y, z, w; };
 static std::barrier<>* g_block_barrier;
 static std::barrier<>* g_warp_barrier[64];
 static double g_slots[64][32];

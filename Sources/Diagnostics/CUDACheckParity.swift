@@ -40,6 +40,7 @@ struct CUDAParityCheck {
         print("\n== parity (GPU vs CPU reference)")
         try linear()
         try linearLowPrecisionOperands()
+        try fusedLinears()
         try embedding()
         try norms()
         try rotary()

@@ -83,6 +83,61 @@ struct CUDADecodeHostTests {
         #expect(SkinnyLinearKernels.functions.contains("skinny_linear_bf16_xf32"))
     }
 
+    @Test("The fused skinny kernels run where the skinny kernel would, for layers of one type; else nil (the unfused ops)")
+    func fusedSkinnyKernels() {
+        let aligned: [UInt64] = [0x1000, 0x2000, 0x3000, 0x4000]
+        // opt-125m at batch 1: q, k, v (3 × 1.2 MB bf16) on bf16 operands; fc1 + ReLU into bf16.
+        #expect(SkinnyLinearKernels.linearsKernel(n: 1, k: 768, x: .bf16, weights: [.bf16, .bf16, .bf16], weightBytes: 3 * 1_179_648,
+                                                  addresses: aligned) == "skinny_linears_bf16_xbf16")
+        #expect(SkinnyLinearKernels.linearActivationKernel(n: 1, k: 768, x: .bf16, weight: .bf16, output: .bf16, weightBytes: 4_718_592,
+                                                           addresses: aligned) == "skinny_linear_act_bf16_xbf16_to_bf16")
+        // qwen2-0.5b at batch 7: gate and up (2 × 8.7 MB bf16) on f32 operands into f32.
+        #expect(SkinnyLinearKernels.gatedKernel(n: 7, k: 896, x: .f32, gate: .bf16, up: .bf16, output: .f32, weightBytes: 17_432_576,
+                                                addresses: aligned) == "skinny_gated_bf16_xf32_to_f32")
+        // Batch 32: the L2 limit counts the weights together (each block row reads all of them).
+        #expect(SkinnyLinearKernels.linearsKernel(n: 32, k: 768, x: .f32, weights: [.f32, .f32], weightBytes: 12 << 20,
+                                                  addresses: aligned) == "skinny_linears_f32_xf32")
+        #expect(SkinnyLinearKernels.linearsKernel(n: 32, k: 768, x: .f32, weights: [.f32, .f32], weightBytes: 24 << 20,
+                                                  addresses: aligned) == nil)
+        #expect(SkinnyLinearKernels.gatedKernel(n: 32, k: 896, x: .bf16, gate: .bf16, up: .bf16, output: .bf16, weightBytes: 17_432_576,
+                                                addresses: aligned) == nil)
+        // One layer is a plain linear; layers of mixed types, an x of a third type, a 16-bit output of
+        // another type than the weights, unaligned rows, K off the 8-grid and too many rows run unfused.
+        #expect(SkinnyLinearKernels.linearsKernel(n: 1, k: 768, x: .f32, weights: [.bf16], weightBytes: 1 << 20, addresses: aligned) == nil)
+        #expect(SkinnyLinearKernels.linearsKernel(n: 1, k: 768, x: .f32, weights: [.bf16, .f16], weightBytes: 1 << 20, addresses: aligned) == nil)
+        #expect(SkinnyLinearKernels.linearsKernel(n: 1, k: 768, x: .f16, weights: [.bf16, .bf16], weightBytes: 1 << 20, addresses: aligned) == nil)
+        #expect(SkinnyLinearKernels.linearActivationKernel(n: 1, k: 768, x: .f32, weight: .bf16, output: .f16, weightBytes: 1 << 20,
+                                                           addresses: aligned) == nil)
+        #expect(SkinnyLinearKernels.linearActivationKernel(n: 1, k: 768, x: .f32, weight: .f32, output: .bf16, weightBytes: 1 << 20,
+                                                           addresses: aligned) == nil)
+        #expect(SkinnyLinearKernels.gatedKernel(n: 1, k: 768, x: .f32, gate: .bf16, up: .f32, output: .f32, weightBytes: 1 << 20,
+                                                addresses: aligned) == nil)
+        #expect(SkinnyLinearKernels.gatedKernel(n: 1, k: 768, x: .f32, gate: .bf16, up: .bf16, output: .f32, weightBytes: 1 << 20,
+                                                addresses: [0x1000, 0x2008, 0x3000]) == nil)
+        #expect(SkinnyLinearKernels.linearActivationKernel(n: 1, k: 764, x: .f32, weight: .bf16, output: .f32, weightBytes: 1 << 20,
+                                                           addresses: aligned) == nil)
+        #expect(SkinnyLinearKernels.linearActivationKernel(n: 33, k: 768, x: .f32, weight: .bf16, output: .f32, weightBytes: 1 << 20,
+                                                           addresses: aligned) == nil)
+        #expect(SkinnyLinearKernels.linearsKernel(n: 1, k: 768, x: .f32, weights: [.i32, .i32], weightBytes: 1 << 20, addresses: aligned) == nil)
+        // Every name the host can pick is compiled.
+        for weight in [DType.f32, .bf16, .f16] {
+            for x in [DType.f32, .bf16, .f16] {
+                for output in [DType.f32, .bf16, .f16] {
+                    let picked = [
+                        SkinnyLinearKernels.linearsKernel(n: 2, k: 64, x: x, weights: [weight, weight, weight], weightBytes: 1024,
+                                                          addresses: aligned),
+                        SkinnyLinearKernels.linearActivationKernel(n: 2, k: 64, x: x, weight: weight, output: output, weightBytes: 1024,
+                                                                   addresses: aligned),
+                        SkinnyLinearKernels.gatedKernel(n: 2, k: 64, x: x, gate: weight, up: weight, output: output, weightBytes: 1024,
+                                                        addresses: aligned),
+                    ].compactMap { $0 }
+                    #expect(picked.count == ((x == .f32 || x == weight) ? (output == .f32 || output == weight ? 3 : 1) : 0))
+                    for name in picked { #expect(SkinnyLinearKernels.functions.contains(name), "\(name) is not compiled") }
+                }
+            }
+        }
+    }
+
     @Test("Block tables take the next power of two (at least 4) of the longest, so growing sequences keep a shape")
     func tableWidth() {
         func layout(_ lengths: [Int]) -> AttentionLayout {

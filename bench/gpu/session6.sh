@@ -4,6 +4,7 @@
 #   probe:  what a decode step's kernels take (ncu, eager) at batch 1 and 256, and cuBLAS at the same shapes.
 #   decode: bench decode beside HF generate's best (anchor_hf.py) in the same call, opt-125m then qwen2-0.5b.
 #   ab:     the grouped attention kernel against the lane kernel (COLOCATE_ATTENTION_KERNEL=lanes).
+#   fused:  the fused skinny linears against the unfused ops (COLOCATE_FUSED_SKINNY=0), and an ncu batch-1 step.
 #   rl:     bench rl beside anchor_grpo; train: bench train beside anchor_train.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -44,6 +45,15 @@ profile)
 ab)
   COLOCATE_ATTENTION_KERNEL=lanes step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -5
   step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -5
+  ;;
+fused)
+  # The fused skinny linears (q/k/v, fc1 + activation, gate/up + SwiGLU) against the unfused ops, opt-125m and
+  # qwen2-0.5b, then the kernels of one eager batch-1 step (fewer launches per layer: 3 for OPT, 4 for Qwen2).
+  COLOCATE_FUSED_SKINNY=0 step $C bench decode --device cuda --dtype bf16 --batch 1,8,32 2>&1 | tail -5
+  step $C bench decode --device cuda --dtype bf16 --batch 1,8,32 2>&1 | tail -5
+  COLOCATE_FUSED_SKINNY=0 step $C bench decode --device cuda --dtype bf16 --preset qwen2-0.5b --batch 1,8 2>&1 | tail -4
+  step $C bench decode --device cuda --dtype bf16 --preset qwen2-0.5b --batch 1,8 2>&1 | tail -4
+  STEP_TIMEOUT=200 step bash bench/probes/ncu_decode_step.sh $C 1 900 230 > $out/ncu-1-fused.log 2>&1; grep -E "total|sum" $out/ncu-1-fused.log | head -24
   ;;
 rl)
   step $C bench rl --device cuda 2>&1 | tail -16

@@ -18,23 +18,27 @@ extension CUDABackend {
     /// Biases in cuBLASLt's epilogue (`COLOCATE_BIAS_EPILOGUE=0`: a fill pass then an accumulating GEMM).
     static let biasEpilogue = ProcessInfo.processInfo.environment["COLOCATE_BIAS_EPILOGUE"] != "0"
 
-    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor) {
+    /// Checks the shapes and types of `linear` (and of its fused forms, whose y may be 16-bit): x [N, K]
+    /// f32 or the weight's type, weight [O, K], bias [O], y [N, O] of `output`.
+    func checkLinear(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor, output: DType = .f32) {
         precondition(x.rank == 2 && weight.rank == 2 && y.rank == 2, "linear of \(x) by \(weight) into \(y)")
         let (n, k, o) = (x.shape[0], x.shape[1], weight.shape[0])
         precondition(weight.shape[1] == k && y.shape == [n, o], "linear of \(x.shape) by \(weight.shape) into \(y.shape)")
-        precondition((x.dtype == .f32 || x.dtype == weight.dtype) && y.dtype == .f32,
-                     "linear takes f32 activations (or operands of the weight's type) and makes f32")
+        precondition((x.dtype == .f32 || x.dtype == weight.dtype) && y.dtype == output,
+                     "linear takes f32 activations (or operands of the weight's type) and makes \(output)")
         if let bias { precondition(bias.count == o, "bias \(bias.shape) for \(o) outputs") }
+    }
+
+    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor) {
+        checkLinear(x, weight: weight, bias: bias, into: y)
+        let (n, k, o) = (x.shape[0], x.shape[1], weight.shape[0])
         let (xa, wa, ya) = (address(x, "x"), address(weight, "weight"), address(y, "y"))
         let ba = bias.map { address($0, "bias") }
         if n == 0 || o == 0 { return }
         if SkinnyLinearKernels.applies(n: n, k: k, weightBytes: weight.byteCount, addresses: [xa, wa]) {
             perform("linear") {
-                let warps = SkinnyLinearKernels.warps
-                try launch("skinny_linear_\(Self.kernelSuffix(weight.dtype))_x\(Self.kernelSuffix(x.dtype))",
-                           grid: ((o + warps - 1) / warps, (n + SkinnyLinearKernels.rows - 1) / SkinnyLinearKernels.rows, 1),
-                           block: (32 * warps, 1, 1),
-                           [.address(xa), .address(wa), .address(ba ?? 0), .address(ya), .int32(Int32(n)), .int32(Int32(k)), .int32(Int32(o))])
+                try launchSkinny("skinny_linear_\(Self.kernelSuffix(weight.dtype))_x\(Self.kernelSuffix(x.dtype))", columns: o, rows: n,
+                                 [.address(xa), .address(wa), .address(ba ?? 0), .address(ya), .int32(Int32(n)), .int32(Int32(k)), .int32(Int32(o))])
             }
             return
         }

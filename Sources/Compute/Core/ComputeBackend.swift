@@ -61,6 +61,23 @@ public protocol ComputeBackend: Sendable {
     /// `y[n, o] = Σ_k x[n, k] · w[o, k] + b[o]`. x: [N, K] f32; weight: [O, K]; bias: [O]; y: [N, O] f32.
     func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor)
 
+    /// Several linear layers of one input, `layer.output = linear(x, layer.weight, layer.bias)` for each
+    /// (the q, k and v projections). Defaults to one ``linear(_:weight:bias:into:)`` each; a GPU may run
+    /// them in one launch, with the same results.
+    func linears(_ x: Tensor, _ layers: [(weight: Tensor, bias: Tensor?, output: Tensor)])
+
+    /// `y = act(x · Wᵀ + b)`: a linear layer and its activation (OPT's fc1). y: [N, O], f32 or, as for
+    /// ``activation(_:_:into:)``, a 16-bit type. Defaults to ``unfusedLinearActivation(_:weight:bias:activation:into:)``;
+    /// a GPU may run both in one launch, with the same results. Throws when the f32 scratch of the
+    /// unfused form cannot be allocated.
+    func linearActivation(_ x: Tensor, weight: Tensor, bias: Tensor?, activation: Activation, into y: Tensor) throws(ComputeError)
+
+    /// `y = silu(x · Gᵀ + bg) · (x · Uᵀ + bu)`: the gate and up projections of a SwiGLU MLP and their
+    /// product (Llama/Qwen2). y: [N, O], f32 or, as for ``swiGLU(gate:up:into:)``, a 16-bit type. Defaults to
+    /// ``unfusedGatedLinear(_:gate:gateBias:up:upBias:into:)``; a GPU may run it in one launch, with the
+    /// same results. Throws when the f32 scratch of the unfused form cannot be allocated.
+    func gatedLinear(_ x: Tensor, gate: Tensor, gateBias: Tensor?, up: Tensor, upBias: Tensor?, into y: Tensor) throws(ComputeError)
+
     /// `y[n, :] = table[ids[n], :]` (or `+=` when `accumulate`). table: [V, H] any float dtype; y: [N, H].
     func embedding(ids: [Int32], table: Tensor, into y: Tensor, accumulate: Bool)
 
@@ -154,6 +171,38 @@ public protocol ComputeBackend: Sendable {
 
 extension ComputeBackend {
     public func empty(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor { try zeros(shape, dtype: dtype) }
+
+    public func linears(_ x: Tensor, _ layers: [(weight: Tensor, bias: Tensor?, output: Tensor)]) {
+        for layer in layers { linear(x, weight: layer.weight, bias: layer.bias, into: layer.output) }
+    }
+
+    public func linearActivation(_ x: Tensor, weight: Tensor, bias: Tensor?, activation: Activation, into y: Tensor) throws(ComputeError) {
+        try unfusedLinearActivation(x, weight: weight, bias: bias, activation: activation, into: y)
+    }
+
+    public func gatedLinear(_ x: Tensor, gate: Tensor, gateBias: Tensor?, up: Tensor, upBias: Tensor?, into y: Tensor) throws(ComputeError) {
+        try unfusedGatedLinear(x, gate: gate, gateBias: gateBias, up: up, upBias: upBias, into: y)
+    }
+
+    /// ``linearActivation(_:weight:bias:activation:into:)`` as two ops: ``linear(_:weight:bias:into:)``
+    /// into y (an f32 y) or an f32 scratch, then ``activation(_:_:into:)``.
+    public func unfusedLinearActivation(_ x: Tensor, weight: Tensor, bias: Tensor?, activation kind: Activation,
+                                        into y: Tensor) throws(ComputeError) {
+        let hidden = y.dtype == .f32 ? y : try empty(y.shape, dtype: .f32)
+        linear(x, weight: weight, bias: bias, into: hidden)
+        activation(kind, hidden, into: y)
+    }
+
+    /// ``gatedLinear(_:gate:gateBias:up:upBias:into:)`` as three ops: two ``linear(_:weight:bias:into:)``
+    /// (the gate into y when y is f32) and ``swiGLU(gate:up:into:)``.
+    public func unfusedGatedLinear(_ x: Tensor, gate: Tensor, gateBias: Tensor?, up: Tensor, upBias: Tensor?,
+                                   into y: Tensor) throws(ComputeError) {
+        let gated = y.dtype == .f32 ? y : try empty(y.shape, dtype: .f32)
+        let projected = try empty(y.shape, dtype: .f32)
+        linear(x, weight: gate, bias: gateBias, into: gated)
+        linear(x, weight: up, bias: upBias, into: projected)
+        swiGLU(gate: gated, up: projected, into: y)
+    }
 
     public func residualLayerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, eps: Float, into y: Tensor) {
         if let residual { add(x, residual, into: x) }

@@ -277,9 +277,10 @@ public final class TransformerModel: @unchecked Sendable {
         let q = try b.empty([n, localHeads, d], dtype: .f32)
         let k = try b.empty([n, localKVHeads, d], dtype: .f32)
         let v = try b.empty([n, localKVHeads, d], dtype: .f32)
-        b.linear(x, weight: w(attn + "q_proj.weight"), bias: wOpt(attn + "q_proj.bias"), into: q.reshaped([n, localHeads * d]))
-        b.linear(x, weight: w(attn + "k_proj.weight"), bias: wOpt(attn + "k_proj.bias"), into: k.reshaped([n, localKVHeads * d]))
-        b.linear(x, weight: w(attn + "v_proj.weight"), bias: wOpt(attn + "v_proj.bias"), into: v.reshaped([n, localKVHeads * d]))
+        // One launch for the three on a GPU at decode sizes.
+        b.linears(x, [(w(attn + "q_proj.weight"), wOpt(attn + "q_proj.bias"), q.reshaped([n, localHeads * d])),
+                      (w(attn + "k_proj.weight"), wOpt(attn + "k_proj.bias"), k.reshaped([n, localKVHeads * d])),
+                      (w(attn + "v_proj.weight"), wOpt(attn + "v_proj.bias"), v.reshaped([n, localKVHeads * d]))])
         if let embedding = step.rotary { b.rotary(queries: q, keys: k, step: step, embedding: embedding) }
         b.writeKV(k: k, v: v, kCache: cache.keys[layer], vCache: cache.values[layer], step: step)
         let context = try b.empty([n, localHeads, d], dtype: operandType)
@@ -294,19 +295,16 @@ public final class TransformerModel: @unchecked Sendable {
     private func mlp(_ x: Tensor, prefix p: String, into out: Tensor) throws {
         let c = config, b = backend, n = x.shape[0]
         let f = c.intermediateSize / worldSize
-        let hidden = try b.empty([n, f], dtype: .f32)
+        // The hidden layer after its activation, in the type of the next GEMM's operands; one launch for
+        // the up projection(s) and the activation on a GPU at decode sizes.
+        let activated = try b.empty([n, f], dtype: operandType)
         switch c.architecture {
         case .opt:
-            b.linear(x, weight: w(p + "fc1.weight"), bias: wOpt(p + "fc1.bias"), into: hidden)
-            let activated = operandType == .f32 ? hidden : try b.empty([n, f], dtype: operandType)
-            b.activation(c.hiddenAct, hidden, into: activated)
+            try b.linearActivation(x, weight: w(p + "fc1.weight"), bias: wOpt(p + "fc1.bias"), activation: c.hiddenAct, into: activated)
             b.linear(activated, weight: w(p + "fc2.weight"), bias: rowBias(p + "fc2.bias"), into: out)
         case .llama, .qwen2:
-            let up = try b.empty([n, f], dtype: .f32)
-            b.linear(x, weight: w(p + "mlp.gate_proj.weight"), bias: wOpt(p + "mlp.gate_proj.bias"), into: hidden)
-            b.linear(x, weight: w(p + "mlp.up_proj.weight"), bias: wOpt(p + "mlp.up_proj.bias"), into: up)
-            let activated = operandType == .f32 ? hidden : try b.empty([n, f], dtype: operandType)
-            b.swiGLU(gate: hidden, up: up, into: activated)
+            try b.gatedLinear(x, gate: w(p + "mlp.gate_proj.weight"), gateBias: wOpt(p + "mlp.gate_proj.bias"),
+                              up: w(p + "mlp.up_proj.weight"), upBias: wOpt(p + "mlp.up_proj.bias"), into: activated)
             b.linear(activated, weight: w(p + "mlp.down_proj.weight"), bias: rowBias(p + "mlp.down_proj.bias"), into: out)
         }
         try allReduce?(out)

@@ -25,23 +25,28 @@ enum ElementwiseKernels {
         }
     }
 
-    static var source: String {
-        var out = #"""
+    /// The activation formulas, shared with the skinny linear kernels' fused epilogues (`SkinnyLinearKernels`)
+    /// so that a fused layer computes what `activation` and `swiGLU` compute, bit for bit.
+    static let activationFunctions = #"""
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
 // kind: 0 relu, 1 gelu (erf), 2 gelu (tanh approximation), 3 silu.
+__device__ __forceinline__ float activate(float v, int kind) {
+    switch (kind) {
+    case 0: return fmaxf(v, 0.0f);
+    case 1: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case 2: return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+    default: return silu(v);
+    }
+}
+
+"""#
+
+    static var source: String {
+        var out = activationFunctions + #"""
 template <typename Y>
 __device__ void activation(const float* x, Y* y, i64 n, int kind) {
-    GRID_STRIDE(i, n) {
-        float v = x[i], r;
-        switch (kind) {
-        case 0: r = fmaxf(v, 0.0f); break;
-        case 1: r = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
-        case 2: r = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v))); break;
-        default: r = silu(v); break;
-        }
-        y[i] = from_float<Y>(r);
-    }
+    GRID_STRIDE(i, n) y[i] = from_float<Y>(activate(x[i], kind));
 }
 
 template <typename Y>
