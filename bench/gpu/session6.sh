@@ -74,6 +74,7 @@ final)
   step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 --variable-lengths 2>&1 | tail -10
   STEP_TIMEOUT=200 step python3 $S/anchor_hf.py gen 2>&1 | grep anchor
   step $C bench decode --device cuda --dtype bf16 --preset qwen2-0.5b --batch 1,256 2>&1 | tail -3
+  COLOCATE_FUSED_SKINNY=0 step $C bench decode --device cuda --dtype bf16 --preset qwen2-0.5b --batch 1,256 2>&1 | tail -3
   STEP_TIMEOUT=200 step python3 bench/anchor_decode.py --preset qwen2-0.5b --batch 1,256 2>&1 | grep "anchor hf"
   step $C bench rl --device cuda 2>&1 | tail -12
   STEP_TIMEOUT=120 step python3 $S/anchor_grpo.py 32 8 2>&1 | grep -v "^W1202" | tail -3
