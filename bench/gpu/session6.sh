@@ -89,13 +89,14 @@ rlaccept)
   # held-out accuracy before/after. Configurations "SFT_STEPS:RL_LR" run side by side on the one GPU.
   $C init-model --arch opt --preset opt-125m --out /tmp/m125 >/dev/null
   $C rl-data --task reversal --rows 20000 --out /tmp/rev.jsonl >/dev/null
-  for config in ${RL_CONFIGS:-100:2e-5 60:3e-5}; do
+  for config in ${RL_CONFIGS:-100:2e-5 60:3e-5 60:1e-5}; do
     sft=${config%%:*} lr=${config##*:} tag=sft${config%%:*}-lr${config##*:}
     (
       timeout 200 $C train --model /tmp/m125 --data /tmp/rev.jsonl --out /tmp/sft-$tag --steps $sft --batch-size 64 --lr 5e-4 --shuffle \
         --device cuda --dtype bf16-mixed --schedule cosine --warmup-steps 10 > $out/rl-$tag-sft.log 2>&1
       timeout 400 $C rl --model /tmp/sft-$tag --task reversal --out $out/rl-$tag --steps ${RL_STEPS:-200} --prompts-per-step 32 --group-size 8 \
-        --max-tokens 6 --lr $lr --warmup-steps 5 --eval-every 50 --eval-prompts 200 --seed 7 --device cuda --tp 1 > $out/rl-$tag.log 2>&1
+        --max-tokens 6 --lr $lr --warmup-steps 5 --eval-every 50 --eval-prompts 200 --seed 7 --device cuda --tp 1 \
+        --memory-utilization 0.25 > $out/rl-$tag.log 2>&1
       rm -rf $out/rl-$tag/checkpoint
       echo "=== rlaccept $tag: $(tail -3 $out/rl-$tag.log | tr '\n' ' ')"
     ) &
