@@ -40,6 +40,7 @@ struct CUDAParityCheck {
         print("\n== parity (GPU vs CPU reference)")
         try linear()
         try linearLowPrecisionOperands()
+        try linearBiasCopies()
         try fusedLinears()
         try embedding()
         try norms()
@@ -88,6 +89,29 @@ struct CUDAParityCheck {
                 let reference = CUDACheckReference.linear(CUDACheckReference.rounded(x, to: dtype), CUDACheckReference.rounded(w, to: dtype),
                                                           CUDACheckReference.rounded(b, to: dtype), n: n, k: k, o: o)
                 expect("linear \(dtype) operands [\(n),\(k)]x[\(o),\(k)]+b", try backend.floats(y), reference, tolerance: 2e-5)
+            }
+        }
+    }
+
+    /// A step's f32 bias copies (cuBLASLt's epilogue), refreshed after the biases change, as a weight
+    /// sync changes them between steps.
+    mutating func linearBiasCopies() throws {
+        let (n, k, o) = (64, 768, 3072)
+        let x = random.floats(n * k), w = random.floats(o * k, -0.1, 0.1)
+        for dtype in [DType.bf16, .f16] {
+            let bias = try up(random.floats(o), [o], dtype)
+            let (xd, wd) = (try up(x, [n, k], dtype), try up(w, [o, k], dtype))
+            for round in 0..<2 {
+                let b = random.floats(o)
+                try backend.upload(Tensor(b, shape: [o]), into: bias)
+                backend.refreshBiasCopies([bias], rows: n)
+                let y = try zeros([n, o])
+                backend.linear(xd, weight: wd, bias: bias, into: y)
+                backend.releaseBiasCopies()
+                let reference = CUDACheckReference.linear(CUDACheckReference.rounded(x, to: dtype), CUDACheckReference.rounded(w, to: dtype),
+                                                          CUDACheckReference.rounded(b, to: dtype), n: n, k: k, o: o)
+                expect("linear \(dtype) [\(n),\(k)]x[\(o),\(k)]+b with the step's f32 bias copy\(round == 0 ? "" : ", biases changed")",
+                       try backend.floats(y), reference, tolerance: 2e-5)
             }
         }
     }

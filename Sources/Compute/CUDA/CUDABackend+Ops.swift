@@ -48,10 +48,14 @@ extension CUDABackend {
             let operand = x.dtype == weight.dtype ? xa : try gemmOperands([(xa, n * k)], dtype: weight.dtype, writes: [(ya, y.byteCount)])[0]
             // A bias goes in cuBLASLt's epilogue where it has a kernel for it; otherwise it is written
             // into y first and the GEMM accumulates onto it.
-            if let bias, let ba, Self.biasEpilogue,
-               try gemm.matmul(w: wa, x: operand, y: ya, bias: ba, biasType: bias.dtype, rows: n, outputs: o, inputs: k,
-                               abType: weight.dtype, stream: stream.handle) {
-                return
+            // A 16-bit bias is added from its f32 copy of this step (``refreshBiasCopies(_:rows:)``) when there
+            // is one: cuBLASLt has no epilogue taking it as it is with an f32 output.
+            if let bias, let ba, Self.biasEpilogue {
+                let (epilogueBias, biasType) = biasCopy(of: ba).map { ($0, DType.f32) } ?? (ba, bias.dtype)
+                if try gemm.matmul(w: wa, x: operand, y: ya, bias: epilogueBias, biasType: biasType, rows: n, outputs: o, inputs: k,
+                                   abType: weight.dtype, stream: stream.handle) {
+                    return
+                }
             }
             if let bias, let ba {
                 try launch("fill_rows_\(Self.kernelSuffix(bias.dtype))", grid: (min((o + 255) / 256, 1024), min(n, 65535), 1),

@@ -81,6 +81,15 @@ public protocol ComputeBackend: Sendable {
     /// `y[n, :] = table[ids[n], :]` (or `+=` when `accumulate`). table: [V, H] any float dtype; y: [N, H].
     func embedding(ids: [Int32], table: Tensor, into y: Tensor, accumulate: Bool)
 
+    /// Copies `biases` now, in op order, into the form the fastest `linear` of `rows` rows adds them in
+    /// (on a GPU, f32 copies that cuBLASLt's epilogue adds, where 16-bit biases would need a pass of their
+    /// own); `linear` uses the copies until ``releaseBiasCopies()``. A model calls it at the start of each
+    /// step, inside a recorded step too, so a copy never outlives a weight update. Default: nothing.
+    func refreshBiasCopies(_ biases: [Tensor], rows: Int)
+
+    /// Ends the use of the copies of ``refreshBiasCopies(_:)``.
+    func releaseBiasCopies()
+
     /// Layer norm over the last dimension (biased variance, as PyTorch). x, y: [N, H].
     func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float, into y: Tensor)
 
@@ -171,6 +180,9 @@ public protocol ComputeBackend: Sendable {
 
 extension ComputeBackend {
     public func empty(_ shape: [Int], dtype: DType) throws(ComputeError) -> Tensor { try zeros(shape, dtype: dtype) }
+
+    public func refreshBiasCopies(_ biases: [Tensor], rows: Int) {}
+    public func releaseBiasCopies() {}
 
     public func linears(_ x: Tensor, _ layers: [(weight: Tensor, bias: Tensor?, output: Tensor)]) {
         for layer in layers { linear(x, weight: layer.weight, bias: layer.bias, into: layer.output) }

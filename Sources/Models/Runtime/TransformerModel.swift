@@ -25,6 +25,9 @@ public final class TransformerModel: @unchecked Sendable {
     /// frequencies depend on the positions of each pass).
     private let rotary: RotaryEmbedding?
 
+    /// The biases of the linear layers (not the norms'), for ``ComputeBackend/refreshBiasCopies(_:rows:)``.
+    private let linearBiases: [Tensor]
+
     public init(config: ModelConfig, weights: [String: Tensor], backend: any ComputeBackend,
                 rank: Int = 0, worldSize: Int = 1, allReduce: AllReduce? = nil) throws(ModelError) {
         try ParameterTable.validate(config: config, tensorParallelSize: worldSize)
@@ -42,6 +45,9 @@ public final class TransformerModel: @unchecked Sendable {
         }
         self.config = config
         self.weights = weights
+        linearBiases = weights.filter { name, _ in
+            name.hasSuffix("_proj.bias") || name.hasSuffix("fc1.bias") || name.hasSuffix("fc2.bias")
+        }.sorted { $0.key < $1.key }.map(\.value)
         self.backend = backend
         self.rank = rank
         self.worldSize = worldSize
@@ -160,6 +166,9 @@ public final class TransformerModel: @unchecked Sendable {
         let c = config, b = backend
         let n = step.tokens.count, h = c.hiddenSize
 
+        // The linear layers' biases in the form the backend adds fastest, fresh for this step.
+        b.refreshBiasCopies(linearBiases, rows: n)
+        defer { b.releaseBiasCopies() }
         let x = try embed(step)
         let scratch = try b.empty([n, h], dtype: .f32)
         if c.architecture == .opt && !c.doLayerNormBefore {

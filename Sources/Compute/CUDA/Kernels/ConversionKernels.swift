@@ -7,7 +7,7 @@ enum ConversionKernels {
     static var functions: [String] {
         CUDAKernelLibrarySources.floatTypes.flatMap { s in
             CUDAKernelLibrarySources.floatTypes.flatMap { d in ["convert_\(s.name)_\(d.name)", "copy2d_\(s.name)_\(d.name)"] }
-        }
+        } + ["convert_many_to_f32"]
     }
 
     static var source: String {
@@ -15,6 +15,18 @@ enum ConversionKernels {
 template <typename S, typename D>
 __device__ void convert(const S* __restrict__ src, D* __restrict__ dst, i64 n) {
     GRID_STRIDE(i, n) dst[i] = from_float<D>(to_float(src[i]));
+}
+
+// Several small tensors to f32 in one launch: table[4 i + 0..3] = source address, destination address,
+// element count, source type (0 f32, 1 bf16, 2 f16) of tensor i. Grid: (blocks, tensors).
+extern "C" __global__ void convert_many_to_f32(const i64* table) {
+    const i64* entry = table + 4 * blockIdx.y;
+    const void* src = (const void*)entry[0];
+    float* dst = (float*)entry[1];
+    i64 n = entry[2];
+    int type = (int)entry[3];
+    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+        dst[i] = type == 1 ? to_float(((const bf16*)src)[i]) : type == 2 ? to_float(((const f16*)src)[i]) : ((const float*)src)[i];
 }
 
 // dst[r * dstPitch + c] = src[r * srcPitch + c] for r < rows, c < cols. Grid: x over columns, y over rows.

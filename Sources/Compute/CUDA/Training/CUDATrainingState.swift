@@ -60,6 +60,12 @@ final class CUDATrainingState {
     /// graph may write there on replay.
     var graphsRecorded = false
     var retired: [CUDABuffer] = []
+    /// f32 copies of 16-bit biases by the bias's address (``CUDABackend/refreshBiasCopies(_:)``), the
+    /// device table the refresh kernel reads, the biases it lists, and whether `linear` may use them now.
+    var biasCopies: [UInt64: CUDABuffer] = [:]
+    var biasTable: CUDABuffer?
+    var biasTableSources: [UInt64] = []
+    var biasCopiesActive = false
 
     struct Conversion {
         var source: UInt64
