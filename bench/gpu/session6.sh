@@ -84,6 +84,19 @@ final)
   STEP_TIMEOUT=100 step bash bench/probes/ncu_decode_step.sh $C 256 4000 230 > $out/ncu3-256.log 2>&1; grep -E "total|sum" $out/ncu3-256.log | head -16
   STEP_TIMEOUT=60 step bash bench/probes/ncu_decode_step.sh $C 1 900 230 > $out/ncu3-1.log 2>&1; grep -E "total|sum" $out/ncu3-1.log | head -16
   ;;
+biascopies)
+  # The f32 bias copies (cuBLASLt epilogue) checked, then A/B and the benchmarks again beside their anchors.
+  step $C cuda-check --parity-only > $out/parity.log 2>&1; grep -E "FAIL|bias copy|passed|failed" $out/parity.log | tail -8
+  step $C cuda-check --models $S/fixtures > $out/models.log 2>&1; grep -E "FAIL|passed|failed" $out/models.log | tail -4
+  COLOCATE_BIAS_EPILOGUE=0 step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -3
+  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -3
+  STEP_TIMEOUT=150 step python3 $S/anchor_hf.py gen 2>&1 | grep anchor
+  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -3
+  step $C bench decode --device cuda --dtype bf16 --preset qwen2-0.5b --batch 1,256 2>&1 | tail -2
+  STEP_TIMEOUT=150 step python3 bench/anchor_decode.py --preset qwen2-0.5b --batch 1,256 2>&1 | grep "anchor hf"
+  step $C bench rl --device cuda 2>&1 | tail -10
+  STEP_TIMEOUT=100 step python3 $S/anchor_grpo.py 32 8 2>&1 | grep -v "^W1202" | tail -2
+  ;;
 rlaccept)
   # Issue 14's acceptance on the GPU: SFT an opt-125m-shaped model on reversal to a partial accuracy, then GRPO;
   # held-out accuracy before/after. Configurations "SFT_STEPS:RL_LR" run side by side on the one GPU.
