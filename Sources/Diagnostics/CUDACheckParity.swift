@@ -93,8 +93,8 @@ struct CUDAParityCheck {
         }
     }
 
-    /// A step's f32 bias copies (cuBLASLt's epilogue), refreshed after the biases change, as a weight
-    /// sync changes them between steps.
+    /// A step's f32 bias copies (cuBLASLt's epilogue; bf16 weights — f16 keeps its fill pass), refreshed
+    /// after the biases change, as a weight sync changes them between steps.
     mutating func linearBiasCopies() throws {
         let (n, k, o) = (64, 768, 3072)
         let x = random.floats(n * k), w = random.floats(o * k, -0.1, 0.1)
@@ -110,7 +110,7 @@ struct CUDAParityCheck {
                 backend.releaseBiasCopies()
                 let reference = CUDACheckReference.linear(CUDACheckReference.rounded(x, to: dtype), CUDACheckReference.rounded(w, to: dtype),
                                                           CUDACheckReference.rounded(b, to: dtype), n: n, k: k, o: o)
-                expect("linear \(dtype) [\(n),\(k)]x[\(o),\(k)]+b with the step's f32 bias copy\(round == 0 ? "" : ", biases changed")",
+                expect("linear \(dtype) [\(n),\(k)]x[\(o),\(k)]+b after refreshBiasCopies\(round == 0 ? "" : ", biases changed")",
                        try backend.floats(y), reference, tolerance: 2e-5)
             }
         }

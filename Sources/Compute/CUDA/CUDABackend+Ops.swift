@@ -51,7 +51,8 @@ extension CUDABackend {
             // A 16-bit bias is added from its f32 copy of this step (``refreshBiasCopies(_:rows:)``) when there
             // is one: cuBLASLt has no epilogue taking it as it is with an f32 output.
             if let bias, let ba, Self.biasEpilogue {
-                let (epilogueBias, biasType) = biasCopy(of: ba).map { ($0, DType.f32) } ?? (ba, bias.dtype)
+                let copy = weight.dtype == .bf16 ? biasCopy(of: ba) : nil
+                let (epilogueBias, biasType) = copy.map { ($0, DType.f32) } ?? (ba, bias.dtype)
                 if try gemm.matmul(w: wa, x: operand, y: ya, bias: epilogueBias, biasType: biasType, rows: n, outputs: o, inputs: k,
                                    abType: weight.dtype, stream: stream.handle) {
                     return
