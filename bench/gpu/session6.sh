@@ -97,6 +97,12 @@ biascopies)
   step $C bench rl --device cuda 2>&1 | tail -10
   STEP_TIMEOUT=100 step python3 $S/anchor_grpo.py 32 8 2>&1 | grep -v "^W1202" | tail -2
   ;;
+recheck)
+  # After the f16 fix: the checks, and one decode run.
+  step $C cuda-check --parity-only > $out/parity.log 2>&1; grep -E "FAIL|refreshBiasCopies|passed|failed" $out/parity.log | tail -8
+  step $C cuda-check --models $S/fixtures > $out/models.log 2>&1; grep -E "FAIL|passed|failed" $out/models.log | tail -4
+  step $C bench decode --device cuda --dtype bf16 --batch 1,32,256 2>&1 | tail -4
+  ;;
 rlaccept)
   # Issue 14's acceptance on the GPU: SFT an opt-125m-shaped model on reversal to a partial accuracy, then GRPO;
   # held-out accuracy before/after. Configurations "SFT_STEPS:RL_LR" run side by side on the one GPU.
