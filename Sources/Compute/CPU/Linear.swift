@@ -140,7 +140,7 @@ extension CPUKernels {
                 var k0 = 0
                 while k0 < k {
                     let n = min(kChunk, k - k0)
-                    for j in 0..<4 { convertToFloat(p.weight(row: r + j, column: k0), p.dtype, count: n, into: scratch + j * kChunk) }
+                    for j in 0..<4 { convertToFloat(p.weight(row: r &+ j, column: k0), p.dtype, count: n, into: scratch + j &* kChunk) }
                     s += dotFour(p.x + k0, scratch, scratch + kChunk, scratch + 2 * kChunk, scratch + 3 * kChunk, n)
                     k0 += n
                 }
@@ -175,16 +175,16 @@ extension CPUKernels {
     /// the tail (k mod 16) stays in place.
     static func evenOddPermutation(_ x: UnsafePointer<Float>, _ k: Int, into out: UnsafeMutablePointer<Float>) {
         var b = 0
-        while b + 16 <= k {
+        while b &+ 16 <= k {
             for j in 0..<8 {
-                out[b + j] = x[b + 2 * j]
-                out[b + 8 + j] = x[b + 2 * j + 1]
+                out[b &+ j] = x[b &+ 2 &* j]
+                out[b &+ 8 &+ j] = x[b &+ 2 &* j &+ 1]
             }
-            b += 16
+            b &+= 16
         }
         while b < k {
             out[b] = x[b]
-            b += 1
+            b &+= 1
         }
     }
 
@@ -337,7 +337,7 @@ extension CPUKernels {
                 ldw = p.ldw
             } else if !bf16InRegisters {
                 for r in 0..<count {
-                    convertToFloat(p.weight(row: o0 + r, column: k0), p.dtype, count: kl, into: scratch + r * kBlock)
+                    convertToFloat(p.weight(row: o0 &+ r, column: k0), p.dtype, count: kl, into: scratch + r &* kBlock)
                 }
             }
             let accumulate = k0 > 0 || p.accumulate
