@@ -91,13 +91,15 @@ public enum MatmulBenchmark {
                 Parallel.forEach(count: chunks) { c in
                     let start = buffer + c * (count / chunks)
                     var a = SIMD8<Float>(), b = SIMD8<Float>(), d = SIMD8<Float>(), e = SIMD8<Float>()
+                    // Wrapping index arithmetic: an overflow check per step would be measured with the reads.
+                    let end = count / chunks
                     var i = 0
-                    while i < count / chunks {
+                    while i < end {
                         a += UnsafeRawPointer(start + i).loadUnaligned(as: SIMD8<Float>.self)
-                        b += UnsafeRawPointer(start + i + 8).loadUnaligned(as: SIMD8<Float>.self)
-                        d += UnsafeRawPointer(start + i + 16).loadUnaligned(as: SIMD8<Float>.self)
-                        e += UnsafeRawPointer(start + i + 24).loadUnaligned(as: SIMD8<Float>.self)
-                        i += 32
+                        b += UnsafeRawPointer(start + (i &+ 8)).loadUnaligned(as: SIMD8<Float>.self)
+                        d += UnsafeRawPointer(start + (i &+ 16)).loadUnaligned(as: SIMD8<Float>.self)
+                        e += UnsafeRawPointer(start + (i &+ 24)).loadUnaligned(as: SIMD8<Float>.self)
+                        i &+= 32
                     }
                     partial[c * 16] = (a + b + d + e).sum()
                 }

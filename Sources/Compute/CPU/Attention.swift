@@ -70,13 +70,17 @@ extension CPUKernels {
                             let laneBase = scratch + lane * perLane
                             let offsets = laneBase.bindMemory(to: Int.self, capacity: longest)
                             let table = flat.baseAddress! + tableStart[s]
+                            // Blocks and positions were checked against the cache above: wrapping arithmetic.
                             var p = 0
                             while p < length {
-                                let base = Int(table[p / blockSize]) * blockSize
-                                let end = min(length, (p / blockSize + 1) * blockSize)
+                                let block = p / blockSize
+                                let base = Int(table[block]) &* blockSize
+                                let end = min(length, (block &+ 1) &* blockSize)
+                                var offset = (base &+ (p &- block &* blockSize)) &* rowStride
                                 while p < end {
-                                    offsets[p] = (base + p % blockSize) * rowStride
-                                    p += 1
+                                    offsets[p] = offset
+                                    offset &+= rowStride
+                                    p &+= 1
                                 }
                             }
                             attendHeads(
@@ -109,56 +113,58 @@ extension CPUKernels {
         scores: UnsafeMutablePointer<Float>, scoreStride: Int, accumulators: UnsafeMutablePointer<Float>,
         inverseSums: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
     ) {
-        let headCount = kvCount * group
+        // Offsets index the caller's cache and scratch (checked by `attention`): wrapping arithmetic.
+        let headCount = kvCount &* group
+        let first = firstKV &* headDim
         // Scores, four positions at a time, all heads of the task per position.
         var p = 0
         while p &+ 4 <= length {
-            let k0 = kCache + offsets[p] + firstKV * headDim, k1 = kCache + offsets[p &+ 1] + firstKV * headDim
-            let k2 = kCache + offsets[p &+ 2] + firstKV * headDim, k3 = kCache + offsets[p &+ 3] + firstKV * headDim
+            let k0 = kCache + (offsets[p] &+ first), k1 = kCache + (offsets[p &+ 1] &+ first)
+            let k2 = kCache + (offsets[p &+ 2] &+ first), k3 = kCache + (offsets[p &+ 3] &+ first)
             for h in 0..<headCount {
-                let ko = (h / group) * headDim
-                let d = dot4(q + h * headDim, k0 + ko, k1 + ko, k2 + ko, k3 + ko, headDim)
-                UnsafeMutableRawPointer(scores + h * scoreStride + p).storeBytes(of: d * scale, as: SIMD4<Float>.self)
+                let ko = (h / group) &* headDim
+                let d = dot4(q + h &* headDim, k0 + ko, k1 + ko, k2 + ko, k3 + ko, headDim)
+                UnsafeMutableRawPointer(scores + (h &* scoreStride &+ p)).storeBytes(of: d * scale, as: SIMD4<Float>.self)
             }
             p &+= 4
         }
         while p < length {
-            let k = kCache + offsets[p] + firstKV * headDim
+            let k = kCache + (offsets[p] &+ first)
             for h in 0..<headCount {
-                let kh = k + (h / group) * headDim
-                scores[h * scoreStride + p] = dot4(q + h * headDim, kh, kh, kh, kh, headDim)[0] * scale
+                let kh = k + (h / group) &* headDim
+                scores[h &* scoreStride &+ p] = dot4(q + h &* headDim, kh, kh, kh, kh, headDim)[0] * scale
             }
             p &+= 1
         }
         for h in 0..<headCount {
-            let row = scores + h * scoreStride
+            let row = scores + h &* scoreStride
             let m = VectorMath.maximum(row, length)
             inverseSums[h] = 1 / VectorMath.exponentialSum(row, length, minus: m, into: row)
         }
 
         // Weighted values, four positions at a time, into accumulators that stay in L1.
-        accumulators.initialize(repeating: 0, count: headCount * headDim)
+        accumulators.initialize(repeating: 0, count: headCount &* headDim)
         p = 0
         while p &+ 4 <= length {
-            let v0 = vCache + offsets[p] + firstKV * headDim, v1 = vCache + offsets[p &+ 1] + firstKV * headDim
-            let v2 = vCache + offsets[p &+ 2] + firstKV * headDim, v3 = vCache + offsets[p &+ 3] + firstKV * headDim
+            let v0 = vCache + (offsets[p] &+ first), v1 = vCache + (offsets[p &+ 1] &+ first)
+            let v2 = vCache + (offsets[p &+ 2] &+ first), v3 = vCache + (offsets[p &+ 3] &+ first)
             for h in 0..<headCount {
-                let vo = (h / group) * headDim
-                let w = UnsafeRawPointer(scores + h * scoreStride + p).loadUnaligned(as: SIMD4<Float>.self)
-                accumulateFour(accumulators + h * headDim, v0 + vo, v1 + vo, v2 + vo, v3 + vo, w, headDim)
+                let vo = (h / group) &* headDim
+                let w = UnsafeRawPointer(scores + (h &* scoreStride &+ p)).loadUnaligned(as: SIMD4<Float>.self)
+                accumulateFour(accumulators + h &* headDim, v0 + vo, v1 + vo, v2 + vo, v3 + vo, w, headDim)
             }
             p &+= 4
         }
         while p < length {
-            let v = vCache + offsets[p] + firstKV * headDim
+            let v = vCache + (offsets[p] &+ first)
             for h in 0..<headCount {
-                let vh = v + (h / group) * headDim
-                accumulateOne(accumulators + h * headDim, vh, scores[h * scoreStride + p], headDim)
+                let vh = v + (h / group) &* headDim
+                accumulateOne(accumulators + h &* headDim, vh, scores[h &* scoreStride &+ p], headDim)
             }
             p &+= 1
         }
         for h in 0..<headCount {
-            let acc = accumulators + h * headDim, o = out + h * headDim, inverse = inverseSums[h]
+            let acc = accumulators + h &* headDim, o = out + h &* headDim, inverse = inverseSums[h]
             var d = 0
             while d &+ 8 <= headDim {
                 storeVector(loadVector(acc, d) * inverse, o, d)

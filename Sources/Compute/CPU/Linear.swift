@@ -16,6 +16,11 @@
 /// block of W is converted into per-thread f32 scratch once and shared by all rows of x.
 ///
 /// Work is split over blocks of output features; each thread claims blocks dynamically.
+///
+/// Index arithmetic: the callers (`CPUBackend`) check every tensor's shape before calling in, so the
+/// sizes and strides here describe memory that exists, and no product of an index and a stride can
+/// overflow. The loops that run per row, per tile or per element therefore use wrapping operators
+/// (`&+`, `&*`), which `-O` compiles without an overflow branch; the preconditions stay.
 extension CPUKernels {
     /// Output features per parallel task of the tiled kernel (a multiple of the tile's 3 W rows).
     static let gemmRowsPerTask = 48
@@ -81,9 +86,10 @@ extension CPUKernels {
         /// Add into y rather than overwrite it.
         var accumulate = false
 
-        /// Start of weight row `r` at column `k`.
+        /// Start of weight row `r` at column `k`. Wrapping arithmetic: r < o and k < ldw index the weight
+        /// the caller allocated, so the byte offset fits in an Int (see "Index arithmetic" above).
         func weight(row r: Int, column k: Int = 0) -> UnsafeRawPointer {
-            w + (r * ldw + k) * elementSize
+            w + (r &* ldw &+ k) &* elementSize
         }
     }
 
@@ -122,19 +128,19 @@ extension CPUKernels {
     ) {
         let k = p.k
         var r = range.lowerBound
-        while r + 4 <= range.upperBound {
+        while r &+ 4 <= range.upperBound {
             var s: SIMD4<Float>
             if p.isF32 {
-                s = dotFour(p.x, floats(p.weight(row: r)), floats(p.weight(row: r + 1)),
-                            floats(p.weight(row: r + 2)), floats(p.weight(row: r + 3)), k)
+                s = dotFour(p.x, floats(p.weight(row: r)), floats(p.weight(row: r &+ 1)),
+                            floats(p.weight(row: r &+ 2)), floats(p.weight(row: r &+ 3)), k)
             } else if p.isBF16 {
-                s = dotFourBF16(permutedX, p.weight(row: r), p.weight(row: r + 1), p.weight(row: r + 2), p.weight(row: r + 3), k)
+                s = dotFourBF16(permutedX, p.weight(row: r), p.weight(row: r &+ 1), p.weight(row: r &+ 2), p.weight(row: r &+ 3), k)
             } else {
                 s = SIMD4<Float>()
                 var k0 = 0
                 while k0 < k {
                     let n = min(kChunk, k - k0)
-                    for j in 0..<4 { convertToFloat(p.weight(row: r + j, column: k0), p.dtype, count: n, into: scratch + j * kChunk) }
+                    for j in 0..<4 { convertToFloat(p.weight(row: r &+ j, column: k0), p.dtype, count: n, into: scratch + j &* kChunk) }
                     s += dotFour(p.x + k0, scratch, scratch + kChunk, scratch + 2 * kChunk, scratch + 3 * kChunk, n)
                     k0 += n
                 }
@@ -142,7 +148,7 @@ extension CPUKernels {
             if let bias = p.bias { s += UnsafeRawPointer(bias + r).loadUnaligned(as: SIMD4<Float>.self) }
             if p.accumulate { s += UnsafeRawPointer(p.y + r).loadUnaligned(as: SIMD4<Float>.self) }
             UnsafeMutableRawPointer(p.y + r).storeBytes(of: s, as: SIMD4<Float>.self)
-            r += 4
+            r &+= 4
         }
         while r < range.upperBound {
             var s: Float = 0
@@ -161,7 +167,7 @@ extension CPUKernels {
                 }
             }
             p.y[r] = s + (p.accumulate ? p.y[r] : p.bias?[r] ?? 0)
-            r += 1
+            r &+= 1
         }
     }
 
@@ -169,16 +175,16 @@ extension CPUKernels {
     /// the tail (k mod 16) stays in place.
     static func evenOddPermutation(_ x: UnsafePointer<Float>, _ k: Int, into out: UnsafeMutablePointer<Float>) {
         var b = 0
-        while b + 16 <= k {
+        while b &+ 16 <= k {
             for j in 0..<8 {
-                out[b + j] = x[b + 2 * j]
-                out[b + 8 + j] = x[b + 2 * j + 1]
+                out[b &+ j] = x[b &+ 2 &* j]
+                out[b &+ 8 &+ j] = x[b &+ 2 &* j &+ 1]
             }
-            b += 16
+            b &+= 16
         }
         while b < k {
             out[b] = x[b]
-            b += 1
+            b &+= 1
         }
     }
 
@@ -331,7 +337,7 @@ extension CPUKernels {
                 ldw = p.ldw
             } else if !bf16InRegisters {
                 for r in 0..<count {
-                    convertToFloat(p.weight(row: o0 + r, column: k0), p.dtype, count: kl, into: scratch + r * kBlock)
+                    convertToFloat(p.weight(row: o0 &+ r, column: k0), p.dtype, count: kl, into: scratch + r &* kBlock)
                 }
             }
             let accumulate = k0 > 0 || p.accumulate
@@ -340,24 +346,25 @@ extension CPUKernels {
                 let n1 = min(p.n, n0 + gemmRowBlock)
                 // bf16 tiles are 4×2: widening needs registers that a third W row would take.
                 let step = bf16InRegisters ? 2 : 3
+                // Per tile: wrapping index arithmetic (offsets within x, W and y, which the caller allocated).
                 var j = 0
                 while j < count {
-                    let cols = min(step, count - j)
-                    let bias = accumulate ? nil : p.bias.map { $0 + o0 + j }
+                    let cols = min(step, count &- j)
+                    let bias = accumulate ? nil : p.bias.map { $0 + (o0 &+ j) }
                     var i = n0
                     while i < n1 {
                         if bf16InRegisters {
-                            tileBF16(rows: min(4, n1 - i), cols: cols,
-                                     x: p.x + i * p.ldx + k0, ldx: p.ldx, w: p.weight(row: o0 + j, column: k0), ldw: p.ldw * 2,
-                                     k: kl, y: p.y + i * p.ldy + o0 + j, ldy: p.ldy, bias: bias, accumulate: accumulate)
+                            tileBF16(rows: min(4, n1 &- i), cols: cols,
+                                     x: p.x + (i &* p.ldx &+ k0), ldx: p.ldx, w: p.weight(row: o0 &+ j, column: k0), ldw: p.ldw &* 2,
+                                     k: kl, y: p.y + (i &* p.ldy &+ o0 &+ j), ldy: p.ldy, bias: bias, accumulate: accumulate)
                         } else {
-                            tile(rows: min(4, n1 - i), cols: cols,
-                                 x: p.x + i * p.ldx + k0, ldx: p.ldx, w: w + j * ldw, ldw: ldw, k: kl,
-                                 y: p.y + i * p.ldy + o0 + j, ldy: p.ldy, bias: bias, accumulate: accumulate)
+                            tile(rows: min(4, n1 &- i), cols: cols,
+                                 x: p.x + (i &* p.ldx &+ k0), ldx: p.ldx, w: w + j &* ldw, ldw: ldw, k: kl,
+                                 y: p.y + (i &* p.ldy &+ o0 &+ j), ldy: p.ldy, bias: bias, accumulate: accumulate)
                         }
-                        i += 4
+                        i &+= 4
                     }
-                    j += step
+                    j &+= step
                 }
                 n0 = n1
             }
@@ -397,7 +404,7 @@ extension CPUKernels {
         let (x0, x1, x2, x3) = rowPointers(x, ldx, rows)
         let w0 = w
         let w1 = w + (cols > 1 ? ldw : 0)
-        let w2 = w + (cols > 2 ? 2 * ldw : 0)
+        let w2 = w + (cols > 2 ? 2 &* ldw : 0)
         var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c02 = SIMD8<Float>()
         var c10 = SIMD8<Float>(), c11 = SIMD8<Float>(), c12 = SIMD8<Float>()
         var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c22 = SIMD8<Float>()
@@ -531,7 +538,7 @@ extension CPUKernels {
 /// results are discarded).
 @inline(always) private func rowPointers(_ x: UnsafePointer<Float>, _ ldx: Int, _ rows: Int)
     -> (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) {
-    (x, x + (rows > 1 ? ldx : 0), x + (rows > 2 ? 2 * ldx : 0), x + (rows > 3 ? 3 * ldx : 0))
+    (x, x + (rows > 1 ? ldx : 0), x + (rows > 2 ? 2 &* ldx : 0), x + (rows > 3 ? 3 &* ldx : 0))
 }
 
 /// Writes a micro-tile's sums (lane r of `s_j`: row r, column j; `cols` ≤ 3) into y, adding to it or
@@ -541,7 +548,7 @@ extension CPUKernels {
     _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ bias: UnsafePointer<Float>?, _ accumulate: Bool
 ) {
     for r in 0..<rows {
-        let out = y + r * ldy
+        let out = y + r &* ldy
         if accumulate {
             out[0] += s0[r]
             if cols > 1 { out[1] += s1[r] }
