@@ -26,7 +26,7 @@ public final class TransformerModel: @unchecked Sendable {
     private let rotary: RotaryEmbedding?
 
     /// The biases of the linear layers (not the norms'), for ``ComputeBackend/refreshBiasCopies(_:rows:)``.
-    private let linearBiases: [Tensor]
+    let linearBiases: [Tensor]
 
     public init(config: ModelConfig, weights: [String: Tensor], backend: any ComputeBackend,
                 rank: Int = 0, worldSize: Int = 1, allReduce: AllReduce? = nil) throws(ModelError) {
