@@ -13,6 +13,7 @@ def raw(name):
 prelude = raw("CUDAKernelSource.swift")[0]
 prelude = prelude.replace('asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));', "{ _Float16 h; memcpy(&h, &x.bits, 2); f = (float)h; }")
 prelude = prelude.replace('asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r.bits) : "f"(x));', "{ _Float16 h = (_Float16)x; memcpy(&r.bits, &h, 2); }")
+prelude = prelude.replace('asm("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));', "v = *p;")
 source = '#include "emu.h"\n' + prelude
 if sys.argv[1:] == ["skinny"]:
     # The skinny linear kernels and the elementwise ones they fuse (skinny_kernels_test.cpp).

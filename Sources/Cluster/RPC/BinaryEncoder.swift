@@ -299,15 +299,7 @@ struct BinaryKeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
             writer.fail("no key 'super' in \(Key.self)", codingPath)
             return BinaryValueEncoder(writer: writer, slot: BinaryWriter.Scope(.slot), codingPath: path)
         }
-        do {
-            try entry(key)
-        } catch {
-            writer.fail("a container was written after its parent moved on", path)
-            return BinaryValueEncoder(writer: writer, slot: BinaryWriter.Scope(.slot), codingPath: path)
-        }
-        let slot = BinaryWriter.Scope(.slot)
-        writer.push(slot)
-        return BinaryValueEncoder(writer: writer, slot: slot, codingPath: path)
+        return writer.nestedEncoder(at: path) { try entry(key) }
     }
 }
 
@@ -352,15 +344,23 @@ struct BinaryUnkeyedEncoder: UnkeyedEncodingContainer {
     mutating func superEncoder() -> any Encoder { nestedEncoder() }
 
     private func nestedEncoder() -> BinaryValueEncoder {
-        let path = codingPath + [BinaryPayload.IndexKey(count)]
+        writer.nestedEncoder(at: codingPath + [BinaryPayload.IndexKey(count)]) { try element() }
+    }
+}
+
+extension BinaryWriter {
+    /// An encoder for a container nested at `path`, in a slot that stays open until its parent is written
+    /// again; `enter` opens the parent's entry for it. A parent that has moved on is a recorded failure
+    /// (reported when encoding ends), not a trap.
+    func nestedEncoder(at path: [any CodingKey], entering enter: () throws -> Void) -> BinaryValueEncoder {
         do {
-            try element()
+            try enter()
         } catch {
-            writer.fail("a container was written after its parent moved on", path)
-            return BinaryValueEncoder(writer: writer, slot: BinaryWriter.Scope(.slot), codingPath: path)
+            fail("a container was written after its parent moved on", path)
+            return BinaryValueEncoder(writer: self, slot: Scope(.slot), codingPath: path)
         }
-        let slot = BinaryWriter.Scope(.slot)
-        writer.push(slot)
-        return BinaryValueEncoder(writer: writer, slot: slot, codingPath: path)
+        let slot = Scope(.slot)
+        push(slot)
+        return BinaryValueEncoder(writer: self, slot: slot, codingPath: path)
     }
 }

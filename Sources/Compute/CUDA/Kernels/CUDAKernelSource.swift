@@ -104,6 +104,32 @@ __device__ float block_max(float v, float* scratch) {
     return warp_max(lane < warps ? scratch[lane] : NEG_INF);
 }
 
+// Eight consecutive elements (16-byte aligned) as floats: two 16-byte loads of f32, one of a 16-bit type.
+__device__ __forceinline__ void load8(const float* p, float* v) {
+    float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+template <typename H>
+__device__ __forceinline__ void load8(const H* p, float* v) {
+    uint4 u = *reinterpret_cast<const uint4*>(p);
+    unsigned int words[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        H lo, hi;
+        lo.bits = (unsigned short)(words[i] & 0xffffu);
+        hi.bits = (unsigned short)(words[i] >> 16);
+        v[2 * i] = to_float(lo);
+        v[2 * i + 1] = to_float(hi);
+    }
+}
+
+// An f32 load that skips L1 (memory other blocks of the launch wrote), free to be scheduled with others.
+__device__ __forceinline__ float load_cg(const float* p) {
+    float v;
+    asm("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+
 #define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 """#
 }

@@ -62,45 +62,10 @@ enum GroupedAttentionKernels {
     static var source: String {
         var out = "#define GROUPED_ATTENTION_WARPS \(warps)\n"
         out += #"""
-// 8 consecutive elements of a cache row as floats: one 16-byte load of a 16-bit type, two of f32.
-__device__ __forceinline__ void load8(const bf16* p, float* x) {
-    uint4 u = *(const uint4*)p;
-    unsigned int w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        x[2 * i] = __uint_as_float(w[i] << 16);
-        x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-}
-__device__ __forceinline__ void load8(const f16* p, float* x) {
-    uint4 u = *(const uint4*)p;
-    unsigned int w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f16 lo, hi;
-        lo.bits = (unsigned short)(w[i] & 0xffffu);
-        hi.bits = (unsigned short)(w[i] >> 16);
-        x[2 * i] = to_float(lo);
-        x[2 * i + 1] = to_float(hi);
-    }
-}
-__device__ __forceinline__ void load8(const float* p, float* x) {
-    float4 a = *(const float4*)p, b = *(const float4*)(p + 4);
-    x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
-    x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
-}
-
 // q: [tokens, heads, headDim] f32; out: the same shape in C; caches: [slots, kvHeads, headDim] in C;
 // meta as for paged_attention. partial (splits > 1): [tokens, heads, splits, headDim + 2] f32 — the
 // unnormalised values, then the max and the sum of the split.
 // Grid: (tokens, kvHeads · headChunks, splits); block: 32 · GROUPED_ATTENTION_WARPS threads.
-// An f32 load that skips L1 (written by other blocks of this launch), free to be scheduled with others.
-__device__ __forceinline__ float load_cg(const float* p) {
-    float v;
-    asm("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
-    return v;
-}
-
 template <typename C, int D, int GMAX>
 __device__ void paged_attention_grouped(const float* q, const C* kCache, const C* vCache, C* out, float* partial,
                                         int* counters, const int* meta, int tokens, int heads, int kvHeads, int headDim,

@@ -31,6 +31,35 @@ __device__ __forceinline__ void better(float& v, int& i, float ov, int oi) {
     if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
 }
 
+// The block's best (v, index) by `better`, on every thread. values and indices: 32 each, in shared memory.
+__device__ void block_best(float& v, int& index, float* values, int* indices) {
+    for (int o = 16; o > 0; o >>= 1) better(v, index, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, index, o));
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) { values[warp] = v; indices[warp] = index; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++) better(v, index, values[w], indices[w]);
+        values[0] = v;
+        indices[0] = index;
+    }
+    __syncthreads();
+    v = values[0];
+    index = indices[0];
+}
+
+// Over xr[begin, end): the largest value m at its lowest index (0x7fffffff when the range is empty or
+// all -inf), and the sum of exp(x - m), on every thread. scratch: 32 floats for block_sum.
+__device__ void range_best_and_sum(const float* xr, int begin, int end, float& m, int& index, float& sum,
+                                   float* values, int* indices, float* scratch) {
+    m = NEG_INF;
+    index = 0x7fffffff;
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) better(m, index, xr[i], i);
+    block_best(m, index, values, indices);
+    float s = 0.0f;
+    if (m != NEG_INF) for (int i = begin + threadIdx.x; i < end; i += blockDim.x) s += expf(xr[i] - m);
+    sum = block_sum(s, scratch);
+}
+
 extern "C" __global__ void argmax_f32(const float* x, int* out, int cols) {
     __shared__ float values[32];
     __shared__ int indices[32];
@@ -38,14 +67,8 @@ extern "C" __global__ void argmax_f32(const float* x, int* out, int cols) {
     float v = NEG_INF;
     int index = 0x7fffffff;
     for (int i = threadIdx.x; i < cols; i += blockDim.x) better(v, index, xr[i], i);
-    for (int o = 16; o > 0; o >>= 1) better(v, index, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, index, o));
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) { values[warp] = v; indices[warp] = index; }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)(blockDim.x >> 5); w++) better(v, index, values[w], indices[w]);
-        out[blockIdx.x] = index == 0x7fffffff ? 0 : index;
-    }
+    block_best(v, index, values, indices);
+    if (threadIdx.x == 0) out[blockIdx.x] = index == 0x7fffffff ? 0 : index;
 }
 
 // Greedy choice per row (one block per row): the argmax (lowest index on ties) and its log-softmax value,
@@ -55,28 +78,14 @@ extern "C" __global__ void argmax_f32(const float* x, int* out, int cols) {
 extern "C" __global__ void greedy_f32(const float* x, float* out, int cols) {
     __shared__ float values[32], scratch[32];
     __shared__ int indices[32];
-    __shared__ float rowMax;
-    __shared__ int rowIndex;
     const float* xr = x + (i64)blockIdx.x * cols;
-    float v = NEG_INF;
-    int index = 0x7fffffff;
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) better(v, index, xr[i], i);
-    for (int o = 16; o > 0; o >>= 1) better(v, index, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, index, o));
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) { values[warp] = v; indices[warp] = index; }
-    __syncthreads();
+    float m, sum;
+    int index;
+    range_best_and_sum(xr, 0, cols, m, index, sum, values, indices, scratch);
     if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)(blockDim.x >> 5); w++) better(v, index, values[w], indices[w]);
-        rowMax = v;
-        rowIndex = index == 0x7fffffff ? 0 : index;
-    }
-    __syncthreads();
-    float m = rowMax, sum = 0.0f;
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) sum += expf(xr[i] - m);
-    sum = block_sum(sum, scratch);
-    if (threadIdx.x == 0) {
-        out[2 * (i64)blockIdx.x] = __int_as_float(rowIndex);
-        out[2 * (i64)blockIdx.x + 1] = xr[rowIndex] - m - logf(sum);
+        int chosen = index == 0x7fffffff ? 0 : index;
+        out[2 * (i64)blockIdx.x] = __int_as_float(chosen);
+        out[2 * (i64)blockIdx.x + 1] = xr[chosen] - m - logf(sum);
     }
 }
 
@@ -88,32 +97,18 @@ extern "C" __global__ void greedy_f32(const float* x, float* out, int cols) {
 extern "C" __global__ void greedy_split_f32(const float* x, float* partials, int* counters, float* out, int cols) {
     __shared__ float values[32], scratch[32];
     __shared__ int indices[32];
-    __shared__ float chunkMax;
     __shared__ int isLast;
     int row = blockIdx.x, chunk = blockIdx.y, chunks = gridDim.y;
     int per = (cols + chunks - 1) / chunks;
     int begin = min(cols, chunk * per), end = min(cols, begin + per);
     const float* xr = x + (i64)row * cols;
-    float v = NEG_INF;
-    int index = 0x7fffffff;
-    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) better(v, index, xr[i], i);
-    for (int o = 16; o > 0; o >>= 1) better(v, index, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, index, o));
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) { values[warp] = v; indices[warp] = index; }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)(blockDim.x >> 5); w++) better(v, index, values[w], indices[w]);
-        chunkMax = v;
-        indices[0] = index;
-    }
-    __syncthreads();
-    float m = chunkMax, sum = 0.0f;
-    if (m != NEG_INF) for (int i = begin + threadIdx.x; i < end; i += blockDim.x) sum += expf(xr[i] - m);
-    sum = block_sum(sum, scratch);
+    float m, sum;
+    int index;
+    range_best_and_sum(xr, begin, end, m, index, sum, values, indices, scratch);
     float* slot = partials + ((i64)row * chunks + chunk) * 3;
     if (threadIdx.x == 0) {
         slot[0] = m;
-        slot[1] = __int_as_float(indices[0]);
+        slot[1] = __int_as_float(index);
         slot[2] = sum;
         __threadfence();
         isLast = atomicAdd(counters + row, 1) == chunks - 1;
@@ -125,19 +120,11 @@ extern "C" __global__ void greedy_split_f32(const float* x, float* partials, int
     const float* p = partials + (i64)row * chunks * 3;
     float M = NEG_INF;
     int best = 0x7fffffff;
-    for (int c = 0; c < chunks; c++) {
-        float cm;
-        int ci;
-        asm("ld.global.cg.f32 %0, [%1];" : "=f"(cm) : "l"(p + 3 * c));
-        asm("ld.global.cg.s32 %0, [%1];" : "=r"(ci) : "l"(p + 3 * c + 1));
-        better(M, best, cm, ci);
-    }
+    for (int c = 0; c < chunks; c++) better(M, best, load_cg(p + 3 * c), __float_as_int(load_cg(p + 3 * c + 1)));
     float total = 0.0f;
     for (int c = 0; c < chunks; c++) {
-        float cm, cs;
-        asm("ld.global.cg.f32 %0, [%1];" : "=f"(cm) : "l"(p + 3 * c));
-        asm("ld.global.cg.f32 %0, [%1];" : "=f"(cs) : "l"(p + 3 * c + 2));
-        if (cm != NEG_INF) total += cs * expf(cm - M);
+        float cm = load_cg(p + 3 * c);
+        if (cm != NEG_INF) total += load_cg(p + 3 * c + 2) * expf(cm - M);
     }
     int chosen = best == 0x7fffffff ? 0 : best;
     out[2 * (i64)row] = __int_as_float(chosen);

@@ -43,24 +43,6 @@ enum SkinnyLinearKernels {
 
     static var source: String {
         var out = "#define SKINNY_ROWS \(rows)\n" + ElementwiseKernels.activationFunctions + #"""
-// Eight consecutive elements (16-byte aligned) as floats.
-__device__ __forceinline__ void load8(const float* p, float* v) {
-    float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
-    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-}
-template <typename H>
-__device__ __forceinline__ void load8(const H* p, float* v) {
-    uint4 u = *reinterpret_cast<const uint4*>(p);
-    unsigned int words[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        H lo, hi;
-        lo.bits = (unsigned short)(words[i] & 0xffffu);
-        hi.bits = (unsigned short)(words[i] >> 16);
-        v[2 * i] = to_float(lo);
-        v[2 * i + 1] = to_float(hi);
-    }
-}
 
 // f32 activations meet 16-bit weights rounded to the weights' type, as the cuBLASLt path converts them
 // (and as a bf16 model in PyTorch computes); activations already in a 16-bit type are used as they are.
@@ -104,10 +86,10 @@ __device__ __forceinline__ void skinny_dot(const X* __restrict__ xRows, const W*
         for (int r = 0; r < SKINNY_ROWS; r++) acc[m][r] = warp_sum(acc[m][r]);
 }
 
-// Column o of y = x · Wᵀ + b (y: [n, O] f32) for the block's rows of x.
-template <typename W, typename X>
+// Column o of x · Wᵀ + b for the block's rows of x: store(row, value) for each (on lane 0).
+template <typename W, typename X, typename Store>
 __device__ __forceinline__ void skinny_column(const X* __restrict__ x, const W* __restrict__ w, const W* __restrict__ bias,
-                                              float* __restrict__ y, int n, int K, int O, int o) {
+                                              int n, int K, int o, Store store) {
     int lane = threadIdx.x & 31;
     int r0 = blockIdx.y * SKINNY_ROWS;
     int rows = min(SKINNY_ROWS, n - r0);
@@ -116,8 +98,15 @@ __device__ __forceinline__ void skinny_column(const X* __restrict__ x, const W* 
     skinny_dot<1>(x + (i64)r0 * K, wRows, rows, K, acc);
     if (lane == 0) {
         float b = bias ? to_float(bias[o]) : 0.0f;
-        for (int r = 0; r < rows; r++) y[(i64)(r0 + r) * O + o] = acc[0][r] + b;
+        for (int r = 0; r < rows; r++) store(r0 + r, acc[0][r] + b);
     }
+}
+
+// Column o of y = x · Wᵀ + b (y: [n, O] f32).
+template <typename W, typename X>
+__device__ __forceinline__ void skinny_column(const X* __restrict__ x, const W* __restrict__ w, const W* __restrict__ bias,
+                                              float* __restrict__ y, int n, int K, int O, int o) {
+    skinny_column(x, w, bias, n, K, o, [&](int r, float v) { y[(i64)r * O + o] = v; });
 }
 
 template <typename W, typename X>
@@ -149,18 +138,9 @@ __device__ void skinny_linears(const X* __restrict__ x, int n, int K,
 template <typename W, typename X, typename Y>
 __device__ void skinny_linear_act(const X* __restrict__ x, const W* __restrict__ w, const W* __restrict__ bias,
                                   Y* __restrict__ y, int n, int K, int O, int kind) {
-    int lane = threadIdx.x & 31;
     int o = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (o >= O) return;
-    int r0 = blockIdx.y * SKINNY_ROWS;
-    int rows = min(SKINNY_ROWS, n - r0);
-    const W* const wRows[1] = {w + (i64)o * K};
-    float acc[1][SKINNY_ROWS];
-    skinny_dot<1>(x + (i64)r0 * K, wRows, rows, K, acc);
-    if (lane == 0) {
-        float b = bias ? to_float(bias[o]) : 0.0f;
-        for (int r = 0; r < rows; r++) y[(i64)(r0 + r) * O + o] = from_float<Y>(activate(acc[0][r] + b, kind));
-    }
+    skinny_column(x, w, bias, n, K, o, [&](int r, float v) { y[(i64)r * O + o] = from_float<Y>(activate(v, kind)); });
 }
 
 // y = silu(x · Gᵀ + bg) · (x · Uᵀ + bu), in Y: what two skinny_linear then swiglu_f32(_to_Y) write.
